@@ -1,0 +1,1 @@
+"""stepstone command-line interface (Typer)."""

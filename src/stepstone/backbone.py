@@ -1,0 +1,127 @@
+"""Load the frozen encoder: the built-in `tiny`, a local directory, or a hub id.
+
+The only place that calls transformers' Auto* classes. The model comes back as an adapters-library
+model with flexible heads (adapters, fusion layers and heads are added to it by the pipeline).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import StepstoneError
+from .specs import BackboneSpec
+
+TINY = "tiny"
+DEFAULT_REAL = "xlm-roberta-large"  # the paper's backbone
+# The tiny backbone's shape: small enough that the whole demo trains in seconds on 2 CPU cores.
+# A random encoder with the usual init (std 0.02) passes almost nothing to the <s> token, so
+# sentence-level adapters on it cannot learn; std 0.1 gives frozen random features they can use.
+TINY_SHAPE = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256,
+                  initializer_range=0.1)
+TINY_INIT_SEED = 1234
+
+
+@dataclass
+class Backbone:
+    """A loaded encoder. `fingerprint` identifies the weights adapters were trained on."""
+
+    model: Any
+    tokenizer: Any
+    spec: BackboneSpec
+    fingerprint: str
+    num_parameters: int  # backbone parameters before any adapter or head is added
+
+    @property
+    def description(self) -> str:
+        c = self.model.config
+        return (f"{self.spec.name} ({c.model_type}, {c.num_hidden_layers} layers x {c.hidden_size}, "
+                f"{self.num_parameters / 1e6:.1f}M params)")
+
+
+def load_backbone(spec: BackboneSpec) -> Backbone:
+    """Load `spec`; a missing directory or unreachable hub id raises one clear StepstoneError."""
+    quiet = logging.getLogger("transformers.modeling_utils")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # "some weights were not initialised" (the unused pooler) is expected
+    try:
+        if spec.name == TINY:
+            model, tokenizer = _tiny()
+        else:
+            model, tokenizer = _pretrained(spec)
+    finally:
+        quiet.setLevel(level)
+    model.eval()
+    n_params = sum(p.numel() for p in model.parameters())
+    return Backbone(model, tokenizer, spec, fingerprint(model, tokenizer), n_params)
+
+
+def _tiny() -> tuple[Any, Any]:
+    from transformers import XLMRobertaConfig
+
+    from .methods import model_from_config
+    from .tiny import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    config = XLMRobertaConfig(
+        vocab_size=len(tokenizer), max_position_embeddings=514, type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, **TINY_SHAPE,
+    )
+    with torch.random.fork_rng():  # same random weights every time, without touching the caller's RNG
+        torch.manual_seed(TINY_INIT_SEED)
+        model = model_from_config(config)
+    return model, tokenizer
+
+
+def _pretrained(spec: BackboneSpec) -> tuple[Any, Any]:
+    from transformers import AutoTokenizer
+
+    from .methods import model_from_pretrained
+
+    path = Path(spec.name).expanduser()
+    local = path.is_dir()
+    looks_like_path = spec.name.startswith((".", "/", "~")) or spec.name.count("/") > 1
+    if not local and (path.exists() or looks_like_path):
+        raise StepstoneError(
+            f"backbone '{spec.name}' is not a model directory (expected a folder with config.json); "
+            f"use '{TINY}', a local model directory or a hub id such as '{DEFAULT_REAL}'"
+        )
+    if local and not (path / "config.json").is_file():
+        raise StepstoneError(f"backbone directory '{path}' has no config.json: not a transformers model folder")
+    source = str(path) if local else spec.name
+    kwargs = {} if local or spec.revision is None else {"revision": spec.revision}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        with torch.random.fork_rng():  # weights missing from the checkpoint (pooler) init the same way
+            torch.manual_seed(TINY_INIT_SEED)
+            model = model_from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StepstoneError(
+            f"cannot load backbone '{spec.name}': not '{TINY}', not a local directory, and the hub "
+            f"did not provide it ({reason[:200]})"
+        ) from None
+    if not tokenizer.is_fast:
+        raise StepstoneError(f"backbone '{spec.name}' has no fast tokenizer (offsets are needed for QA and tagging)")
+    return model, tokenizer
+
+
+def fingerprint(model: Any, tokenizer: Any) -> str:
+    """A short hash of the architecture, vocabulary and a sample of the (never quantised) embedding
+    weights. Two backbones with the same config but different weights get different fingerprints;
+    weights are rounded to bf16 first so fp32 and bf16 loads of the same checkpoint agree."""
+    c = model.config
+    arch = {k: getattr(c, k, None) for k in ("model_type", "hidden_size", "num_hidden_layers",
+                                              "num_attention_heads", "intermediate_size", "vocab_size")}
+    h = hashlib.sha256(json.dumps(arch, sort_keys=True).encode())
+    h.update(str(len(tokenizer)).encode())
+    emb = model.base_model.embeddings
+    for tensor in (emb.word_embeddings.weight[:64], emb.LayerNorm.weight):
+        h.update(tensor.detach().to(torch.bfloat16).to(torch.float32).cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]

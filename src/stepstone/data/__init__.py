@@ -1,0 +1,37 @@
+"""Examples for a task split: loaded from the task's source, limited, and checked against the task."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import StepstoneError, choices
+from ..tasks.base import Split, TaskFormat, TaskSpec
+
+
+def load_examples(task: TaskSpec, split: Split, lang: str, data_dir: Path | None = None,
+                  limit: int | None = None) -> list[dict]:
+    """The first `limit` examples of one split and language; empty data and unknown labels are errors."""
+    task.check_language(lang)
+    examples = task.source.load(split, lang, data_dir)
+    if limit is not None:
+        examples = examples[:limit]
+    where = f"task '{task.name}', {split.value} split, language '{lang}'"
+    if not examples:
+        raise StepstoneError(f"no examples for {where} ({task.source.describe()})")
+    _check_labels(task, examples, where)
+    return examples
+
+
+def _check_labels(task: TaskSpec, examples: list[dict], where: str) -> None:
+    valid = set(task.labels)
+    for i, example in enumerate(examples):
+        if task.format is TaskFormat.CLASSIFICATION:
+            found = [example["label"]]
+        elif task.format is TaskFormat.TAGGING:
+            found = example["tags"]
+        else:
+            continue
+        unknown = [label for label in found if label not in valid]
+        if unknown:
+            raise StepstoneError(
+                f"{where}, example {i}: label '{unknown[0]}' is not a label of the task (valid: {choices(valid)})"
+            )

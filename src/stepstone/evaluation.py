@@ -1,0 +1,43 @@
+"""Batched prediction and scoring of one task split in one language with whatever setup is active."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .formats import FormatHandler
+from .progress import ProgressFactory, silent
+from .tasks.base import TaskSpec
+
+
+def predict(model: Any, handler: FormatHandler, rows: list[dict], tokenizer: Any, batch_size: int,
+            progress: ProgressFactory = silent, description: str = "predict") -> list[np.ndarray]:
+    """Model outputs per row, in row order. Rows are batched by length (less padding), then restored."""
+    order = sorted(range(len(rows)), key=lambda i: _length(rows[i]))
+    outputs: list[np.ndarray | None] = [None] * len(rows)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.inference_mode(), progress(description, len(rows)) as bar:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            batch = handler.collate([rows[i] for i in chunk], tokenizer)
+            # labels are not needed for prediction; dropping them skips the loss computation
+            inputs = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+            for i, out in zip(chunk, handler.gather(model(**inputs))):
+                outputs[i] = out
+            bar.advance(len(chunk))
+    model.train(was_training)
+    return outputs  # type: ignore[return-value]
+
+
+def score(model: Any, handler: FormatHandler, task: TaskSpec, examples: list[dict], rows: list[dict],
+          tokenizer: Any, batch_size: int, lang: str, progress: ProgressFactory = silent) -> dict[str, float]:
+    outputs = predict(model, handler, rows, tokenizer, batch_size, progress, f"evaluate {task.name} [{lang}]")
+    return handler.score(examples, rows, outputs, task, lang)
+
+
+def _length(row: dict) -> int:
+    ids = row["input_ids"]
+    return sum(len(x) for x in ids) if ids and isinstance(ids[0], list) else len(ids)

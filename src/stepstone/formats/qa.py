@@ -1,0 +1,94 @@
+"""Extractive QA (SQuAD, XQuAD, MLQA, TyDiQA-GoldP): start/end logits over a sliding window.
+
+Long contexts are split into windows of `max_length` tokens overlapping by `doc_stride`. Training
+windows that do not contain the whole answer point at <s> (index 0). At evaluation every window
+proposes its `N_BEST` starts and ends; the best-scoring valid span (inside the context, end >= start,
+at most `MAX_ANSWER_TOKENS` tokens) over all windows of a question is the prediction, mapped back to
+the context's characters through the tokenizer's offsets (HF's run_qa post-processing).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..metrics import compute
+from ..tasks.base import TaskFormat, TaskSpec
+from .base import pad_batch, register
+
+N_BEST = 20
+MAX_ANSWER_TOKENS = 30
+
+
+class ExtractiveQA:
+    model_keys = ("input_ids", "attention_mask", "start_positions", "end_positions")
+
+    def add_head(self, model: Any, name: str, task: TaskSpec) -> None:
+        model.add_qa_head(name)
+
+    def encode(self, examples, tokenizer, task, max_length, doc_stride, train):
+        enc = tokenizer([e["question"].lstrip() for e in examples], [e["context"] for e in examples],
+                        truncation="only_second", max_length=max_length, stride=doc_stride,
+                        return_overflowing_tokens=True, return_offsets_mapping=True)
+        rows = []
+        for i, offsets in enumerate(enc["offset_mapping"]):
+            example_index = enc["overflow_to_sample_mapping"][i]
+            sequence_ids = enc.sequence_ids(i)
+            context = [o if s == 1 else None for o, s in zip(offsets, sequence_ids)]
+            start, end = _answer_tokens(examples[example_index]["answers"], context)
+            rows.append({"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i],
+                         "start_positions": start, "end_positions": end, "example_index": example_index,
+                         "offsets": context})
+        return rows
+
+    def collate(self, rows: Sequence[dict], tokenizer: Any):
+        return pad_batch(rows, self.model_keys, {"input_ids": tokenizer.pad_token_id})
+
+    def gather(self, output):
+        start = output.start_logits.float().cpu().numpy()
+        end = output.end_logits.float().cpu().numpy()
+        return [np.stack([s, e]) for s, e in zip(start, end)]
+
+    def score(self, examples, rows, outputs, task, lang):
+        best: dict[int, tuple[float, str]] = {}
+        for row, logits in zip(rows, outputs):
+            index = row["example_index"]
+            span = _best_span(logits[0], logits[1], row["offsets"], examples[index]["context"])
+            if span is not None and (index not in best or span[0] > best[index][0]):
+                best[index] = span
+        predictions = {e["id"]: best.get(i, (0.0, ""))[1] for i, e in enumerate(examples)}
+        references = {e["id"]: e["answers"]["text"] for e in examples}
+        return compute(task.metric, predictions, references, lang=lang)
+
+
+def _answer_tokens(answers: dict, context: list) -> tuple[int, int]:
+    """Token span of the first gold answer inside this window, or (0, 0) (<s>) if it is not inside."""
+    if not answers["text"]:
+        return 0, 0
+    start_char = answers["answer_start"][0]
+    end_char = start_char + len(answers["text"][0])
+    inside = [i for i, o in enumerate(context) if o is not None]
+    if not inside or context[inside[0]][0] > start_char or context[inside[-1]][1] < end_char:
+        return 0, 0
+    start = next(i for i in inside if context[i][1] > start_char)
+    end = next(i for i in reversed(inside) if context[i][0] < end_char)
+    return start, end
+
+
+def _best_span(start_logits, end_logits, offsets, context: str) -> tuple[float, str] | None:
+    starts = np.argsort(start_logits)[::-1][:N_BEST]
+    ends = np.argsort(end_logits)[::-1][:N_BEST]
+    best = None
+    for s in starts:
+        for e in ends:
+            if s >= len(offsets) or e >= len(offsets) or offsets[s] is None or offsets[e] is None:
+                continue
+            if e < s or e - s + 1 > MAX_ANSWER_TOKENS:
+                continue
+            value = float(start_logits[s] + end_logits[e])
+            if best is None or value > best[0]:
+                best = (value, context[offsets[s][0]:offsets[e][1]])
+    return best
+
+
+register(TaskFormat.QA, ExtractiveQA())

@@ -1,0 +1,115 @@
+"""Bottleneck and LoRA specs -> adapters-library configs, and the calls stepstone makes into `adapters`.
+
+This is the one module that talks to the adapters library's adapter API (configs, add / load / save,
+fusion, activation); composition rules live in `stepstone.composition`.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from .specs import LoRATarget, MethodKind, MethodSpec
+
+# adapters logs "There are adapters available but none are activated" on every forward pass with
+# nothing active (e.g. a full fine-tune model that has no adapters yet): noise, not a problem.
+logging.getLogger("adapters").setLevel(logging.ERROR)
+
+_ATTN = {LoRATarget.Q: "q", LoRATarget.K: "k", LoRATarget.V: "v"}
+
+
+def adapter_config(method: MethodSpec) -> Any:
+    """The adapters-library config for a bottleneck or LoRA method."""
+    from adapters import LoRAConfig, SeqBnConfig
+
+    if method.kind is MethodKind.BOTTLENECK:
+        b = method.bottleneck
+        return SeqBnConfig(reduction_factor=b.reduction_factor, non_linearity=b.non_linearity.value)
+    if method.kind is MethodKind.LORA:
+        lo = method.lora
+        attn = [_ATTN[t] for t in lo.target_modules if t in _ATTN]
+        return LoRAConfig(
+            r=lo.r,
+            alpha=lo.alpha,
+            dropout=lo.dropout,
+            attn_matrices=attn or ["q"],
+            selfattn_lora=bool(attn),
+            intermediate_lora=LoRATarget.INTERMEDIATE in lo.target_modules,
+            output_lora=LoRATarget.OUTPUT in lo.target_modules,
+        )
+    raise ValueError(f"method '{method.kind.value}' has no adapter config")
+
+
+def model_from_config(config: Any) -> Any:
+    """A randomly initialised adapter model (flexible heads) for a transformers config."""
+    from adapters import AutoAdapterModel
+
+    return AutoAdapterModel.from_config(config)
+
+
+def model_from_pretrained(name_or_path: str, **kwargs: Any) -> Any:
+    from adapters import AutoAdapterModel
+
+    return AutoAdapterModel.from_pretrained(name_or_path, **kwargs)
+
+
+def add_adapter(model: Any, name: str, method: MethodSpec) -> None:
+    model.add_adapter(name, config=adapter_config(method))
+
+
+def save_adapter(model: Any, directory: Path, name: str, with_head: bool) -> None:
+    """AdapterHub layout (adapter_config.json + adapter.safetensors [+ head files]); never pickle."""
+    model.save_adapter(str(directory), name, with_head=with_head, use_safetensors=True)
+
+
+def load_adapter(model: Any, directory: Path, name: str, with_head: bool) -> None:
+    model.load_adapter(str(directory), load_as=name, with_head=with_head, use_safetensors=True, set_active=False)
+
+
+def fusion_name(members: tuple[str, ...]) -> str:
+    return ",".join(members)
+
+
+def add_fusion(model: Any, members: tuple[str, ...]) -> None:
+    from adapters.composition import Fuse
+
+    model.add_adapter_fusion(Fuse(*members))
+
+
+def save_fusion(model: Any, directory: Path, members: tuple[str, ...]) -> None:
+    model.save_adapter_fusion(str(directory), fusion_name(members), use_safetensors=True)
+
+
+def load_fusion(model: Any, directory: Path) -> None:
+    # load_adapter_fusion returns None on head models: callers keep the member names themselves.
+    model.load_adapter_fusion(str(directory), set_active=False, use_safetensors=True)
+
+
+def activate(model: Any, setup: Any, head: str) -> None:
+    """Make `setup` (an adapters composition block, an adapter name, or None) and `head` active."""
+    if setup is None:
+        model.set_active_adapters(None)
+    else:
+        model.set_active_adapters(setup)
+    model.active_head = head
+
+
+def fusion_regularization(model: Any) -> Any:
+    """The AdapterFusion value-matrix regulariser; only AdapterTrainer adds it, so our loop must."""
+    return model.base_model.get_fusion_regularization_loss()
+
+
+def adapter_kind_of_parameter(name: str) -> tuple[str, str] | None:
+    """('adapters'|'loras'|'adapter_fusion_layer'|'heads', owner) for an adapter/head parameter name.
+
+    Parameter names hold the owner as a path segment right after its container, e.g.
+    `roberta.encoder.layer.0.output.adapters.NAME.adapter_up.weight`, `...query.loras.NAME.lora_A`,
+    `...output.adapter_fusion_layer.A,B.query.weight`, `heads.NAME.1.weight`.
+    """
+    parts = name.split(".")
+    if parts[0] == "heads" and len(parts) > 1:
+        return "heads", parts[1]
+    for i, part in enumerate(parts[:-1]):
+        if part in ("adapters", "loras", "adapter_fusion_layer"):
+            return part, parts[i + 1]
+    return None

@@ -1,0 +1,284 @@
+"""What the CLI calls: train a zoo adapter or a composed / fully fine-tuned run, evaluate it zero-shot.
+
+Everything that can be checked without loading a model (task, names, zoo members and their
+compatibility, output paths, data) is checked before anything is loaded or written.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from . import composition as comp
+from . import methods
+from .artifacts import CONFIG, atomic_dir, read_manifest, to_json, write_manifest, write_text_atomic
+from .backbone import Backbone, load_backbone
+from .config import build, dump_yaml, to_dict
+from .data import load_examples
+from .errors import StepstoneError
+from .evaluation import score
+from .formats import handler_for
+from .progress import ProgressFactory, silent
+from .specs import BackboneSpec, Block, LoRASpec, MethodKind, RunSpec
+from .tasks import Split, TaskSpec, get_task
+from .training import Mode, TrainResult, Trainable, set_trainable, train, trainable_names
+from .zoo import Entry, Zoo
+
+FULL_WEIGHTS = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished training: where it was saved, its manifest, and what was trained."""
+
+    path: Path
+    manifest: dict
+    trainable: Trainable
+    result: TrainResult
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Zero-shot scores of one artifact on one task split: language -> metrics."""
+
+    path: Path
+    task: str
+    split: str
+    metric: str
+    scores: dict[str, dict[str, float]]
+    output: Path
+
+    @property
+    def average(self) -> float:
+        return sum(s[self.metric] for s in self.scores.values()) / len(self.scores)
+
+
+def set_threads(threads: int | None) -> None:
+    """Torch CPU threads: the spec's value, else $STEPSTONE_THREADS, else torch's default."""
+    value = threads or int(os.environ.get("STEPSTONE_THREADS", "0") or 0)
+    if value > 0:
+        torch.set_num_threads(value)
+
+
+def mode_of(spec: RunSpec) -> Mode:
+    if spec.method.kind is MethodKind.FULL:
+        return Mode.FULL
+    return Mode.FUSION if spec.compose is not None and spec.compose.block is Block.FUSE else Mode.ADAPTER
+
+
+def _member(entry: Entry) -> comp.Member:
+    method = entry.manifest["method"]
+    if entry.manifest["kind"] != "adapter":
+        raise StepstoneError(f"'{entry.name}' is a {entry.manifest['kind']}, not an adapter: only adapters compose")
+    lora = build(LoRASpec, method["settings"]) if method["kind"] == MethodKind.LORA.value else None
+    return comp.Member(entry.name, MethodKind(method["kind"]), lora)
+
+
+def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("runs"),
+              progress: ProgressFactory = silent) -> Outcome:
+    """Train `spec`. A standalone adapter goes to the zoo; a composed or full fine-tune run goes to
+    `runs_dir/<name>`. Returns where it went and what it measured."""
+    zoo = zoo or Zoo()
+    task = get_task(spec.task)
+    name, mode = spec.run_name, mode_of(spec)
+    standalone = spec.compose is None and mode is not Mode.FULL
+    destination = zoo.path(name) if standalone else Path(runs_dir) / name
+    if destination.exists():
+        raise StepstoneError(f"'{destination}' already exists; pick another --name or remove it first")
+    members = [zoo.get(m) for m in spec.compose.members] if spec.compose else []
+    semantics = None
+    if spec.compose is not None:
+        target = comp.Member(name, spec.method.kind, spec.method.lora if spec.method.kind is MethodKind.LORA else None)
+        semantics = comp.semantics(spec.compose.block, [_member(e) for e in members], target)
+        _same_backbone([(e.name, e.manifest["backbone"]) for e in members])
+    init = read_manifest(Path(spec.init_from)) if spec.init_from else None
+    if init is not None and init["method"]["kind"] != MethodKind.FULL.value:
+        raise StepstoneError(f"init_from '{spec.init_from}' is not a full fine-tune run")
+    train_spec = spec.train.resolved(spec.method.kind)
+    spec = replace(spec, train=train_spec)
+    set_threads(train_spec.threads)
+    train_examples = load_examples(task, Split.TRAIN, task.train_language, spec.data_dir, train_spec.max_train_examples)
+    dev_examples = load_examples(task, Split.VALIDATION, task.train_language, spec.data_dir,
+                                 train_spec.max_eval_examples)
+
+    backbone = load_backbone(spec.backbone)
+    for entry in members:
+        _check_backbone(backbone, entry.name, entry.manifest["backbone"])
+        methods.load_adapter(backbone.model, entry.path, entry.name, with_head=False)
+    if init is not None:
+        _check_backbone(backbone, str(spec.init_from), init["backbone"])
+        _load_encoder(backbone.model, Path(spec.init_from) / FULL_WEIGHTS)
+    model, handler = backbone.model, handler_for(task)
+    torch.manual_seed(train_spec.seed)  # adapter, fusion and head initialisation
+    if mode is not Mode.FULL:
+        methods.add_adapter(model, name, spec.method)
+    if mode is Mode.FUSION:
+        methods.add_fusion(model, spec.compose.members)
+    handler.add_head(model, name, task)
+    setup = None if mode is Mode.FULL else comp.adapters_setup(spec.compose, name, semantics)
+    methods.activate(model, setup, head=name)
+    fusion = methods.fusion_name(spec.compose.members) if mode is Mode.FUSION else None
+    trainable = set_trainable(model, trainable_names(model, mode, name, fusion), backbone.num_parameters)
+
+    encode = dict(tokenizer=backbone.tokenizer, task=task, max_length=train_spec.max_length,
+                  doc_stride=train_spec.doc_stride)
+    rows = handler.encode(train_examples, train=True, **encode)
+    dev = (dev_examples, handler.encode(dev_examples, train=False, **encode))
+    result = train(model, handler, task, backbone.tokenizer, rows, dev, train_spec, mode, trainable, progress)
+
+    manifest = {
+        "kind": "adapter" if standalone else "run",
+        "name": name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "backbone": _backbone_record(backbone),
+        "method": {"kind": spec.method.kind.value, "settings": spec.method.settings()},
+        "task": {"name": task.name, "format": task.format.value, "labels": list(task.labels),
+                 "num_choices": task.num_choices, "train_language": task.train_language},
+        "composition": None if spec.compose is None else {
+            "block": spec.compose.block.value, "members": list(spec.compose.members),
+            "semantics": semantics.value, "setup": comp.describe(spec.compose, name),
+            "member_methods": {e.name: e.manifest["method"] for e in members}},
+        "init_from": None if init is None else {"path": str(spec.init_from), "name": init["name"]},
+        "mode": mode.value,
+        "spec": to_dict(spec),
+        "seed": train_spec.seed,
+        "data": {"train_examples": len(train_examples), "train_features": len(rows),
+                 "dev_examples": len(dev_examples)},
+        "trainable": {"parameters": trainable.count, "percent_of_backbone": trainable.percent,
+                      "backbone_parameters": trainable.backbone},
+        "metrics": {"dev": result.dev_metrics, "best_epoch": result.best_epoch, "main": task.metric.main},
+        "history": result.history,
+        "train_seconds": round(result.seconds, 3),
+    }
+    with atomic_dir(destination) as tmp:
+        if standalone:
+            methods.save_adapter(model, tmp, name, with_head=True)
+        elif mode is Mode.FULL:
+            from safetensors.torch import save_model
+
+            save_model(model, str(tmp / FULL_WEIGHTS))
+        else:
+            methods.save_adapter(model, tmp / "target", name, with_head=True)
+            for entry in members:  # runs are self-contained: the exact member weights travel with them
+                shutil.copytree(entry.path, tmp / "members" / entry.name)
+            if mode is Mode.FUSION:
+                methods.save_fusion(model, tmp / "fusion", spec.compose.members)
+        (tmp / CONFIG).write_text(dump_yaml(spec), encoding="utf-8")
+        write_manifest(tmp, manifest)
+    return Outcome(destination, read_manifest(destination), trainable, result)
+
+
+def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Backbone, dict, TaskSpec]:
+    """Rebuild the model an artifact describes (its backbone, members, fusion, target, head) and activate it."""
+    manifest = read_manifest(path)
+    record = manifest["backbone"]
+    backbone = load_backbone(BackboneSpec(backbone_name or record["name"], record.get("revision")))
+    _check_backbone(backbone, manifest["name"], record)
+    task = get_task(manifest["task"]["name"])
+    model, name = backbone.model, manifest["name"]
+    if manifest["mode"] == Mode.FULL.value:
+        handler_for(task).add_head(model, name, task)
+        _load_full(model, path / FULL_WEIGHTS)
+        methods.activate(model, None, head=name)
+    elif manifest["kind"] == "adapter":
+        methods.load_adapter(model, path, name, with_head=True)
+        methods.activate(model, name, head=name)
+    else:
+        composition = manifest["composition"]
+        members = tuple(composition["members"])
+        for member in members:
+            methods.load_adapter(model, path / "members" / member, member, with_head=False)
+        if composition["block"] == Block.FUSE.value:
+            methods.load_fusion(model, path / "fusion")
+        methods.load_adapter(model, path / "target", name, with_head=True)
+        from .specs import Composition
+
+        setup = comp.adapters_setup(Composition(Block(composition["block"]), members), name,
+                                    comp.Semantics(composition["semantics"]))
+        methods.activate(model, setup, head=name)
+    model.eval()
+    return backbone, manifest, task
+
+
+def resolve_artifact(target: str, zoo: Zoo | None = None) -> Path:
+    """A run directory path, or the name of a zoo entry."""
+    path = Path(target)
+    if path.is_dir():
+        return path
+    zoo = zoo or Zoo()
+    if "/" not in target and os.sep not in target:
+        return zoo.get(target, verify=False).path
+    raise StepstoneError(f"'{target}' is neither a run directory nor a zoo entry in {zoo.root}")
+
+
+def evaluate(target: str, *, zoo: Zoo | None = None, langs: Sequence[str] | None = None, split: str = "test",
+             batch_size: int = 32, max_examples: int | None = None, data_dir: Path | None = None,
+             max_length: int | None = None, backbone: str | None = None, output: Path | None = None,
+             progress: ProgressFactory = silent) -> Evaluation:
+    """Zero-shot evaluation of a run or zoo entry on its task, in every language asked for (default:
+    all of the task's). Scores go to `<artifact>/evaluations/<task>.<split>.json` (or `output`)."""
+    path = resolve_artifact(target, zoo)
+    manifest = read_manifest(path, verify=False)
+    task = get_task(manifest["task"]["name"])
+    try:
+        split_value = Split(split)
+    except ValueError:
+        raise StepstoneError(f"unknown split '{split}' (valid: {', '.join(s.value for s in Split)})") from None
+    languages = list(langs) if langs else list(task.languages)
+    examples = {lang: load_examples(task, split_value, lang, data_dir, max_examples) for lang in languages}
+    trained = manifest["spec"]["train"]
+    loaded, manifest, task = load_for_inference(path, backbone)
+    handler = handler_for(task)
+    scores = {}
+    for lang in languages:
+        rows = handler.encode(examples[lang], loaded.tokenizer, task, max_length or trained["max_length"],
+                              trained["doc_stride"], train=False)
+        scores[lang] = score(loaded.model, handler, task, examples[lang], rows, loaded.tokenizer, batch_size,
+                             lang, progress)
+    destination = output or path / "evaluations" / f"{task.name}.{split_value.value}.json"
+    report = {"artifact": manifest["name"], "task": task.name, "split": split_value.value,
+              "metric": task.metric.main, "scores": scores,
+              "examples": {lang: len(ex) for lang, ex in examples.items()}}
+    write_text_atomic(destination, to_json(report))
+    return Evaluation(path, task.name, split_value.value, task.metric.main, scores, destination)
+
+
+def _backbone_record(backbone: Backbone) -> dict:
+    return {"name": backbone.spec.name, "revision": backbone.spec.revision, "fingerprint": backbone.fingerprint,
+            "parameters": backbone.num_parameters}
+
+
+def _check_backbone(backbone: Backbone, what: str, record: dict) -> None:
+    if record["fingerprint"] != backbone.fingerprint:
+        raise StepstoneError(
+            f"'{what}' was trained on backbone '{record['name']}' (fingerprint {record['fingerprint']}), "
+            f"not on the loaded '{backbone.spec.name}' (fingerprint {backbone.fingerprint})"
+        )
+
+
+def _same_backbone(records: list[tuple[str, dict]]) -> None:
+    prints = {r["fingerprint"] for _, r in records}
+    if len(prints) > 1:
+        detail = ", ".join(f"{name}: {r['name']} ({r['fingerprint']})" for name, r in records)
+        raise StepstoneError(f"composition members come from different backbones: {detail}")
+
+
+def _load_full(model: Any, weights: Path) -> None:
+    from safetensors.torch import load_model
+
+    load_model(model, str(weights), strict=True)
+
+
+def _load_encoder(model: Any, weights: Path) -> None:
+    """Load a full fine-tune run's encoder weights and drop its head (the paper reloads encoder-only)."""
+    from safetensors.torch import load_file
+
+    state = {k: v for k, v in load_file(str(weights)).items() if not k.startswith("heads.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if not k.startswith("heads.")]:
+        raise StepstoneError(f"'{weights}' does not match the backbone's encoder")

@@ -1,0 +1,240 @@
+"""The typed, frozen values a run is made of: backbone, method, composition, training.
+
+Everything a user can set lives here, with its default and where the default comes from. Configs are
+loaded from YAML plus dotted overrides by `stepstone.config`; unknown keys are errors there.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from pathlib import Path
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+NAME_RULE = "1-64 letters, digits, '-' or '_', starting with a letter or digit"
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """Zoo entry, run and adapter names double as folder names and adapter keys (which may not hold
+    '.' or ','), so they are restricted; this also rules out path traversal such as '../x'."""
+    if not NAME_PATTERN.match(name):
+        raise ValueError(f"invalid {what} '{name}': use {NAME_RULE}")
+    return name
+
+
+class MethodKind(str, Enum):
+    """How the backbone is adapted."""
+
+    BOTTLENECK = "bottleneck"  # sequential bottleneck adapter after the FFN (Pfeiffer et al. 2021)
+    LORA = "lora"  # low-rank update of chosen linear layers (Hu et al. 2021)
+    FULL = "full"  # every backbone weight trainable: the paper's setting (Phang et al. 2020)
+
+
+class NonLinearity(str, Enum):
+    RELU = "relu"
+    GELU = "gelu"
+    SWISH = "swish"
+    TANH = "tanh"
+
+
+class LoRATarget(str, Enum):
+    """Linear layers a LoRA adapter can update, in adapters-library terms."""
+
+    Q = "q"  # attention query
+    K = "k"  # attention key
+    V = "v"  # attention value
+    INTERMEDIATE = "intermediate"  # FFN up-projection
+    OUTPUT = "output"  # FFN down-projection
+
+
+class Block(str, Enum):
+    """How zoo adapters are composed under a new target adapter (see stepstone.composition)."""
+
+    STACK = "stack"
+    FUSE = "fuse"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Which pretrained encoder to adapt.
+
+    name: 'tiny' (random XLM-R built offline, for tests and the smoke demo), a local directory
+    holding a transformers model, or a hub id. Real runs default to 'xlm-roberta-large' (the paper's).
+    revision: hub revision (branch, tag or commit); recorded in every manifest.
+    """
+
+    name: str = "tiny"
+    revision: str | None = None
+
+
+@dataclass(frozen=True)
+class BottleneckSpec:
+    """Sequential bottleneck adapter (adapters' SeqBnConfig, Pfeiffer placement: after the FFN).
+
+    reduction_factor: hidden size / bottleneck size; 16 as in AdapterFusion (Pfeiffer et al. 2021).
+    non_linearity: activation inside the bottleneck; relu as in AdapterFusion.
+    """
+
+    reduction_factor: int = 16
+    non_linearity: NonLinearity = NonLinearity.RELU
+
+    def __post_init__(self):
+        if self.reduction_factor < 1:
+            raise ValueError("bottleneck.reduction_factor must be >= 1")
+
+
+@dataclass(frozen=True)
+class LoRASpec:
+    """LoRA adapter (adapters' LoRAConfig).
+
+    r: rank, 8 by default; alpha: scaling numerator (update scaled by alpha / r), 16 by default;
+    dropout: on the LoRA input, 0.0; target_modules: which linear layers get an update, q and v as in
+    Hu et al. (2021).
+    """
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: tuple[LoRATarget, ...] = (LoRATarget.Q, LoRATarget.V)
+
+    def __post_init__(self):
+        if self.r < 1:
+            raise ValueError("lora.r must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("lora.dropout must be in [0, 1)")
+        if not self.target_modules:
+            raise ValueError("lora.target_modules must name at least one of: " + ", ".join(t.value for t in LoRATarget))
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """The adaptation method. Only the sub-spec of `kind` is used and recorded."""
+
+    kind: MethodKind = MethodKind.BOTTLENECK
+    bottleneck: BottleneckSpec = field(default_factory=BottleneckSpec)
+    lora: LoRASpec = field(default_factory=LoRASpec)
+
+    def settings(self) -> dict:
+        """The settings that matter for `kind` (what manifests record)."""
+        from .config import to_dict
+
+        if self.kind is MethodKind.BOTTLENECK:
+            return to_dict(self.bottleneck)
+        if self.kind is MethodKind.LORA:
+            return to_dict(self.lora)
+        return {}
+
+
+@dataclass(frozen=True)
+class Composition:
+    """Zoo adapters the new target adapter is trained on top of.
+
+    stack: Stack(m1, ..., target) -- members applied in order, then the target adapter.
+    fuse:  Stack(Fuse(m1, m2, ...), target) -- an AdapterFusion layer mixes the members, then the target.
+    """
+
+    block: Block
+    members: tuple[str, ...]
+
+    def __post_init__(self):
+        if not self.members:
+            raise ValueError("a composition needs at least one member")
+        if self.block is Block.FUSE and len(self.members) < 2:
+            raise ValueError("Fuse needs at least two members")
+        if len(set(self.members)) != len(self.members):
+            raise ValueError("composition members must be distinct")
+        for member in self.members:
+            check_name(member, "composition member")
+
+    def __str__(self) -> str:
+        return f"{self.block.value.capitalize()}({', '.join(self.members)})"
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Optimisation and data settings. Defaults suit the tiny demo; the paper's recipe is in README.
+
+    lr: peak learning rate; None = the method's usual value: 1e-4 for adapters (Pfeiffer et al. 2021),
+        1e-5 for full fine-tuning (Phang et al. 2020).
+    fusion_lr: learning rate of a Fuse layer; None = 5e-5 (Pfeiffer et al. 2021).
+    epochs, batch_size, grad_accum: the update is batch_size x grad_accum examples (paper: 4 x 8).
+    max_length: tokens per example (paper: 256; QA 384). doc_stride: QA sliding-window overlap.
+    warmup_ratio: linear warm-up share of all steps, then linear decay (paper: 0.1).
+    select_best: evaluate on the English dev split after every epoch and keep the best epoch
+        (the paper selects on English dev).
+    max_train_examples / max_eval_examples: take the first N examples (None = all).
+    threads: torch CPU threads; None = $STEPSTONE_THREADS or torch's default.
+    """
+
+    lr: float | None = None
+    fusion_lr: float | None = None
+    epochs: int = 3
+    batch_size: int = 8
+    grad_accum: int = 1
+    eval_batch_size: int = 32
+    max_length: int = 128
+    doc_stride: int = 64
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    select_best: bool = True
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+    threads: int | None = None
+
+    def __post_init__(self):
+        positive = ("epochs", "batch_size", "grad_accum", "eval_batch_size", "max_length")
+        bad = [name for name in positive if getattr(self, name) < 1]
+        if bad:
+            raise ValueError(f"must be >= 1: {', '.join(bad)}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError("warmup_ratio must be in [0, 1)")
+        if self.doc_stride >= self.max_length:
+            raise ValueError("doc_stride must be smaller than max_length")
+        for name in ("lr", "fusion_lr"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0")
+
+    def resolved(self, method: MethodKind) -> "TrainSpec":
+        """Fill the method-dependent defaults so the saved spec says what actually ran."""
+        lr = self.lr if self.lr is not None else (1e-5 if method is MethodKind.FULL else 1e-4)
+        fusion_lr = self.fusion_lr if self.fusion_lr is not None else 5e-5
+        return replace(self, lr=lr, fusion_lr=fusion_lr)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything `stepstone train` needs.
+
+    task: a registered task name (`stepstone tasks`). name: the zoo entry / run name
+    (default '<task>-<method>'). compose: zoo adapters to train on top of (None = a standalone
+    adapter, saved to the zoo). init_from: full fine-tune only -- a full fine-tune run whose encoder
+    weights start this one (the paper's intermediate -> target sequence; its head is dropped).
+    data_dir: local data root for tasks read from files.
+    """
+
+    task: str
+    backbone: BackboneSpec = field(default_factory=BackboneSpec)
+    method: MethodSpec = field(default_factory=MethodSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    compose: Composition | None = None
+    init_from: Path | None = None
+    name: str | None = None
+    data_dir: Path | None = None
+
+    def __post_init__(self):
+        if self.name is not None:
+            check_name(self.name, "run name")
+        full = self.method.kind is MethodKind.FULL
+        if full and self.compose is not None:
+            raise ValueError("a full fine-tune has no adapters to compose: drop 'compose' or pick an adapter method")
+        if self.init_from is not None and not full:
+            raise ValueError("init_from applies to full fine-tuning only (adapters compose zoo entries instead)")
+        if self.compose is not None and self.run_name in self.compose.members:
+            raise ValueError(f"the target adapter '{self.run_name}' cannot also be a composition member")
+
+    @property
+    def run_name(self) -> str:
+        return self.name or f"{self.task}-{self.method.kind.value}"

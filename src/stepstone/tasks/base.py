@@ -1,0 +1,73 @@
+"""TaskSpec: what a task is (format, labels, metric, languages) and where its data comes from."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import StepstoneError, choices
+from ..metrics import Metric
+from ..registry import Registry
+
+
+class TaskFormat(str, Enum):
+    """The shape of a task's examples; each format has one head type and one encoder."""
+
+    CLASSIFICATION = "classification"  # {"text", ["text_pair"], "label": str}
+    TAGGING = "tagging"  # {"tokens": [str], "tags": [str]}
+    QA = "qa"  # SQuAD v1.1: {"id", "context", "question", "answers": {"text": [str], "answer_start": [int]}}
+    MULTIPLE_CHOICE = "multiple_choice"  # {"context", "choices": [str], "label": int}
+
+
+class Split(str, Enum):
+    TRAIN = "train"
+    VALIDATION = "validation"
+    TEST = "test"
+
+
+class DataSource(Protocol):
+    """Where a task's examples come from: returns canonical dicts for one split and language."""
+
+    def load(self, split: Split, lang: str, data_dir: Path | None) -> list[dict]: ...
+
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A registered task.
+
+    labels: label names in head order (classification / tagging); empty for QA and multiple choice.
+    num_choices: options per example (multiple choice only).
+    languages: every language the task can be evaluated in; train_language: where training data is.
+    """
+
+    name: str
+    format: TaskFormat
+    metric: Metric
+    languages: tuple[str, ...]
+    source: DataSource
+    description: str
+    labels: tuple[str, ...] = ()
+    num_choices: int = 0
+    train_language: str = "en"
+
+    def __post_init__(self):
+        needs_labels = self.format in (TaskFormat.CLASSIFICATION, TaskFormat.TAGGING)
+        if needs_labels != bool(self.labels):
+            raise ValueError(f"task {self.name}: labels are required exactly for classification and tagging")
+        if (self.format is TaskFormat.MULTIPLE_CHOICE) != (self.num_choices > 1):
+            raise ValueError(f"task {self.name}: num_choices > 1 is required exactly for multiple choice")
+
+    def check_language(self, lang: str) -> str:
+        if lang not in self.languages:
+            raise StepstoneError(f"task '{self.name}' has no language '{lang}' (valid: {choices(self.languages)})")
+        return lang
+
+
+TASKS: Registry[TaskSpec] = Registry("task")
+
+
+def register(task: TaskSpec) -> TaskSpec:
+    return TASKS.register(task.name, task)

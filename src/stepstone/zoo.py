@@ -1,0 +1,62 @@
+"""The adapter zoo: a folder of self-describing adapter entries (one sub-folder each)."""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .artifacts import MANIFEST, read_manifest
+from .errors import StepstoneError, choices
+from .specs import check_name
+
+ENV = "STEPSTONE_ZOO"
+
+
+def default_root() -> Path:
+    """$STEPSTONE_ZOO, else the checkout's adapters_zoo/ (else ./adapters_zoo for a non-editable install)."""
+    if os.environ.get(ENV):
+        return Path(os.environ[ENV]).expanduser()
+    checkout = Path(__file__).resolve().parents[2] / "adapters_zoo"
+    return checkout if checkout.is_dir() else Path.cwd() / "adapters_zoo"
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    path: Path
+    manifest: dict
+
+
+class Zoo:
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root) if root is not None else default_root()
+
+    def path(self, name: str) -> Path:
+        try:
+            return self.root / check_name(name, "zoo entry name")
+        except ValueError as err:
+            raise StepstoneError(str(err)) from None
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / MANIFEST).is_file())
+
+    def entries(self) -> list[Entry]:
+        return [Entry(name, self.root / name, read_manifest(self.root / name, verify=False)) for name in self.names()]
+
+    def get(self, name: str, verify: bool = True) -> Entry:
+        path = self.path(name)
+        if not (path / MANIFEST).is_file():
+            known = self.names()
+            raise StepstoneError(f"no zoo entry '{name}' in {self.root} (entries: {choices(known) or 'none'})")
+        return Entry(name, path, read_manifest(path, verify=verify))
+
+    def remove(self, name: str) -> Entry:
+        entry = self.get(name, verify=False)
+        # Rename first so a crash mid-delete never leaves a half entry that still looks valid.
+        trash = entry.path.with_name(f".{name}.deleting-{os.getpid()}")
+        os.rename(entry.path, trash)
+        shutil.rmtree(trash)
+        return entry
