@@ -97,7 +97,9 @@ def _pretrained(spec: BackboneSpec) -> tuple[Any, Any]:
     source = str(path) if local else spec.name
     kwargs = {} if local or spec.revision is None else {"revision": spec.revision}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        # transformers 4.57.3+ warns about a Mistral regex for any local folder whose config names
+        # a 4.57.3-4.x version; XLM-R tokenizers are not affected, so say so explicitly.
+        tokenizer = AutoTokenizer.from_pretrained(source, fix_mistral_regex=False, **kwargs)
         with torch.random.fork_rng():  # weights missing from the checkpoint (pooler) init the same way
             torch.manual_seed(TINY_INIT_SEED)
             model = model_from_pretrained(source, **kwargs)

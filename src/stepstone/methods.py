@@ -14,6 +14,9 @@ from .specs import LoRATarget, MethodKind, MethodSpec
 # adapters logs "There are adapters available but none are activated" on every forward pass with
 # nothing active (e.g. a full fine-tune model that has no adapters yet): noise, not a problem.
 logging.getLogger("adapters").setLevel(logging.ERROR)
+# bitsandbytes (imported by adapters) warns on AVX512-BF16 CPUs that an optional CPU 4-bit kernel
+# package is missing; stepstone does not use it, so the warning only confuses.
+logging.getLogger("bitsandbytes.backends.cpu").setLevel(logging.ERROR)
 
 _ATTN = {LoRATarget.Q: "q", LoRATarget.K: "k", LoRATarget.V: "v"}
 

@@ -1,0 +1,44 @@
+"""`stepstone evaluate`: zero-shot scores of a run or zoo entry in every language of its task."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import console, progress_factory, user_errors
+
+
+def evaluate(
+    run: str = typer.Argument(..., help="A run folder or a zoo entry name."),
+    langs: Optional[str] = typer.Option(None, help="Comma-separated languages (default: all of the task's)."),
+    split: str = typer.Option("test", help="train, validation or test."),
+    batch_size: int = typer.Option(32, min=1, help="Evaluation batch size."),
+    max_examples: Optional[int] = typer.Option(None, min=1, help="Only the first N examples per language."),
+    data_dir: Optional[Path] = typer.Option(None, help="Local data root for tasks read from files."),
+    backbone: Optional[str] = typer.Option(None, help="Load the backbone from here instead of the recorded id."),
+    output: Optional[Path] = typer.Option(None, help="JSON path (default: RUN/evaluations/TASK.SPLIT.json)."),
+    zoo_dir: Optional[Path] = typer.Option(None, "--zoo", help="Zoo folder (default: $STEPSTONE_ZOO or ./adapters_zoo)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Evaluate zero-shot: print a per-language table with the average and write the scores as JSON."""
+    from rich.table import Table
+
+    from stepstone.pipelines import evaluate as run_evaluation
+    from stepstone.pipelines import set_threads
+    from stepstone.zoo import Zoo
+
+    languages = [x.strip() for x in langs.split(",") if x.strip()] if langs else None
+    with user_errors():
+        set_threads(None)
+        result = run_evaluation(run, zoo=Zoo(zoo_dir), langs=languages, split=split, batch_size=batch_size,
+                                max_examples=max_examples, data_dir=data_dir, backbone=backbone, output=output,
+                                progress=progress_factory(quiet))
+    names = sorted(next(iter(result.scores.values())))
+    table = Table("language", *names, title=f"{result.task} ({result.split}), main metric: {result.metric}")
+    for lang, scores in result.scores.items():
+        table.add_row(lang, *(f"{scores[n]:.2f}" for n in names))
+    table.add_row("average", *(f"{sum(s[n] for s in result.scores.values()) / len(result.scores):.2f}"
+                               for n in names), style="bold")
+    console.print(table)
+    console.print(f"wrote {result.output}")

@@ -1,0 +1,69 @@
+"""The `stepstone` command. Each command parses its options, calls one library function, prints.
+
+Heavy libraries (torch, transformers, adapters) are imported inside commands so `--help` stays fast.
+"""
+from __future__ import annotations
+
+import typer
+
+from . import evaluate, train, zoo
+from .common import console, progress_factory, user_errors
+
+app = typer.Typer(
+    name="stepstone",
+    help="Parameter-efficient intermediate-task transfer for zero-shot cross-lingual NLP.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("train", no_args_is_help=True)(train.train)
+app.command("evaluate", no_args_is_help=True)(evaluate.evaluate)
+app.add_typer(zoo.app, name="zoo")
+
+
+@app.command("tasks")
+def tasks() -> None:
+    """List the registered tasks: format, metric, languages, data source."""
+    from rich.table import Table
+
+    from stepstone.tasks import TASKS
+
+    table = Table()
+    for column in ("task", "format", "metric"):
+        table.add_column(column, no_wrap=True)
+    for column in ("labels", "languages", "source"):
+        table.add_column(column)
+    for name, task in TASKS.items():
+        labels = str(task.num_choices) + " choices" if task.num_choices else (", ".join(task.labels) or "-")
+        table.add_row(name, task.format.value, task.metric.value, labels, " ".join(task.languages),
+                      task.source.describe())
+    console.print(table)
+
+
+@app.command("demo")
+def demo(
+    out: str = typer.Option("demo-output", help="Folder for the demo's zoo, runs and results (rebuilt each time)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Run the whole pipeline on the tiny backbone and toy tasks (offline, ~1 minute on 2 CPU cores)."""
+    from pathlib import Path
+
+    from stepstone.demo import run_demo
+    from stepstone.pipelines import set_threads
+
+    with user_errors():
+        set_threads(None)
+        result = run_demo(Path(out), progress_factory(quiet))
+    from rich.table import Table
+
+    table = Table("run", "setup", "trainable", *result.languages, "zero-shot mean",
+                  title=f"toy-tags zero-shot ({result.metric}, test split, trained on en)")
+    for row in result.rows:
+        table.add_row(row.run, row.setup, f"{row.trainable:,} ({row.percent:.1f}%)",
+                      *(f"{row.scores[lang]:.1f}" for lang in result.languages), f"{row.zero_shot:.1f}")
+    console.print(table)
+    console.print(f"results: {result.out / 'results.json'}, {result.out / 'results.md'}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,59 @@
+"""`stepstone train`: an intermediate adapter into the zoo, a target adapter on a composition, or a full fine-tune."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .common import console, progress_factory, user_errors
+
+
+def train(
+    overrides: Optional[List[str]] = typer.Argument(None, help="KEY=VALUE settings, e.g. train.lr=3e-4 method.lora.r=16."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML run config (see adapters_zoo/*.yaml)."),
+    task: Optional[str] = typer.Option(None, help="Task to train on (`stepstone tasks`)."),
+    method: Optional[str] = typer.Option(None, help="Adapter method: bottleneck or lora."),
+    on: Optional[str] = typer.Option(None, "--on", help="Train on top of zoo adapters: 'Stack(a, b)' or 'Fuse(a, b)'."),
+    full_finetune: bool = typer.Option(False, "--full-finetune", help="Train every backbone weight (the paper's baseline)."),
+    init_from: Optional[Path] = typer.Option(None, help="Full fine-tune: start from this full fine-tune run's encoder."),
+    backbone: Optional[str] = typer.Option(None, help="'tiny', a local model folder or a hub id (e.g. xlm-roberta-large)."),
+    name: Optional[str] = typer.Option(None, help="Zoo entry / run name (default: TASK-METHOD)."),
+    zoo_dir: Optional[Path] = typer.Option(None, "--zoo", help="Zoo folder (default: $STEPSTONE_ZOO or ./adapters_zoo)."),
+    runs_dir: Path = typer.Option(Path("runs"), help="Where composed and full fine-tune runs are saved."),
+    data_dir: Optional[Path] = typer.Option(None, help="Local data root for tasks read from files."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Train an adapter (saved to the zoo) or a target adapter on a Stack / Fuse of zoo adapters, or
+    a full fine-tune (saved to RUNS_DIR/NAME). Settings: --config file, then options, then KEY=VALUE."""
+    from stepstone import composition
+    from stepstone.pipelines import load_run_spec, train_run
+    from stepstone.zoo import Zoo
+
+    settings: dict = {}
+    with user_errors():
+        if method is not None and full_finetune:
+            raise typer.BadParameter("--method and --full-finetune exclude each other")
+        for key, value in (("task", task), ("name", name)):
+            if value is not None:
+                settings[key] = value
+        if method is not None or full_finetune:
+            settings["method"] = {"kind": "full" if full_finetune else method}
+        if backbone is not None:
+            settings["backbone"] = {"name": backbone}
+        if on is not None:
+            parsed = composition.parse(on)
+            settings["compose"] = {"block": parsed.block.value, "members": list(parsed.members)}
+        if init_from is not None:
+            settings["init_from"] = str(init_from)
+        if data_dir is not None:
+            settings["data_dir"] = str(data_dir)
+        spec = load_run_spec(config, settings, overrides or [])
+        outcome = train_run(spec, zoo=Zoo(zoo_dir), runs_dir=runs_dir, progress=progress_factory(quiet))
+    manifest = outcome.manifest
+    metric = manifest["metrics"]["main"]
+    console.print(f"setup: {manifest['composition']['setup'] if manifest['composition'] else manifest['mode']}")
+    console.print(f"trained {outcome.trainable.describe()}")
+    console.print(f"dev ({manifest['task']['train_language']}) {metric}: {manifest['metrics']['dev'][metric]:.2f} "
+                  f"(best epoch {manifest['metrics']['best_epoch']}, {manifest['train_seconds']:.1f}s)")
+    console.print(f"saved {manifest['kind']}: {outcome.path}")

@@ -1,0 +1,63 @@
+"""`stepstone zoo list | show NAME | rm NAME`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import console, user_errors
+
+app = typer.Typer(help="List, inspect and remove zoo entries.", no_args_is_help=True)
+ZooOption = typer.Option(None, "--zoo", help="Zoo folder (default: $STEPSTONE_ZOO or ./adapters_zoo).")
+
+
+@app.command("list")
+def list_entries(zoo_dir: Optional[Path] = ZooOption) -> None:
+    """One line per entry: task, method, backbone, dev score, trainable parameters."""
+    from rich.table import Table
+
+    from stepstone.zoo import Zoo
+
+    with user_errors():
+        zoo = Zoo(zoo_dir)
+        entries = zoo.entries()
+    table = Table(title=f"zoo: {zoo.root}")
+    table.add_column("name", no_wrap=True)
+    for column in ("task", "method", "backbone", "dev", "trainable"):
+        table.add_column(column)
+    for e in entries:
+        m = e.manifest
+        main = m["metrics"]["main"]
+        table.add_row(e.name, m["task"]["name"], m["method"]["kind"], m["backbone"]["name"],
+                      f"{main} {m['metrics']['dev'][main]:.2f}", f"{m['trainable']['parameters']:,}")
+    console.print(table if entries else f"zoo {zoo.root} is empty")
+
+
+@app.command("show")
+def show(name: str = typer.Argument(..., help="Zoo entry name."), zoo_dir: Optional[Path] = ZooOption) -> None:
+    """Print an entry's manifest (JSON) after checking its weights against their hashes."""
+    from stepstone.artifacts import to_json
+    from stepstone.zoo import Zoo
+
+    with user_errors():
+        entry = Zoo(zoo_dir).get(name)
+    console.print_json(to_json(entry.manifest))
+
+
+@app.command("rm")
+def remove(
+    name: str = typer.Argument(..., help="Zoo entry name."),
+    zoo_dir: Optional[Path] = ZooOption,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a zoo entry (runs built on it keep their own copy)."""
+    from stepstone.zoo import Zoo
+
+    with user_errors():
+        zoo = Zoo(zoo_dir)
+        entry = zoo.get(name, verify=False)
+        if not yes:
+            typer.confirm(f"remove {entry.path}?", abort=True)
+        zoo.remove(name)
+    console.print(f"removed {entry.path}")

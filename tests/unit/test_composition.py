@@ -1,0 +1,407 @@
+"""Composition rules (stepstone.composition): the semantics table, the parser, and a numeric pin for every
+supported cell, computed on the tiny backbone with adapters added directly through stepstone.methods.
+
+Adapter weights are overwritten with non-zero random values under a fixed seed (LoRA B starts at zero and
+a fresh bottleneck is close to the identity), so every adapter visibly changes the output.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from enum import Enum
+
+import pytest
+import torch
+
+from stepstone import composition as comp
+from stepstone import methods
+from stepstone.backbone import load_backbone
+from stepstone.composition import Member, Semantics
+from stepstone.errors import StepstoneError
+from stepstone.formats import handler_for
+from stepstone.specs import (BackboneSpec, Block, BottleneckSpec, Composition, LoRASpec, LoRATarget, MethodKind,
+                             MethodSpec)
+from stepstone.tasks import get_task
+from stepstone.toy import generate
+
+torch.set_num_threads(1)
+
+QV = (LoRATarget.Q, LoRATarget.V)
+BN = MethodSpec(kind=MethodKind.BOTTLENECK, bottleneck=BottleneckSpec(reduction_factor=16))
+# Two LoRAs on the same modules with different ranks and scalings (alpha / r): 1.0 and 2.0.
+LORA_A = MethodSpec(kind=MethodKind.LORA, lora=LoRASpec(r=4, alpha=4, target_modules=QV))
+LORA_T = MethodSpec(kind=MethodKind.LORA, lora=LoRASpec(r=8, alpha=16, target_modules=QV))
+SCALING = {"lora_a": 1.0, "lora_t": 2.0}
+HEAD = "head"
+LAYERS = (0, 1)
+
+
+# ------------------------------------------------------------------------------------------- semantics table
+def bn(name: str) -> Member:
+    return Member(name, MethodKind.BOTTLENECK)
+
+
+def lora(name: str, *targets: LoRATarget) -> Member:
+    return Member(name, MethodKind.LORA, LoRASpec(target_modules=targets or QV))
+
+
+def full(name: str) -> Member:
+    return Member(name, MethodKind.FULL)
+
+
+@pytest.mark.parametrize("block, members, target, expected", [
+    (Block.STACK, [bn("a")], bn("t"), Semantics.SEQUENTIAL),
+    (Block.STACK, [bn("a"), bn("b")], bn("t"), Semantics.SEQUENTIAL),
+    (Block.STACK, [bn("a")], lora("t"), Semantics.PLACED),
+    (Block.STACK, [bn("a"), bn("b")], lora("t"), Semantics.PLACED),
+    (Block.STACK, [lora("a")], bn("t"), Semantics.PLACED),
+    (Block.STACK, [lora("a"), bn("b")], bn("t"), Semantics.PLACED),
+    (Block.STACK, [lora("a")], lora("t"), Semantics.SUM),
+    (Block.STACK, [lora("a"), lora("b")], lora("t"), Semantics.SUM),
+    # the same modules listed in another order are the same modules
+    (Block.STACK, [lora("a", LoRATarget.V, LoRATarget.Q)], lora("t", LoRATarget.Q, LoRATarget.V), Semantics.SUM),
+    (Block.FUSE, [bn("a"), bn("b")], bn("t"), Semantics.FUSION),
+    (Block.FUSE, [bn("a"), bn("b")], lora("t"), Semantics.FUSION),
+    (Block.FUSE, [bn("a"), bn("b"), bn("c")], bn("t"), Semantics.FUSION),
+], ids=lambda v: v.value if isinstance(v, Enum) else None)
+def test_semantics_cells(block, members, target, expected):
+    assert comp.semantics(block, members, target) is expected
+
+
+def test_sum_refuses_different_target_modules_naming_both():
+    members = [lora("lora_a", LoRATarget.Q, LoRATarget.V)]
+    target = lora("lora_t", LoRATarget.INTERMEDIATE)
+    with pytest.raises(StepstoneError) as err:
+        comp.semantics(Block.STACK, members, target)
+    message = str(err.value)
+    assert "must update the same modules" in message
+    assert "lora_a: q, v" in message and "lora_t: intermediate" in message
+
+
+@pytest.mark.parametrize("members, target", [
+    ([lora("la"), bn("b")], lora("lt")),
+    ([lora("la"), lora("lb")], bn("t")),
+    ([bn("b"), lora("la"), lora("lb")], lora("lt")),
+], ids=["lora+bn+lora", "lora+lora+bn", "bn+lora+lora+lora"])
+def test_several_loras_with_a_bottleneck_refused(members, target):
+    with pytest.raises(StepstoneError, match="cannot also hold a bottleneck") as err:
+        comp.semantics(Block.STACK, members, target)
+    loras = [m.name for m in (*members, target) if m.method is MethodKind.LORA]
+    assert f"LoRA: {', '.join(loras)}" in str(err.value)
+
+
+@pytest.mark.parametrize("target", [bn("t"), lora("t")], ids=["bn-target", "lora-target"])
+def test_fuse_with_a_lora_member_refused(target):
+    with pytest.raises(StepstoneError) as err:
+        comp.semantics(Block.FUSE, [bn("a"), lora("la")], target)
+    message = str(err.value)
+    assert "bottleneck" in message and "la" in message and "Use Stack" in message
+
+
+@pytest.mark.parametrize("block", list(Block), ids=lambda b: b.value)
+@pytest.mark.parametrize("members, target", [
+    ([full("f")], bn("t")),
+    ([bn("a"), full("f")], lora("t")),
+    ([bn("a"), bn("b")], full("t")),
+], ids=["full-member", "full-among-members", "full-target"])
+def test_full_fine_tune_refused(block, members, target):
+    with pytest.raises(StepstoneError, match="full fine-tune runs cannot be composed"):
+        comp.semantics(block, members, target)
+
+
+# ------------------------------------------------------------------------------------------------ parse
+@pytest.mark.parametrize("text, block, members", [
+    ("Stack(a, b)", Block.STACK, ("a", "b")),
+    ("fuse(a,b)", Block.FUSE, ("a", "b")),
+    ("  FUSE ( x-1 , y_2 , z )  ", Block.FUSE, ("x-1", "y_2", "z")),
+    ("stack(single)", Block.STACK, ("single",)),
+])
+def test_parse(text, block, members):
+    assert comp.parse(text) == Composition(block, members)
+
+
+@pytest.mark.parametrize("text, why", [
+    ("Stack a, b", "expected Stack(NAME, ...)"),
+    ("Mix(a, b)", "expected Stack(NAME, ...)"),
+    ("Stack(a, (b))", "expected Stack(NAME, ...)"),
+    ("Stack(a, b) extra", "expected Stack(NAME, ...)"),
+    ("", "expected Stack(NAME, ...)"),
+    ("Stack()", "at least one member"),
+    ("Fuse(a)", "Fuse needs at least two members"),
+    ("Stack(a, b, a)", "members must be distinct"),
+    ("Fuse(a, a)", "members must be distinct"),
+    ("Stack(a, ../x)", "invalid composition member '../x'"),
+    ("Stack(a b)", "invalid composition member 'a b'"),
+])
+def test_parse_refuses(text, why):
+    with pytest.raises(StepstoneError) as err:
+        comp.parse(text)
+    assert str(err.value).startswith(f"bad composition '{text}': ")
+    assert why in str(err.value)
+
+
+def test_adapters_setup_and_describe():
+    from adapters.composition import Average, Fuse, Stack
+
+    stack, fuse = Composition(Block.STACK, ("a", "b")), Composition(Block.FUSE, ("a", "b"))
+    assert comp.adapters_setup(None, "t", None) == "t"
+    for kind in (Semantics.SEQUENTIAL, Semantics.PLACED):
+        setup = comp.adapters_setup(stack, "t", kind)
+        assert isinstance(setup, Stack) and setup.children == ["a", "b", "t"]
+    summed = comp.adapters_setup(stack, "t", Semantics.SUM)
+    assert isinstance(summed, Average) and summed.children == ["a", "b", "t"] and summed.weights == [3.0] * 3
+    fused = comp.adapters_setup(fuse, "t", Semantics.FUSION)
+    assert isinstance(fused, Stack) and isinstance(fused.children[0], Fuse)
+    assert fused.children[0].children == ["a", "b"] and fused.children[1] == "t"
+    assert comp.describe(stack, "t") == "Stack(a, b, t)"
+    assert comp.describe(fuse, "t") == "Fuse(a, b) + t"
+    assert comp.describe(None, "t") == "t"
+
+
+# ------------------------------------------------------------------------------------------- numeric pins
+def _build():
+    """Tiny backbone + bn_a, bn_b, bn_t (bottleneck), lora_a, lora_t (LoRA on q, v), Fuse(bn_a, bn_b) and a
+    classification head, every adapter / fusion / head weight random (seeded)."""
+    backbone = load_backbone(BackboneSpec())
+    model = backbone.model
+    for name in ("bn_a", "bn_b", "bn_t"):
+        methods.add_adapter(model, name, BN)
+    methods.add_adapter(model, "lora_a", LORA_A)
+    methods.add_adapter(model, "lora_t", LORA_T)
+    methods.add_fusion(model, ("bn_a", "bn_b"))
+    task = get_task("toy-sentiment")
+    handler = handler_for(task)
+    handler.add_head(model, HEAD, task)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if methods.adapter_kind_of_parameter(name) is not None:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
+    model.eval()
+    rows = handler.encode(generate("toy-sentiment", "validation", "en", n=6), backbone.tokenizer, task, 128, 64,
+                          train=False)
+    batch = handler.collate(rows, backbone.tokenizer)
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    assert inputs["attention_mask"].min() == 0  # padded: masks matter
+    return model, inputs
+
+
+@pytest.fixture
+def tiny():
+    return _build()
+
+
+def logits(model, inputs, setup) -> torch.Tensor:
+    methods.activate(model, setup, HEAD)
+    with torch.no_grad():
+        return model(**inputs).logits
+
+
+def setup_for(block: Block, members: tuple[str, ...], target: str, member_methods: dict[str, MethodSpec],
+              target_method: MethodSpec):
+    """The adapters block stepstone activates for this cell (semantics computed, as the pipeline does)."""
+    def member(name, method):
+        return Member(name, method.kind, method.lora if method.kind is MethodKind.LORA else None)
+
+    kind = comp.semantics(block, [member(m, member_methods[m]) for m in members], member(target, target_method))
+    return comp.adapters_setup(Composition(block, members), target, kind), kind
+
+
+def lora_linears(model):
+    """(layer, 'query' | 'value', module) for every LoRA-wrapped linear of the tiny encoder."""
+    for i, layer in enumerate(model.base_model.encoder.layer):
+        for which in ("query", "value"):
+            yield i, which, getattr(layer.attention.self, which)
+
+
+def delta(module, name: str) -> torch.Tensor:
+    lo = module.loras[name]
+    assert lo.scaling == SCALING[name]
+    return SCALING[name] * (lo.lora_B @ lo.lora_A)
+
+
+@contextmanager
+def merged(model, *names: str):
+    """Temporarily add the LoRA updates of `names` into the plain weights (a reference with no LoRA active)."""
+    saved = {}
+    with torch.no_grad():
+        for i, which, module in lora_linears(model):
+            saved[i, which] = module.weight.detach().clone()
+            module.weight.add_(sum(delta(module, n) for n in names))
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for i, which, module in lora_linears(model):
+                module.weight.copy_(saved[i, which])
+
+
+def zero_(model, contains: str) -> None:
+    with torch.no_grad():
+        hit = [p.zero_() for n, p in model.named_parameters() if contains in n]
+    assert hit
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a - b).abs().max().item()
+
+
+def test_adapters_change_the_output(tiny):
+    model, inputs = tiny
+    plain = logits(model, inputs, None)
+    for single in ("bn_a", "bn_t", "lora_a", "lora_t"):
+        assert max_diff(logits(model, inputs, single), plain) > 1e-2, single
+
+
+# SUM ------------------------------------------------------------------------------------------------------
+def test_sum_equals_merged_weight_sum(tiny):
+    """Stack(lora_a, lora_t) as stepstone runs it == no adapter, W + s_a B_a A_a + s_t B_t A_t in q and v."""
+    model, inputs = tiny
+    setup, kind = setup_for(Block.STACK, ("lora_a",), "lora_t", {"lora_a": LORA_A}, LORA_T)
+    assert kind is Semantics.SUM
+    got = logits(model, inputs, setup)
+    with merged(model, "lora_a", "lora_t"):
+        reference = logits(model, inputs, None)
+    assert torch.allclose(got, reference, atol=1e-5, rtol=0)
+    # and it is neither member alone
+    with merged(model, "lora_t"):
+        assert max_diff(got, logits(model, inputs, None)) > 1e-3
+    with merged(model, "lora_a"):
+        assert max_diff(got, logits(model, inputs, None)) > 1e-3
+
+
+def test_sum_is_not_the_adapters_library_stack(tiny):
+    """adapters' own Stack(lora_a, lora_t) chains the branches: dW_t (dW_a x), dropping dW_a x. That is why
+    stepstone builds SUM from an un-normalised Average instead."""
+    from adapters.composition import Stack
+
+    model, inputs = tiny
+    setup, _ = setup_for(Block.STACK, ("lora_a",), "lora_t", {"lora_a": LORA_A}, LORA_T)
+    assert max_diff(logits(model, inputs, Stack("lora_a", "lora_t")), logits(model, inputs, setup)) > 1e-3
+
+    # layer level: the exact formulas of both, on one LoRA-wrapped projection
+    module = model.base_model.encoder.layer[0].attention.self.query
+    x = torch.randn(2, 5, 128, generator=torch.Generator().manual_seed(1))
+    a, t = module.loras["lora_a"], module.loras["lora_t"]
+    base = x @ module.weight.T + module.bias
+    with torch.no_grad():
+        methods.activate(model, setup, HEAD)
+        summed = module(x)
+        methods.activate(model, Stack("lora_a", "lora_t"), HEAD)
+        chained = module(x)
+        expect_sum = base + 1.0 * (x @ a.lora_A.T @ a.lora_B.T) + 2.0 * (x @ t.lora_A.T @ t.lora_B.T)
+        expect_chain = base + 2.0 * ((1.0 * (x @ a.lora_A.T @ a.lora_B.T)) @ t.lora_A.T @ t.lora_B.T)
+    assert torch.allclose(summed, expect_sum, atol=1e-5, rtol=0)
+    assert torch.allclose(chained, expect_chain, atol=1e-5, rtol=0)
+    assert max_diff(summed, chained) > 1e-2
+
+
+# SEQUENTIAL -----------------------------------------------------------------------------------------------
+def test_sequential_is_order_sensitive(tiny):
+    model, inputs = tiny
+    forward, kind = setup_for(Block.STACK, ("bn_a",), "bn_t", {"bn_a": BN}, BN)
+    backward, _ = setup_for(Block.STACK, ("bn_t",), "bn_a", {"bn_t": BN}, BN)
+    assert kind is Semantics.SEQUENTIAL
+    ab, ba = logits(model, inputs, forward), logits(model, inputs, backward)
+    assert max_diff(ab, ba) > 1e-3
+    assert max_diff(ab, logits(model, inputs, "bn_t")) > 1e-3
+
+
+def test_sequential_layer_formula(tiny):
+    """In each layer's FFN output: h = dense(x); f_k(z) = z + up_k(relu(down_k(LN(z + r)))); the output is
+    LN(f_t(f_a(h)) + r), r the attention output (Pfeiffer placement, adapters' Stack)."""
+    model, _ = tiny
+    setup, _ = setup_for(Block.STACK, ("bn_a",), "bn_t", {"bn_a": BN}, BN)
+    methods.activate(model, setup, HEAD)
+    generator = torch.Generator().manual_seed(2)
+    for i in LAYERS:
+        out = model.base_model.encoder.layer[i].output
+        x, r = torch.randn(2, 5, 256, generator=generator), torch.randn(2, 5, 128, generator=generator)
+
+        def f(name, z):
+            adapter = out.adapters[name]
+            down = torch.relu(adapter.adapter_down[0](out.LayerNorm(z + r)))
+            return z + adapter.adapter_up(down)
+
+        with torch.no_grad():
+            expected = out.LayerNorm(f("bn_t", f("bn_a", out.dense(x))) + r)
+            assert torch.allclose(out(x, r), expected, atol=1e-5, rtol=0)
+
+
+def test_sequential_with_identity_member_is_the_target_alone(tiny):
+    model, inputs = tiny
+    setup, _ = setup_for(Block.STACK, ("bn_a",), "bn_t", {"bn_a": BN}, BN)
+    zero_(model, "adapters.bn_a.adapter_up.")
+    assert torch.allclose(logits(model, inputs, setup), logits(model, inputs, "bn_t"), atol=1e-6, rtol=0)
+
+
+# PLACED ---------------------------------------------------------------------------------------------------
+def test_placed_bottleneck_member_lora_target(tiny):
+    """Stack(bn_a, lora_t): the bottleneck after the FFN and the LoRA update in q, v never meet; the result is
+    both applied independently, in either order."""
+    model, inputs = tiny
+    setup, kind = setup_for(Block.STACK, ("bn_a",), "lora_t", {"bn_a": BN}, LORA_T)
+    assert kind is Semantics.PLACED
+    got = logits(model, inputs, setup)
+    assert torch.equal(got, logits(model, inputs, setup_for(Block.STACK, ("lora_t",), "bn_a",
+                                                            {"lora_t": LORA_T}, BN)[0]))
+    with merged(model, "lora_t"):
+        reference = logits(model, inputs, "bn_a")
+    assert torch.allclose(got, reference, atol=1e-5, rtol=0)
+    assert max_diff(got, logits(model, inputs, "bn_a")) > 1e-3
+    assert max_diff(got, logits(model, inputs, "lora_t")) > 1e-3
+    zero_(model, "loras.lora_t.lora_B")
+    assert torch.allclose(logits(model, inputs, setup), logits(model, inputs, "bn_a"), atol=1e-6, rtol=0)
+
+
+def test_placed_lora_member_bottleneck_target(tiny):
+    model, inputs = tiny
+    setup, kind = setup_for(Block.STACK, ("lora_a",), "bn_t", {"lora_a": LORA_A}, BN)
+    assert kind is Semantics.PLACED
+    got = logits(model, inputs, setup)
+    with merged(model, "lora_a"):
+        reference = logits(model, inputs, "bn_t")
+    assert torch.allclose(got, reference, atol=1e-5, rtol=0)
+    zero_(model, "loras.lora_a.lora_B")
+    assert torch.allclose(logits(model, inputs, setup), logits(model, inputs, "bn_t"), atol=1e-6, rtol=0)
+
+
+# FUSION ---------------------------------------------------------------------------------------------------
+def test_fusion_parameters(tiny):
+    model, _ = tiny
+    names = {n: p.numel() for n, p in model.named_parameters() if "adapter_fusion_layer" in n}
+    expected = {f"roberta.encoder.layer.{i}.output.adapter_fusion_layer.bn_a,bn_b.{p}"
+                for i in LAYERS for p in ("query.weight", "query.bias", "key.weight", "key.bias", "value.weight")}
+    assert set(names) == expected
+    assert {methods.adapter_kind_of_parameter(n) for n in names} == {("adapter_fusion_layer", "bn_a,bn_b")}
+    assert methods.fusion_name(("bn_a", "bn_b")) == "bn_a,bn_b"
+    assert sum(names.values()) == 2 * (3 * 128 * 128 + 2 * 128) == 98816
+
+
+def test_fusion_bottleneck_target(tiny):
+    model, inputs = tiny
+    setup, kind = setup_for(Block.FUSE, ("bn_a", "bn_b"), "bn_t", {"bn_a": BN, "bn_b": BN}, BN)
+    assert kind is Semantics.FUSION
+    got = logits(model, inputs, setup)
+    assert got.shape == (6, 2) and torch.isfinite(got).all()
+    for other in ("bn_t", comp.adapters_setup(Composition(Block.STACK, ("bn_a",)), "bn_t", Semantics.SEQUENTIAL),
+                  comp.adapters_setup(Composition(Block.STACK, ("bn_b",)), "bn_t", Semantics.SEQUENTIAL)):
+        assert max_diff(got, logits(model, inputs, other)) > 1e-4, other
+    # the fusion layer is really in the path: changing its weights changes the output
+    zero_(model, "adapter_fusion_layer.bn_a,bn_b.value.weight")
+    assert max_diff(got, logits(model, inputs, setup)) > 1e-4
+
+
+def test_fusion_lora_target(tiny):
+    """Stack(Fuse(bn_a, bn_b), lora_t): the LoRA update sits in q, v; with it zeroed only the fusion is left."""
+    from adapters.composition import Fuse
+
+    model, inputs = tiny
+    setup, kind = setup_for(Block.FUSE, ("bn_a", "bn_b"), "lora_t", {"bn_a": BN, "bn_b": BN}, LORA_T)
+    assert kind is Semantics.FUSION
+    got = logits(model, inputs, setup)
+    fuse_only = logits(model, inputs, Fuse("bn_a", "bn_b"))
+    assert max_diff(got, fuse_only) > 1e-3
+    with merged(model, "lora_t"):
+        assert torch.allclose(got, logits(model, inputs, Fuse("bn_a", "bn_b")), atol=1e-5, rtol=0)
+    zero_(model, "loras.lora_t.lora_B")
+    assert torch.allclose(logits(model, inputs, setup), fuse_only, atol=1e-6, rtol=0)
