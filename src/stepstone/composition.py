@@ -107,7 +107,10 @@ def parse(text: str) -> Composition:
         raise StepstoneError(
             f"bad composition '{text}': expected Stack(NAME, ...) or Fuse(NAME, NAME, ...) over zoo entries"
         )
-    members = tuple(m.strip() for m in match.group(2).split(",") if m.strip())
+    inner = match.group(2).strip()
+    members = tuple(m.strip() for m in inner.split(",")) if inner else ()
+    if "" in members:
+        raise StepstoneError(f"bad composition '{text}': empty member name")
     try:
         return Composition(blocks[match.group(1).lower()], members)
     except ValueError as err:

@@ -230,6 +230,8 @@ def evaluate(target: str, *, zoo: Zoo | None = None, langs: Sequence[str] | None
     except ValueError:
         raise StepstoneError(f"unknown split '{split}' (valid: {', '.join(s.value for s in Split)})") from None
     languages = list(langs) if langs else list(task.languages)
+    recorded = manifest["spec"].get("data_dir")
+    data_dir = data_dir if data_dir is not None else (Path(recorded) if recorded else None)
     examples = {lang: load_examples(task, split_value, lang, data_dir, max_examples) for lang in languages}
     trained = manifest["spec"]["train"]
     loaded, manifest, task = load_for_inference(path, backbone)
@@ -276,30 +278,10 @@ def _load_full(model: Any, weights: Path) -> None:
 
 def _load_encoder(model: Any, weights: Path) -> None:
     """Load a full fine-tune run's encoder weights and drop its head (the paper reloads encoder-only)."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load_model
 
-    state = {k: v for k, v in load_file(str(weights)).items() if not k.startswith("heads.")}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or [k for k in missing if not k.startswith("heads.")]:
+    # load_model (not load_state_dict) knows that tied aliases were stored once; the old head's keys are
+    # the only ones allowed to be unexpected, since this model has no head yet.
+    missing, unexpected = load_model(model, str(weights), strict=False)
+    if missing or [k for k in unexpected if not k.startswith("heads.")]:
         raise StepstoneError(f"'{weights}' does not match the backbone's encoder")
-
-
-def load_run_spec(config: Path | None = None, settings: dict | None = None,
-                  overrides: Sequence[str] = ()) -> RunSpec:
-    """Resolve a RunSpec from a YAML file, then explicit settings (CLI flags, as nested dicts), then
-    `key=value` overrides; every problem (unknown key, bad value) is reported at once, with file:line."""
-    from .config import load_yaml, merge, parse_overrides
-
-    data, lines, source = {}, {}, "<command line>"
-    if config is not None:
-        data, lines = load_yaml(config)
-        source = str(config)
-    data = merge(merge(data, settings or {}), parse_overrides(overrides))
-    if "task" not in data:
-        from .errors import ConfigError
-
-        raise ConfigError([f"{source}: no task given (use --task NAME or 'task:' in the config; "
-                           "`stepstone tasks` lists them)"])
-    spec = build(RunSpec, data, source=source, lines=lines)
-    get_task(spec.task)  # unknown task names fail here, listing the valid ones
-    return spec

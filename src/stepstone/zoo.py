@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .artifacts import MANIFEST, read_manifest
 from .errors import StepstoneError, choices
-from .specs import check_name
+from .specs import NAME_PATTERN, check_name
 
 ENV = "STEPSTONE_ZOO"
 
@@ -41,7 +41,10 @@ class Zoo:
     def names(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if (p / MANIFEST).is_file())
+        # Only valid names: hidden '.NAME.tmp-*' / '.NAME.deleting-*' folders a killed save or
+        # remove leaves behind are never entries.
+        return sorted(p.name for p in self.root.iterdir()
+                      if NAME_PATTERN.match(p.name) and (p / MANIFEST).is_file())
 
     def entries(self) -> list[Entry]:
         return [Entry(name, self.root / name, read_manifest(self.root / name, verify=False)) for name in self.names()]

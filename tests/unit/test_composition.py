@@ -7,7 +7,6 @@ a fresh bottleneck is close to the identity), so every adapter visibly changes t
 from __future__ import annotations
 
 from contextlib import contextmanager
-from enum import Enum
 
 import pytest
 import torch
@@ -48,7 +47,7 @@ def full(name: str) -> Member:
     return Member(name, MethodKind.FULL)
 
 
-@pytest.mark.parametrize("block, members, target, expected", [
+SEMANTICS_TABLE = [
     (Block.STACK, [bn("a")], bn("t"), Semantics.SEQUENTIAL),
     (Block.STACK, [bn("a"), bn("b")], bn("t"), Semantics.SEQUENTIAL),
     (Block.STACK, [bn("a")], lora("t"), Semantics.PLACED),
@@ -62,7 +61,19 @@ def full(name: str) -> Member:
     (Block.FUSE, [bn("a"), bn("b")], bn("t"), Semantics.FUSION),
     (Block.FUSE, [bn("a"), bn("b")], lora("t"), Semantics.FUSION),
     (Block.FUSE, [bn("a"), bn("b"), bn("c")], bn("t"), Semantics.FUSION),
-], ids=lambda v: v.value if isinstance(v, Enum) else None)
+]
+
+
+def cell_id(block: Block, members: list[Member], target: Member) -> str:
+    def short(m: Member) -> str:
+        kind = {MethodKind.BOTTLENECK: "bn", MethodKind.LORA: "lora", MethodKind.FULL: "full"}[m.method]
+        return kind + ("(" + ",".join(t.value for t in m.lora.target_modules) + ")" if m.lora else "")
+
+    return f"{block.value}:{'+'.join(short(m) for m in members)}->{short(target)}"
+
+
+@pytest.mark.parametrize("block, members, target, expected",
+                         [pytest.param(*row, id=cell_id(*row[:3])) for row in SEMANTICS_TABLE])
 def test_semantics_cells(block, members, target, expected):
     assert comp.semantics(block, members, target) is expected
 
@@ -116,7 +127,9 @@ def test_full_fine_tune_refused(block, members, target):
     ("stack(single)", Block.STACK, ("single",)),
 ])
 def test_parse(text, block, members):
-    assert comp.parse(text) == Composition(block, members)
+    parsed = comp.parse(text)
+    assert parsed == Composition(block, members)
+    assert comp.parse(str(parsed)) == parsed  # str() writes what parse() reads
 
 
 @pytest.mark.parametrize("text, why", [
@@ -405,3 +418,9 @@ def test_fusion_lora_target(tiny):
         assert torch.allclose(got, logits(model, inputs, Fuse("bn_a", "bn_b")), atol=1e-5, rtol=0)
     zero_(model, "loras.lora_t.lora_B")
     assert torch.allclose(logits(model, inputs, setup), fuse_only, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("text", ["Stack(a,,b)", "Fuse(a, b,)"])
+def test_parse_refuses_empty_member_names(text):
+    with pytest.raises(StepstoneError, match="empty member name"):
+        comp.parse(text)

@@ -1,0 +1,447 @@
+"""Readers for the native file formats of the XTREME target tasks and the English intermediate tasks.
+
+Each reader takes a `Path` and returns canonical examples (see `tasks.base.TaskFormat`):
+classification `{"text", ["text_pair"], "label": str}`, tagging `{"tokens", "tags"}`, QA (SQuAD v1.1)
+`{"id", "context", "question", "answers": {"text", "answer_start"}}`, multiple choice
+`{"context", "choices", "label": int}`; retrieval readers return aligned pairs or `BuccData`.
+
+Every malformed input raises `StepstoneError` with one line `PATH[:LINE]: what is wrong`: a missing file
+("PATH: file not found"), an empty file ("PATH: empty file"), bytes that are not UTF-8
+("PATH:LINE: not valid UTF-8"), a wrong column count, a bad label, ... Text files may end lines with
+LF or CRLF and may start with a UTF-8 BOM; fields are kept verbatim (no stripping of inner whitespace).
+Multiple-choice convention: `context` = the passage followed by the question (joined by one space),
+`choices` = the answers alone, `label` = index of the right answer.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..errors import StepstoneError, choices
+
+CONLLU_COLUMNS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
+
+
+# ---------------------------------------------------------------------------------------------- files
+def _read_text(path: Path) -> str:
+    """The whole file as text: checked to exist, be non-empty and be UTF-8 (a leading BOM is dropped)."""
+    path = Path(path)
+    if not path.exists():
+        raise StepstoneError(f"{path}: file not found")
+    if not path.is_file():
+        raise StepstoneError(f"{path}: not a file")
+    data = path.read_bytes()
+    if not data.strip():
+        raise StepstoneError(f"{path}: empty file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise StepstoneError(f"{path}:{line}: not valid UTF-8") from None
+
+
+def _lines(path: Path) -> list[str]:
+    """The file's lines without terminators. Splits on LF only: str.splitlines would also split on
+    characters like U+2028 or U+0085 that can occur inside a sentence."""
+    lines = _read_text(path).split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _columns(path: Path, number: int, line: str, expected: int) -> list[str]:
+    fields = line.split("\t")
+    if len(fields) != expected:
+        raise StepstoneError(f"{path}:{number}: expected {expected} tab-separated columns, found {len(fields)}")
+    return fields
+
+
+# -------------------------------------------------------------------------------------------- tagging
+def _sentences(path: Path, word: Callable[[int, str], tuple[str, str] | None]) -> list[dict]:
+    """Blank-line separated sentences; `word` turns a line into (token, tag), or None to skip it."""
+    sentences: list[dict] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    for number, line in enumerate(_lines(path), 1):
+        if not line.strip():
+            if tokens:
+                sentences.append({"tokens": tokens, "tags": tags})
+                tokens, tags = [], []
+        elif (pair := word(number, line)) is not None:
+            tokens.append(pair[0])
+            tags.append(pair[1])
+    if tokens:
+        sentences.append({"tokens": tokens, "tags": tags})
+    return sentences
+
+
+def read_conllu(path: Path, column: str = "upos") -> list[dict]:
+    """CoNLL-U (Universal Dependencies, universaldependencies.org/format.html) as tagging examples.
+
+    10 tab-separated columns per word line; `column` names the tag column (default UPOS). Comment lines
+    (`#`), multiword-token ranges (`1-2`) and empty nodes (`1.1`) are skipped; a blank line ends a sentence.
+    """
+    if column not in CONLLU_COLUMNS[2:]:
+        raise StepstoneError(f"unknown CoNLL-U column '{column}' (valid: {choices(CONLLU_COLUMNS[2:])})")
+    index = CONLLU_COLUMNS.index(column)
+
+    def word(number: int, line: str) -> tuple[str, str] | None:
+        if line.startswith("#"):
+            return None
+        fields = _columns(path, number, line, 10)
+        if fields[0].isdigit():
+            return fields[1], fields[index]
+        if re.fullmatch(r"\d+(-\d+|\.\d+)", fields[0]):
+            return None
+        raise StepstoneError(f"{path}:{number}: bad word ID '{fields[0]}' (expected N, N-M or N.M)")
+
+    return _sentences(path, word)
+
+
+def read_tagging_tsv(path: Path, *, lang_prefix: str | None = None) -> list[dict]:
+    """XTREME tagging files (UD-POS, PAN-X): `token\\tTAG` per line, a blank line between sentences.
+
+    XTREME's raw PAN-X files write every token as `en:token`; pass `lang_prefix="en"` to require and strip
+    that prefix (a token without it is an error). The default keeps tokens verbatim; this matters because
+    real tokens can look like prefixes (the PAN-X en files here contain the token `bar:7`).
+    """
+    prefix = f"{lang_prefix}:" if lang_prefix else ""
+
+    def word(number: int, line: str) -> tuple[str, str]:
+        token, tag = _columns(path, number, line, 2)
+        if not token.startswith(prefix):
+            raise StepstoneError(f"{path}:{number}: token '{token}' does not start with '{prefix}'")
+        token = token[len(prefix):]
+        if not token or not tag:
+            raise StepstoneError(f"{path}:{number}: empty {'token' if not token else 'tag'}")
+        return token, tag
+
+    return _sentences(path, word)
+
+
+# ------------------------------------------------------------------------------------- classification
+def _tsv_rows(path: Path, header: bool, needed: int) -> Iterable[tuple[int, list[str]]]:
+    """(line number, fields) of a tab-separated file; every row has as many columns as the first line.
+    Blank lines are skipped."""
+    rows = [(number, line) for number, line in enumerate(_lines(path), 1) if line.strip()]
+    width = len(rows[0][1].split("\t"))
+    if width < needed:
+        raise StepstoneError(f"{path}:{rows[0][0]}: expected at least {needed} tab-separated columns, found {width}")
+    for number, line in rows[1:] if header else rows:
+        yield number, _columns(path, number, line, width)
+
+
+def _label(path: Path, number: int, value: str) -> str:
+    if not value.strip():
+        raise StepstoneError(f"{path}:{number}: empty label")
+    return value
+
+
+def read_pairs_tsv(path: Path, *, header: bool, columns: tuple[int, int, int] = (0, 1, 2)) -> list[dict]:
+    """Sentence-pair classification TSV (XNLI `premise\\thypothesis\\tlabel`, PAWS-X `s1\\ts2\\tlabel`,
+    both as in XTREME / google-research-datasets paws-x). `columns` gives the (text, text_pair, label)
+    column indexes. No quoting: a field is everything between tabs."""
+    a, b, c = columns
+    return [{"text": f[a], "text_pair": f[b], "label": _label(path, n, f[c])}
+            for n, f in _tsv_rows(path, header, max(columns) + 1)]
+
+
+def read_single_tsv(path: Path, *, header: bool = True, columns: tuple[int, int] = (0, 1)) -> list[dict]:
+    """Single-sentence classification TSV, e.g. SST-2 (GLUE) `sentence\\tlabel` with a header line."""
+    a, c = columns
+    return [{"text": f[a], "label": _label(path, n, f[c])} for n, f in _tsv_rows(path, header, max(columns) + 1)]
+
+
+# ------------------------------------------------------------------------------------------------- QA
+def _json(path: Path):
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as err:
+        raise StepstoneError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
+
+
+def read_squad_json(path: Path, *, allow_blank_answers: bool = False) -> list[dict]:
+    """SQuAD v1.1 / v2.0 JSON (`data[].paragraphs[].{context, qas[].{id, question, answers[]}}`);
+    also XQuAD and TyDiQA-GoldP in XTREME's SQuAD form.
+
+    v2.0 questions with `is_impossible: true` get empty answer lists. Every answer is checked to sit at
+    its `answer_start` in the context. Ids must identify questions (predictions are keyed by id): a
+    repeated id gets the suffix `-2`, `-3`, ... (first free one), as in the TyDiQA-GoldP train files here
+    whose ids are per-paragraph counters. An answer with empty text is an error unless
+    `allow_blank_answers`, which drops it (the question then has no gold answer).
+    """
+    doc = _json(path)
+    if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
+        raise StepstoneError(f"{path}: not a SQuAD file (expected an object with a 'data' list)")
+    examples: list[dict] = []
+    seen: set[str] = set()
+    for a, article in enumerate(doc["data"]):
+        for p, paragraph in enumerate(_field(path, article, "paragraphs", list, f"article {a}")):
+            where = f"article {a}, paragraph {p}"
+            context = _field(path, paragraph, "context", str, where)
+            for question in _field(path, paragraph, "qas", list, where):
+                qid = str(_field(path, question, "id", (str, int), where))
+                where_q = f"question '{qid}'"
+                texts, starts = [], []
+                if not question.get("is_impossible", False):
+                    for answer in _field(path, question, "answers", list, where_q):
+                        text = _field(path, answer, "text", str, where_q)
+                        start = _field(path, answer, "answer_start", int, where_q)
+                        if not text:
+                            if allow_blank_answers:
+                                continue
+                            raise StepstoneError(f"{path}: {where_q}: answer with empty text (no gold answer; "
+                                                 "allow_blank_answers=True reads it as unanswered)")
+                        if start < 0 or context[start:start + len(text)] != text:
+                            raise StepstoneError(f"{path}: {where_q}: answer '{text}' is not at offset {start} "
+                                                 f"of its context")
+                        texts.append(text)
+                        starts.append(start)
+                unique, n = qid, 1
+                while unique in seen:
+                    n += 1
+                    unique = f"{qid}-{n}"
+                seen.add(unique)
+                examples.append({"id": unique, "context": context,
+                                 "question": _field(path, question, "question", str, where_q),
+                                 "answers": {"text": texts, "answer_start": starts}})
+    return examples
+
+
+def _field(path: Path, obj, key: str, kind, where: str):
+    if not isinstance(obj, dict) or key not in obj:
+        raise StepstoneError(f"{path}: {where}: missing '{key}'")
+    value = obj[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise StepstoneError(f"{path}: {where}: '{key}' has the wrong type ({type(value).__name__})")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- JSONL
+def _jsonl(path: Path) -> list[tuple[int, dict]]:
+    rows = []
+    for number, line in enumerate(_lines(path), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise StepstoneError(f"{path}:{number}: invalid JSON: {err.msg}") from None
+        if not isinstance(row, dict):
+            raise StepstoneError(f"{path}:{number}: expected a JSON object, found {type(row).__name__}")
+        rows.append((number, row))
+    return rows
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """JSON Lines: one JSON object per line (blank lines are skipped), returned as they are."""
+    return [row for _, row in _jsonl(path)]
+
+
+class _RowError(Exception):
+    """A problem with one row; the caller adds where it is."""
+
+
+def _get(row: dict, key: str):
+    if key not in row:
+        raise _RowError(f"missing key '{key}'")
+    return row[key]
+
+
+def _text(row: dict, key: str) -> str:
+    if not isinstance(_get(row, key), str):
+        raise _RowError(f"'{key}' must be a string, found {type(row[key]).__name__}")
+    return row[key]
+
+
+def _index(value, n: int, key: str = "label") -> int:
+    """An answer index given as an int or a string of digits, in range(n)."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < n:
+        raise _RowError(f"{key} '{value}' is not one of {', '.join(map(str, range(n)))}")
+    return value
+
+
+def _letter(value, letters: list[str], key: str) -> int:
+    if value not in letters:
+        raise _RowError(f"{key} '{value}' is not one of {', '.join(letters)}")
+    return letters.index(value)
+
+
+def _join(*parts: str) -> str:
+    return " ".join(part for part in parts if part)
+
+
+_ANLI_LABELS = {"e": "entailment", "n": "neutral", "c": "contradiction"}
+
+
+def _anli(row: dict) -> dict:
+    """ANLI (facebookresearch/anli): context, hypothesis, label e/n/c -> classification."""
+    label = _get(row, "label")
+    label = _ANLI_LABELS.get(label, label) if isinstance(label, str) else label
+    if label not in _ANLI_LABELS.values():
+        raise _RowError(f"label '{label}' is not one of {choices(_ANLI_LABELS)}")
+    return {"text": _text(row, "context"), "text_pair": _text(row, "hypothesis"), "label": label}
+
+
+def _hellaswag(row: dict) -> dict:
+    """HellaSwag (rowanz/hellaswag): ctx, endings[], label (int or digit string)."""
+    endings = _get(row, "endings")
+    if not isinstance(endings, list) or len(endings) < 2 or not all(isinstance(e, str) for e in endings):
+        raise _RowError("'endings' must be a list of at least 2 strings")
+    return {"context": _text(row, "ctx"), "choices": list(endings), "label": _index(_get(row, "label"), len(endings))}
+
+
+def _commonsenseqa(row: dict) -> dict:
+    """CommonsenseQA (tau/commonsense_qa): question, choices{label[], text[]}, answerKey (a choice label)."""
+    options = _get(row, "choices")
+    if (not isinstance(options, dict) or not isinstance(options.get("label"), list)
+            or not isinstance(options.get("text"), list) or len(options["label"]) != len(options["text"])):
+        raise _RowError("'choices' must be {'label': [...], 'text': [...]} of equal length")
+    label = _letter(_get(row, "answerKey"), options["label"], "answerKey")
+    return {"context": _text(row, "question"), "choices": list(options["text"]), "label": label}
+
+
+def _siqa(row: dict) -> dict:
+    """Social IQa (allenai socialiqa v1.4 jsonl): context, question, answerA-C, correct A/B/C."""
+    return {"context": _join(_text(row, "context"), _text(row, "question")),
+            "choices": [_text(row, f"answer{x}") for x in "ABC"],
+            "label": _letter(_get(row, "correct"), ["A", "B", "C"], "correct")}
+
+
+def _copa(row: dict) -> dict:
+    """COPA (SuperGLUE jsonl): premise, choice1, choice2, question cause/effect, label 0/1.
+    context = "PREMISE What was the cause?" (or "... effect?")."""
+    question = _get(row, "question")
+    if question not in ("cause", "effect"):
+        raise _RowError(f"question '{question}' is not one of cause, effect")
+    return {"context": f"{_text(row, 'premise')} What was the {question}?",
+            "choices": [_text(row, "choice1"), _text(row, "choice2")], "label": _index(_get(row, "label"), 2)}
+
+
+class JsonlShape(str, Enum):
+    """The row layouts `read_task_jsonl` understands."""
+
+    ANLI = "anli"
+    HELLASWAG = "hellaswag"
+    COMMONSENSEQA = "commonsenseqa"
+    SIQA = "siqa"
+    COPA = "copa"
+
+
+_CONVERTERS: dict[JsonlShape, Callable[[dict], dict]] = {
+    JsonlShape.ANLI: _anli, JsonlShape.HELLASWAG: _hellaswag, JsonlShape.COMMONSENSEQA: _commonsenseqa,
+    JsonlShape.SIQA: _siqa, JsonlShape.COPA: _copa,
+}
+
+
+def _convert(numbered: Iterable[tuple[int, dict]], shape: JsonlShape | str, source: str) -> list[dict]:
+    try:
+        convert = _CONVERTERS[JsonlShape(shape)]
+    except ValueError:
+        raise StepstoneError(f"unknown row shape '{shape}' (valid: {choices(s.value for s in JsonlShape)})") from None
+    examples = []
+    for number, row in numbered:
+        try:
+            examples.append(convert(row))
+        except _RowError as err:
+            raise StepstoneError(f"{source}:{number}: {err}") from None
+    return examples
+
+
+def read_task_jsonl(path: Path, shape: JsonlShape | str) -> list[dict]:
+    """A task's JSONL file converted to canonical examples; errors name the file and line.
+    ANLI -> classification (label entailment/neutral/contradiction); the others -> multiple choice."""
+    return _convert(_jsonl(path), shape, str(path))
+
+
+def convert_rows(rows: Iterable[dict], shape: JsonlShape | str, source: str) -> list[dict]:
+    """The same conversion for rows from elsewhere (e.g. a hub dataset); errors say `SOURCE:ROW` (1-based)."""
+    return _convert(enumerate(rows, 1), shape, source)
+
+
+# ----------------------------------------------------------------------------------------------- CSV
+_COSMOS_COLUMNS = ("id", "context", "question", "answer0", "answer1", "answer2", "answer3", "label")
+
+
+def read_cosmosqa_csv(path: Path) -> list[dict]:
+    """Cosmos QA CSV (wilburOne/cosmosqa): header `id,context,question,answer0..answer3,label`, RFC 4180
+    quoting. Multiple choice: context = context + " " + question, 4 choices, label 0-3."""
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    try:
+        header = next(reader)
+        missing = [c for c in _COSMOS_COLUMNS if c not in header]
+        if missing:
+            raise StepstoneError(f"{path}:1: missing column(s) {', '.join(missing)} (found: {', '.join(header)})")
+        at = {c: header.index(c) for c in _COSMOS_COLUMNS}
+        examples, line = [], reader.line_num
+        for fields in reader:
+            number, line = line + 1, reader.line_num
+            if not fields:
+                continue
+            if len(fields) != len(header):
+                raise StepstoneError(f"{path}:{number}: expected {len(header)} columns, found {len(fields)}")
+            try:
+                label = _index(fields[at["label"]], 4)
+            except _RowError as err:
+                raise StepstoneError(f"{path}:{number}: {err}") from None
+            examples.append({"context": _join(fields[at["context"]], fields[at["question"]]),
+                             "choices": [fields[at[f"answer{i}"]] for i in range(4)], "label": label})
+    except csv.Error as err:
+        raise StepstoneError(f"{path}:{reader.line_num}: invalid CSV: {err}") from None
+    return examples
+
+
+# ----------------------------------------------------------------------------------------- retrieval
+def read_tatoeba(src_path: Path, eng_path: Path) -> list[tuple[str, str]]:
+    """Tatoeba (LASER data/tatoeba/v1): `tatoeba.xxx-eng.xxx` and `.eng`, line i of one translates line i
+    of the other. Returns (xxx, eng) pairs."""
+    src, eng = _lines(src_path), _lines(eng_path)
+    if len(src) != len(eng):
+        raise StepstoneError(f"{src_path} has {len(src)} lines but {eng_path} has {len(eng)}: not aligned")
+    return list(zip(src, eng))
+
+
+@dataclass(frozen=True)
+class BuccData:
+    """BUCC 2018 bitext mining: sentences by id on both sides and the gold (source id, target id) pairs."""
+
+    source: dict[str, str]
+    target: dict[str, str]
+    gold: list[tuple[str, str]]
+
+
+def _id_sentences(path: Path) -> dict[str, str]:
+    sentences: dict[str, str] = {}
+    first: dict[str, int] = {}
+    for number, line in enumerate(_lines(path), 1):
+        if not line.strip():
+            continue
+        key, sentence = _columns(path, number, line, 2)
+        if key in sentences:
+            raise StepstoneError(f"{path}:{number}: duplicate id '{key}' (first on line {first[key]})")
+        sentences[key], first[key] = sentence, number
+    return sentences
+
+
+def read_bucc(source_path: Path, target_path: Path, gold_path: Path) -> BuccData:
+    """BUCC 2018 (comparable.limsi.fr/bucc2018): `ID\\tsentence` per side (e.g. zh-en.dev.zh / .en) and a
+    gold file `SOURCE-ID\\tTARGET-ID`; every gold id must exist on its side. Blank lines are skipped."""
+    source, target = _id_sentences(source_path), _id_sentences(target_path)
+    gold = []
+    for number, line in enumerate(_lines(gold_path), 1):
+        if not line.strip():
+            continue
+        src, tgt = _columns(gold_path, number, line, 2)
+        for key, side, side_path in ((src, source, source_path), (tgt, target, target_path)):
+            if key not in side:
+                raise StepstoneError(f"{gold_path}:{number}: id '{key}' is not in {side_path}")
+        gold.append((src, tgt))
+    return BuccData(source, target, gold)
