@@ -285,3 +285,24 @@ def _load_encoder(model: Any, weights: Path) -> None:
     missing, unexpected = load_model(model, str(weights), strict=False)
     if missing or [k for k in unexpected if not k.startswith("heads.")]:
         raise StepstoneError(f"'{weights}' does not match the backbone's encoder")
+
+
+def load_run_spec(config: Path | None = None, settings: dict | None = None,
+                  overrides: Sequence[str] = ()) -> RunSpec:
+    """Resolve a RunSpec from a YAML file, then explicit settings (CLI flags, as nested dicts), then
+    `key=value` overrides; every problem (unknown key, bad value) is reported at once, with file:line."""
+    from .config import load_yaml, merge, parse_overrides
+
+    data, lines, source = {}, {}, "<command line>"
+    if config is not None:
+        data, lines = load_yaml(config)
+        source = str(config)
+    data = merge(merge(data, settings or {}), parse_overrides(overrides))
+    if "task" not in data:
+        from .errors import ConfigError
+
+        raise ConfigError([f"{source}: no task given (use --task NAME or 'task:' in the config; "
+                           "`stepstone tasks` lists them)"])
+    spec = build(RunSpec, data, source=source, lines=lines)
+    get_task(spec.task)  # unknown task names fail here, listing the valid ones
+    return spec
