@@ -29,13 +29,18 @@ def tasks() -> None:
     from stepstone.tasks import TASKS
 
     table = Table()
-    for column in ("task", "format", "metric"):
-        table.add_column(column, no_wrap=True)
-    for column in ("labels", "languages", "source"):
-        table.add_column(column)
+    for column in ("task", "format", "metric", "labels", "languages"):
+        table.add_column(column, no_wrap=column != "languages")
+    table.add_column("English training data")
+    table.add_column("source")
     for name, task in TASKS.items():
-        labels = str(task.num_choices) + " choices" if task.num_choices else (", ".join(task.labels) or "-")
-        table.add_row(name, task.format.value, task.metric.value, labels, " ".join(task.languages),
+        if task.num_choices:
+            labels = f"{task.num_choices} choices"
+        else:
+            labels = ", ".join(task.labels) if 0 < len(task.labels) <= 3 else (f"{len(task.labels)}" if task.labels else "-")
+        shown = " ".join(task.languages[:12]) + (" ..." if len(task.languages) > 12 else "")
+        english = "-" if not task.trainable else (task.train_from or "own train split")
+        table.add_row(name, task.format.value, task.metric.main, labels, f"{len(task.languages)}: {shown}", english,
                       task.source.describe())
     console.print(table)
 

@@ -20,6 +20,8 @@ class Metric(str, Enum):
     SEQEVAL_F1 = "seqeval_f1"  # entity-level F1 for BIO-tagged NER (seqeval default mode, as XTREME)
     TOKEN_ACCURACY = "token_accuracy"  # POS tagging: accuracy over all tokens
     SQUAD = "squad"  # extractive QA: exact match + token F1, max over gold answers
+    RETRIEVAL_ACCURACY = "retrieval_accuracy"  # Tatoeba: top-1 xx -> en (stepstone.retrieval)
+    BUCC_F1 = "bucc_f1"  # BUCC: mining F1 at the best margin threshold (stepstone.retrieval)
 
     @property
     def main(self) -> str:
@@ -27,7 +29,8 @@ class Metric(str, Enum):
         return _MAIN[self]
 
 
-_MAIN = {Metric.ACCURACY: "accuracy", Metric.SEQEVAL_F1: "f1", Metric.TOKEN_ACCURACY: "accuracy", Metric.SQUAD: "f1"}
+_MAIN = {Metric.ACCURACY: "accuracy", Metric.SEQEVAL_F1: "f1", Metric.TOKEN_ACCURACY: "accuracy", Metric.SQUAD: "f1",
+         Metric.RETRIEVAL_ACCURACY: "accuracy", Metric.BUCC_F1: "f1"}
 
 
 def _check(predictions: Sequence, references: Sequence) -> None:
@@ -156,5 +159,7 @@ _METRICS: dict[Metric, Callable[..., dict[str, float]]] = {
 def compute(metric: Metric, predictions, references, lang: str | None = None) -> dict[str, float]:
     """Score `predictions` against `references` with `metric`; `lang` only matters for SQuAD."""
     metric = Metric(metric)
+    if metric not in _METRICS:
+        raise ValueError(f"{metric.value} is computed from embeddings by stepstone.retrieval")
     extra = {"lang": lang} if metric is Metric.SQUAD else {}
     return _METRICS[metric](predictions, references, **extra)

@@ -95,7 +95,7 @@ def test_same_command_twice_gives_same_metrics(workdir):
 
 
 BAD_INPUT = [
-    (["train", "--task", "nope"], "unknown task 'nope' (valid: toy-choice, toy-pair, toy-qa, toy-sentiment, toy-tags)"),
+    (["train", "--task", "nope"], "unknown task 'nope' (valid: anli, bucc, commonsenseqa, copa, cosmosqa, hellaswag"),
     (["train", "--task", "toy-tags", "--method", "lorra"], "'method.kind' must be one of: bottleneck, full, lora"),
     (["train", "--task", "toy-tags", "train.lrr=1"], "unknown key 'train.lrr'"),
     (["train", "--task", "toy-tags", "train.epochs=zero"], "'train.epochs' must be an int"),

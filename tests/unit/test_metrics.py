@@ -88,4 +88,8 @@ def test_compute_dispatch_and_main():
         Metric.SEQEVAL_F1: "f1",
         Metric.TOKEN_ACCURACY: "accuracy",
         Metric.SQUAD: "f1",
+        Metric.RETRIEVAL_ACCURACY: "accuracy",
+        Metric.BUCC_F1: "f1",
     }
+    with pytest.raises(ValueError, match="computed from embeddings"):
+        compute(Metric.BUCC_F1, [1], [1])

@@ -11,10 +11,18 @@ def load_examples(task: TaskSpec, split: Split, lang: str, data_dir: Path | None
                   limit: int | None = None) -> list[dict]:
     """The first `limit` examples of one split and language; empty data and unknown labels are errors."""
     task.check_language(lang)
-    examples = task.source.load(split, lang, data_dir)
+    if not task.trainable and split is Split.TRAIN:
+        raise StepstoneError(f"task '{task.name}' is evaluation-only (retrieval): it has no train split")
+    source = task
+    borrowed = {Split.TRAIN: task.train_from, Split.VALIDATION: task.dev_from}.get(split)
+    if borrowed is not None and lang == task.train_language:
+        from ..tasks import get_task
+
+        source = get_task(borrowed)  # e.g. XNLI's English training data is MNLI
+    examples = source.source.load(split, lang, data_dir)
     if limit is not None:
         examples = examples[:limit]
-    where = f"task '{task.name}', {split.value} split, language '{lang}'"
+    where = f"task '{source.name}', {split.value} split, language '{lang}'"
     if not examples:
         raise StepstoneError(f"no examples for {where} ({task.source.describe()})")
     _check_labels(task, examples, where)

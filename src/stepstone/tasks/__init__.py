@@ -1,5 +1,5 @@
 """Registered tasks. Importing this package registers every task family module."""
-from . import toy  # noqa: F401  (registers the toy tasks)
+from . import catalog, toy  # noqa: F401  (register the real and the toy tasks)
 from .base import TASKS, DataSource, Split, TaskFormat, TaskSpec, register
 
 __all__ = ["TASKS", "DataSource", "Split", "TaskFormat", "TaskSpec", "register", "get_task"]

@@ -18,6 +18,7 @@ class TaskFormat(str, Enum):
     TAGGING = "tagging"  # {"tokens": [str], "tags": [str]}
     QA = "qa"  # SQuAD v1.1: {"id", "context", "question", "answers": {"text": [str], "answer_start": [int]}}
     MULTIPLE_CHOICE = "multiple_choice"  # {"context", "choices": [str], "label": int}
+    RETRIEVAL = "retrieval"  # no training: Tatoeba {"source", "target"}; BUCC one {"source", "target", "gold"}
 
 
 class Split(str, Enum):
@@ -41,6 +42,8 @@ class TaskSpec:
     labels: label names in head order (classification / tagging); empty for QA and multiple choice.
     num_choices: options per example (multiple choice only).
     languages: every language the task can be evaluated in; train_language: where training data is.
+    train_from / dev_from: the task whose English train / dev split this one uses (XNLI trains on MNLI,
+    XQuAD and MLQA on SQuAD v1.1, XCOPA on COPA); None = its own.
     """
 
     name: str
@@ -52,6 +55,12 @@ class TaskSpec:
     labels: tuple[str, ...] = ()
     num_choices: int = 0
     train_language: str = "en"
+    train_from: str | None = None
+    dev_from: str | None = None
+
+    @property
+    def trainable(self) -> bool:
+        return self.format is not TaskFormat.RETRIEVAL
 
     def __post_init__(self):
         needs_labels = self.format in (TaskFormat.CLASSIFICATION, TaskFormat.TAGGING)
