@@ -10,7 +10,6 @@ from ..tasks.base import Split, TaskFormat, TaskSpec
 def load_examples(task: TaskSpec, split: Split, lang: str, data_dir: Path | None = None,
                   limit: int | None = None) -> list[dict]:
     """The first `limit` examples of one split and language; empty data and unknown labels are errors."""
-    task.check_language(lang)
     if not task.trainable and split is Split.TRAIN:
         raise StepstoneError(f"task '{task.name}' is evaluation-only (retrieval): it has no train split")
     source = task
@@ -19,6 +18,7 @@ def load_examples(task: TaskSpec, split: Split, lang: str, data_dir: Path | None
         from ..tasks import get_task
 
         source = get_task(borrowed)  # e.g. XNLI's English training data is MNLI
+    source.check_language(lang)
     examples = source.source.load(split, lang, data_dir)
     if limit is not None:
         examples = examples[:limit]

@@ -58,7 +58,8 @@ class ExtractiveQA:
                 best[index] = span
         predictions = {e["id"]: best.get(i, (0.0, ""))[1] for i, e in enumerate(examples)}
         references = {e["id"]: e["answers"]["text"] for e in examples}
-        return compute(task.metric, predictions, references, lang=lang)
+        # MLQA languages are "context.question": normalisation follows the context language
+        return compute(task.metric, predictions, references, lang=lang.split(".")[0])
 
 
 def _answer_tokens(answers: dict, context: list) -> tuple[int, int]:
