@@ -12,7 +12,7 @@ from .tasks.base import TaskSpec
 
 
 def predict(model: Any, handler: FormatHandler, rows: list[dict], tokenizer: Any, batch_size: int,
-            progress: ProgressFactory = silent, description: str = "predict") -> list[np.ndarray]:
+            progress: ProgressFactory = silent, description: str = "predict", head: str | None = None) -> list[np.ndarray]:
     """Model outputs per row, in row order. Rows are batched by length (less padding), then restored."""
     order = sorted(range(len(rows)), key=lambda i: _length(rows[i]))
     outputs: list[np.ndarray | None] = [None] * len(rows)
@@ -25,6 +25,8 @@ def predict(model: Any, handler: FormatHandler, rows: list[dict], tokenizer: Any
             batch = handler.collate([rows[i] for i in chunk], tokenizer)
             # labels are not needed for prediction; dropping them skips the loss computation
             inputs = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+            if head is not None:
+                inputs["head"] = head
             for i, out in zip(chunk, handler.gather(model(**inputs))):
                 outputs[i] = out
             bar.advance(len(chunk))
@@ -33,8 +35,9 @@ def predict(model: Any, handler: FormatHandler, rows: list[dict], tokenizer: Any
 
 
 def score(model: Any, handler: FormatHandler, task: TaskSpec, examples: list[dict], rows: list[dict],
-          tokenizer: Any, batch_size: int, lang: str, progress: ProgressFactory = silent) -> dict[str, float]:
-    outputs = predict(model, handler, rows, tokenizer, batch_size, progress, f"evaluate {task.name} [{lang}]")
+          tokenizer: Any, batch_size: int, lang: str, progress: ProgressFactory = silent,
+          head: str | None = None) -> dict[str, float]:
+    outputs = predict(model, handler, rows, tokenizer, batch_size, progress, f"evaluate {task.name} [{lang}]", head)
     return handler.score(examples, rows, outputs, task, lang)
 
 

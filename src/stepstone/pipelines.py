@@ -26,7 +26,7 @@ from .formats import handler_for
 from .progress import ProgressFactory, silent
 from .specs import BackboneSpec, Block, LoRASpec, MethodKind, RunSpec
 from .tasks import Split, TaskSpec, get_task
-from .training import Mode, TrainResult, Trainable, set_trainable, train, trainable_names
+from .training import Mode, TaskData, TrainResult, Trainable, set_trainable, train, trainable_names
 from .zoo import Entry, Zoo
 
 FULL_WEIGHTS = "model.safetensors"
@@ -84,7 +84,10 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
     """Train `spec`. A standalone adapter goes to the zoo; a composed or full fine-tune run goes to
     `runs_dir/<name>`. Returns where it went and what it measured."""
     zoo = zoo or Zoo()
-    task = get_task(spec.task)
+    tasks = [get_task(t) for t in spec.task]
+    untrainable = [t.name for t in tasks if not t.trainable]
+    if untrainable:
+        raise StepstoneError(f"task(s) {', '.join(untrainable)} are evaluation-only (retrieval): nothing to train")
     name, mode = spec.run_name, mode_of(spec)
     standalone = spec.compose is None and mode is not Mode.FULL
     destination = zoo.path(name) if standalone else Path(runs_dir) / name
@@ -102,9 +105,10 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
     train_spec = spec.train.resolved(spec.method.kind)
     spec = replace(spec, train=train_spec)
     set_threads(train_spec.threads)
-    train_examples = load_examples(task, Split.TRAIN, task.train_language, spec.data_dir, train_spec.max_train_examples)
-    dev_examples = load_examples(task, Split.VALIDATION, task.train_language, spec.data_dir,
-                                 train_spec.max_eval_examples)
+    data = {t.name: (load_examples(t, Split.TRAIN, t.train_language, spec.data_dir, train_spec.max_train_examples),
+                     load_examples(t, Split.VALIDATION, t.train_language, spec.data_dir, train_spec.max_eval_examples))
+            for t in tasks}
+    heads = {t.name: head_name(name, t.name, i) for i, t in enumerate(tasks)}
 
     backbone = load_backbone(spec.backbone)
     for entry in members:
@@ -113,23 +117,29 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
     if init is not None:
         _check_backbone(backbone, str(spec.init_from), init["backbone"])
         _load_encoder(backbone.model, Path(spec.init_from) / FULL_WEIGHTS)
-    model, handler = backbone.model, handler_for(task)
+    model = backbone.model
     torch.manual_seed(train_spec.seed)  # adapter, fusion and head initialisation
     if mode is not Mode.FULL:
         methods.add_adapter(model, name, spec.method)
     if mode is Mode.FUSION:
         methods.add_fusion(model, spec.compose.members)
-    handler.add_head(model, name, task)
+    for t in tasks:
+        handler_for(t).add_head(model, heads[t.name], t)
     setup = None if mode is Mode.FULL else comp.adapters_setup(spec.compose, name, semantics)
     methods.activate(model, setup, head=name)
     fusion = methods.fusion_name(spec.compose.members) if mode is Mode.FUSION else None
-    trainable = set_trainable(model, trainable_names(model, mode, name, fusion), backbone.num_parameters)
+    names = trainable_names(model, mode, name, fusion, tuple(heads.values()))
+    trainable = set_trainable(model, names, backbone.num_parameters)
 
-    encode = dict(tokenizer=backbone.tokenizer, task=task, max_length=train_spec.max_length,
-                  doc_stride=train_spec.doc_stride)
-    rows = handler.encode(train_examples, train=True, **encode)
-    dev = (dev_examples, handler.encode(dev_examples, train=False, **encode))
-    result = train(model, handler, task, backbone.tokenizer, rows, dev, train_spec, mode, trainable, progress)
+    parts = []
+    for t in tasks:
+        handler, (train_examples, dev_examples) = handler_for(t), data[t.name]
+        encode = dict(tokenizer=backbone.tokenizer, task=t, max_length=train_spec.max_length,
+                      doc_stride=train_spec.doc_stride)
+        parts.append(TaskData(t, handler, heads[t.name], handler.encode(train_examples, train=True, **encode),
+                              dev_examples, handler.encode(dev_examples, train=False, **encode)))
+    result = train(model, parts, backbone.tokenizer, train_spec, mode, trainable, progress)
+    task = tasks[0]
 
     manifest = {
         "kind": "adapter" if standalone else "run",
@@ -137,8 +147,8 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "backbone": _backbone_record(backbone),
         "method": {"kind": spec.method.kind.value, "settings": spec.method.settings()},
-        "task": {"name": task.name, "format": task.format.value, "labels": list(task.labels),
-                 "num_choices": task.num_choices, "train_language": task.train_language},
+        "task": _task_record(task, heads[task.name]),
+        "tasks": [_task_record(t, heads[t.name]) for t in tasks],
         "composition": None if spec.compose is None else {
             "block": spec.compose.block.value, "members": list(spec.compose.members),
             "semantics": semantics.value, "setup": comp.describe(spec.compose, name),
@@ -147,15 +157,17 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
         "mode": mode.value,
         "spec": to_dict(spec),
         "seed": train_spec.seed,
-        "data": {"train_examples": len(train_examples), "train_features": len(rows),
-                 "dev_examples": len(dev_examples)},
+        "data": _data_record(parts),
         "trainable": {"parameters": trainable.count, "percent_of_backbone": trainable.percent,
                       "backbone_parameters": trainable.backbone},
-        "metrics": {"dev": result.dev_metrics, "best_epoch": result.best_epoch, "main": task.metric.main},
+        "metrics": {"dev": result.dev_metrics, "best_epoch": result.best_epoch, "main": task.metric.main,
+                    **({"dev_by_task": result.history[result.best_epoch - 1]["dev_by_task"]} if len(tasks) > 1 else {})},
         "history": result.history,
         "train_seconds": round(result.seconds, 3),
     }
     with atomic_dir(destination) as tmp:
+        for t in tasks[1:]:  # extra multi-task heads; the first task's head travels with the adapter
+            model.save_head(str(tmp / "heads" / t.name), heads[t.name], use_safetensors=True)
         if standalone:
             methods.save_adapter(model, tmp, name, with_head=True)
         elif mode is Mode.FULL:
@@ -250,6 +262,27 @@ def evaluate(target: str, *, zoo: Zoo | None = None, langs: Sequence[str] | None
     return Evaluation(path, task.name, split_value.value, task.metric.main, scores, destination)
 
 
+def head_name(run: str, task: str, index: int) -> str:
+    """The first task's head is named like the adapter (the adapters library pairs them); further
+    multi-task heads are RUN_TASK."""
+    return run if index == 0 else f"{run}_{task}"
+
+
+def _task_record(task: TaskSpec, head: str) -> dict:
+    return {"name": task.name, "format": task.format.value, "labels": list(task.labels), "head": head,
+            "num_choices": task.num_choices, "train_language": task.train_language}
+
+
+def _data_record(parts: list[TaskData]) -> dict:
+    first = parts[0]
+    record = {"train_examples": sum(len({r.get("example_index", i) for i, r in enumerate(p.rows)}) for p in parts),
+              "train_features": sum(len(p.rows) for p in parts), "dev_examples": len(first.dev_examples)}
+    if len(parts) > 1:
+        record["by_task"] = {p.task.name: {"train_features": len(p.rows), "dev_examples": len(p.dev_examples)}
+                             for p in parts}
+    return record
+
+
 def _backbone_record(backbone: Backbone) -> dict:
     return {"name": backbone.spec.name, "revision": backbone.spec.revision, "fingerprint": backbone.fingerprint,
             "parameters": backbone.num_parameters}
@@ -304,5 +337,6 @@ def load_run_spec(config: Path | None = None, settings: dict | None = None,
         raise ConfigError([f"{source}: no task given (use --task NAME or 'task:' in the config; "
                            "`stepstone tasks` lists them)"])
     spec = build(RunSpec, data, source=source, lines=lines)
-    get_task(spec.task)  # unknown task names fail here, listing the valid ones
+    for task in spec.task:
+        get_task(task)  # unknown task names fail here, listing the valid ones
     return spec

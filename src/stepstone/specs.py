@@ -47,6 +47,18 @@ class LoRATarget(str, Enum):
     OUTPUT = "output"  # FFN down-projection
 
 
+class Sampling(str, Enum):
+    """How a multi-task run picks the task of each batch.
+
+    proportional: every batch of every task once per epoch, in random order (a task's share of steps is
+    its share of examples). temperature: tasks drawn with probability n_i^(1/T) / sum_j n_j^(1/T), which
+    flattens the mixture as T grows (T=1 is proportional in expectation); an epoch has as many steps as
+    all tasks' batches together, smaller tasks cycling."""
+
+    PROPORTIONAL = "proportional"
+    TEMPERATURE = "temperature"
+
+
 class Block(str, Enum):
     """How zoo adapters are composed under a new target adapter (see stepstone.composition)."""
 
@@ -164,6 +176,7 @@ class TrainSpec:
         (the paper selects on English dev).
     max_train_examples / max_eval_examples: take the first N examples (None = all).
     threads: torch CPU threads; None = $STEPSTONE_THREADS or torch's default.
+    sampling / temperature: how batches of several tasks are mixed (multi-task runs only), T = 2.0.
     """
 
     lr: float | None = None
@@ -182,8 +195,12 @@ class TrainSpec:
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
     threads: int | None = None
+    sampling: Sampling = Sampling.PROPORTIONAL
+    temperature: float = 2.0
 
     def __post_init__(self):
+        if self.temperature <= 0:
+            raise ValueError("temperature must be > 0")
         positive = ("epochs", "batch_size", "grad_accum", "eval_batch_size", "max_length")
         bad = [name for name in positive if getattr(self, name) < 1]
         if bad:
@@ -208,14 +225,15 @@ class TrainSpec:
 class RunSpec:
     """Everything `stepstone train` needs.
 
-    task: a registered task name (`stepstone tasks`). name: the zoo entry / run name
-    (default '<task>-<method>'). compose: zoo adapters to train on top of (None = a standalone
+    task: a registered task name (`stepstone tasks`), or several for multi-task training: one adapter
+    shared by all, one head per task (the paper's best intermediate setting). name: the zoo entry / run
+    name (default '<task>-<method>', tasks joined by '-'). compose: zoo adapters to train on top of (None = a standalone
     adapter, saved to the zoo). init_from: full fine-tune only -- a full fine-tune run whose encoder
     weights start this one (the paper's intermediate -> target sequence; its head is dropped).
     data_dir: local data root for tasks read from files.
     """
 
-    task: str
+    task: tuple[str, ...]
     backbone: BackboneSpec = field(default_factory=BackboneSpec)
     method: MethodSpec = field(default_factory=MethodSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
@@ -225,6 +243,10 @@ class RunSpec:
     data_dir: Path | None = None
 
     def __post_init__(self):
+        if isinstance(self.task, str):  # RunSpec(task="x") in code: same as a one-task tuple
+            object.__setattr__(self, "task", (self.task,))
+        if not self.task or len(set(self.task)) != len(self.task):
+            raise ValueError("task must name one or more distinct tasks")
         if self.name is not None:
             check_name(self.name, "run name")
         full = self.method.kind is MethodKind.FULL
@@ -237,4 +259,4 @@ class RunSpec:
 
     @property
     def run_name(self) -> str:
-        return self.name or f"{self.task}-{self.method.kind.value}"
+        return self.name or f"{'-'.join(self.task)}-{self.method.kind.value}"

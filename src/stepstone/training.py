@@ -6,7 +6,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -15,7 +15,7 @@ from .evaluation import score
 from .formats import FormatHandler
 from .methods import adapter_kind_of_parameter, fusion_regularization
 from .progress import ProgressFactory, silent
-from .specs import TrainSpec
+from .specs import Sampling, TrainSpec
 from .tasks.base import TaskSpec
 
 
@@ -51,11 +51,25 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def trainable_names(model: Any, mode: Mode, target: str, fusion: str | None = None) -> frozenset[str]:
-    """Names of the parameters `mode` trains: computed from names, never from current requires_grad."""
+@dataclass(frozen=True)
+class TaskData:
+    """One task of a run: its head, encoded training rows, and dev examples + rows for selection."""
+
+    task: TaskSpec
+    handler: FormatHandler
+    head: str
+    rows: list[dict]
+    dev_examples: list[dict]
+    dev_rows: list[dict]
+
+
+def trainable_names(model: Any, mode: Mode, target: str, fusion: str | None = None,
+                    heads: tuple[str, ...] | None = None) -> frozenset[str]:
+    """Names of the parameters `mode` trains: computed from names, never from current requires_grad.
+    `heads` defaults to the head named like the target adapter."""
     if mode is Mode.FULL:
         return frozenset(name for name, _ in model.named_parameters())
-    owners = {("adapters", target), ("loras", target), ("heads", target)}
+    owners = {("adapters", target), ("loras", target), *(("heads", h) for h in (heads or (target,)))}
     if mode is Mode.FUSION:
         if fusion is None:
             raise ValueError("FUSION mode needs the fusion layer's name")
@@ -75,38 +89,50 @@ def set_trainable(model: Any, names: frozenset[str], backbone_params: int) -> Tr
     return Trainable(names, count, backbone_params)
 
 
-def train(model: Any, handler: FormatHandler, task: TaskSpec, tokenizer: Any, rows: list[dict],
-          dev: tuple[list[dict], list[dict]], spec: TrainSpec, mode: Mode, trainable: Trainable,
+def schedule(batches: list[int], examples: list[int], spec: TrainSpec, generator: torch.Generator) -> list[int]:
+    """The task index of every step of one epoch (see Sampling). One task: its batches in order."""
+    total = sum(batches)
+    if len(batches) == 1:
+        return [0] * total
+    if spec.sampling is Sampling.PROPORTIONAL:
+        steps = torch.tensor([i for i, n in enumerate(batches) for _ in range(n)])
+        return steps[torch.randperm(total, generator=generator)].tolist()
+    weights = torch.tensor(examples, dtype=torch.float64) ** (1.0 / spec.temperature)
+    return torch.multinomial(weights / weights.sum(), total, replacement=True, generator=generator).tolist()
+
+
+def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mode: Mode, trainable: Trainable,
           progress: ProgressFactory = silent) -> TrainResult:
-    """Train the `trainable` parameters on encoded `rows`; select the best epoch on `dev`
-    (examples, rows) by the task's main metric when `spec.select_best`. `spec` must be resolved."""
+    """Train the `trainable` parameters on every part's rows (batches mixed by `schedule`); select the
+    best epoch on the parts' dev sets (mean of their main metrics) when `spec.select_best`. `spec`
+    must be resolved."""
     params = dict(model.named_parameters())
-    fusion_params = [params[n] for n in sorted(trainable.names) if adapter_kind_of_parameter(n)
-                     and adapter_kind_of_parameter(n)[0] == "adapter_fusion_layer"]
+    fusion_params = [params[n] for n in sorted(trainable.names)
+                     if (adapter_kind_of_parameter(n) or ("",))[0] == "adapter_fusion_layer"]
     fusion_ids = {id(p) for p in fusion_params}
     other_params = [params[n] for n in sorted(trainable.names) if id(params[n]) not in fusion_ids]
     groups = [{"params": other_params, "lr": spec.lr}]
     if fusion_params:
         groups.append({"params": fusion_params, "lr": spec.fusion_lr})
     optimizer = torch.optim.AdamW(groups, weight_decay=spec.weight_decay)
-    batches_per_epoch = math.ceil(len(rows) / spec.batch_size)
-    updates_per_epoch = math.ceil(batches_per_epoch / spec.grad_accum)
-    total = updates_per_epoch * spec.epochs
+    batches = [math.ceil(len(p.rows) / spec.batch_size) for p in parts]
+    steps_per_epoch = sum(batches)
+    total = math.ceil(steps_per_epoch / spec.grad_accum) * spec.epochs
     scheduler = _linear_schedule(optimizer, int(spec.warmup_ratio * total), total)
     generator = torch.Generator().manual_seed(spec.seed)
     device = next(model.parameters()).device
     result, best_value, best_state = TrainResult(), -math.inf, None
-    main = task.metric.main
+    streams = [_batches(p, spec.batch_size, generator) for p in parts]
     started = time.perf_counter()
-    with progress(f"train {task.name}", total) as bar:
+    with progress(f"train {'+'.join(p.task.name for p in parts)}", total) as bar:
         for epoch in range(1, spec.epochs + 1):
             model.train()
-            order = torch.randperm(len(rows), generator=generator).tolist()
             losses = []
-            for b in range(batches_per_epoch):
-                batch = handler.collate([rows[i] for i in order[b * spec.batch_size:(b + 1) * spec.batch_size]],
-                                        tokenizer)
-                output = model(**{k: v.to(device) for k, v in batch.items()})
+            plan = schedule(batches, [len(p.rows) for p in parts], spec, generator)
+            for b, which in enumerate(plan):
+                part = parts[which]
+                batch = part.handler.collate(next(streams[which]), tokenizer)
+                output = model(**{k: v.to(device) for k, v in batch.items()}, head=part.head)
                 loss = output.loss
                 if mode is Mode.FUSION:
                     loss = loss + fusion_regularization(model)
@@ -115,19 +141,23 @@ def train(model: Any, handler: FormatHandler, task: TaskSpec, tokenizer: Any, ro
                                          f"(epoch {epoch}); lower train.lr or check the data")
                 (loss / spec.grad_accum).backward()
                 losses.append(loss.item())
-                if (b + 1) % spec.grad_accum == 0 or b + 1 == batches_per_epoch:
+                if (b + 1) % spec.grad_accum == 0 or b + 1 == len(plan):
                     torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], spec.max_grad_norm)
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                     result.steps += 1
                     bar.advance(1, f"epoch {epoch} loss {sum(losses[-20:]) / len(losses[-20:]):.4f}")
-            record = {"epoch": epoch, "step": result.steps, "train_loss": sum(losses) / len(losses)}
+            record: dict[str, Any] = {"epoch": epoch, "step": result.steps, "train_loss": sum(losses) / len(losses)}
             if spec.select_best or epoch == spec.epochs:
-                record["dev"] = score(model, handler, task, dev[0], dev[1], tokenizer, spec.eval_batch_size,
-                                      task.train_language)
-                if spec.select_best and record["dev"][main] > best_value:
-                    best_value, result.best_epoch = record["dev"][main], epoch
+                scores = [score(model, p.handler, p.task, p.dev_examples, p.dev_rows, tokenizer, spec.eval_batch_size,
+                                p.task.train_language, head=p.head) for p in parts]
+                record["dev"] = scores[0]
+                if len(parts) > 1:
+                    record["dev_by_task"] = {p.task.name: s for p, s in zip(parts, scores)}
+                value = sum(s[p.task.metric.main] for p, s in zip(parts, scores)) / len(parts)
+                if spec.select_best and value > best_value:
+                    best_value, result.best_epoch = value, epoch
                     best_state = {n: params[n].detach().clone() for n in trainable.names}
             result.history.append(record)
     if best_state is not None and result.best_epoch != spec.epochs:
@@ -140,6 +170,14 @@ def train(model: Any, handler: FormatHandler, task: TaskSpec, tokenizer: Any, ro
     result.seconds = time.perf_counter() - started
     model.eval()
     return result
+
+
+def _batches(part: TaskData, size: int, generator: torch.Generator) -> Iterator[list[dict]]:
+    """Endless batches of one task: a fresh random order on every pass over its rows."""
+    while True:
+        order = torch.randperm(len(part.rows), generator=generator).tolist()
+        for start in range(0, len(order), size):
+            yield [part.rows[i] for i in order[start:start + size]]
 
 
 def _linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int):

@@ -36,7 +36,7 @@ ZOO_FILES = {"adapter.safetensors", "adapter_config.json", "head_config.json", "
 TARGET_FILES = {"adapter.safetensors", "adapter_config.json", "head_config.json", "model_head.safetensors"}
 FUSION_FILES = {"adapter_fusion_config.json", "model_adapter_fusion.safetensors"}
 MANIFEST_KEYS = {"backbone", "composition", "created", "data", "files", "format_version", "history", "init_from",
-                 "kind", "method", "metrics", "mode", "name", "seed", "spec", "task", "trainable", "train_seconds",
+                 "kind", "method", "metrics", "mode", "name", "seed", "spec", "task", "tasks", "trainable", "train_seconds",
                  "versions"}
 
 # Trained in this order (members before the runs composing them). select_best=False: what is saved is exactly
@@ -106,10 +106,10 @@ def test_reload_gives_identical_outputs(trained, name):
     _, _, done = trained
     spec, outcome, model = done[name]
     backbone, manifest, task = pipelines.load_for_inference(outcome.path)
-    assert manifest == outcome.manifest and task.name == spec.task
-    inputs = batch_for(spec.task, backbone.tokenizer)
+    assert manifest == outcome.manifest and task.name == spec.task[0]
+    inputs = batch_for(spec.task[0], backbone.tokenizer)
     before, after = outputs(model, inputs), outputs(backbone.model, inputs)
-    expected_keys = {"start_logits", "end_logits"} if spec.task == "toy-qa" else {"logits"}
+    expected_keys = {"start_logits", "end_logits"} if spec.task[0] == "toy-qa" else {"logits"}
     assert set(before) == set(after) == expected_keys
     for key in before:
         assert torch.equal(before[key], after[key]), key
@@ -133,7 +133,7 @@ def test_evaluate_reproduces_the_dev_metrics(trained, tmp_path, name):
     assert evaluation.path == outcome.path and evaluation.output == report
     assert evaluation.metric == outcome.manifest["metrics"]["main"]
     written = json.loads(report.read_text())
-    assert written == {"artifact": name, "task": spec.task, "split": "validation", "metric": evaluation.metric,
+    assert written == {"artifact": name, "task": spec.task[0], "split": "validation", "metric": evaluation.metric,
                        "scores": {"en": outcome.manifest["metrics"]["dev"]}, "examples": {"en": 16}}
     assert not (outcome.path / "evaluations").exists()
 
@@ -161,7 +161,7 @@ def test_zoo_entry_files(trained, name):
     assert path == zoo.root / name
     assert listing(path) == ZOO_FILES
     # classification and multiple choice heads: dense + out (modules 1, 4); tagging and QA: one linear (1)
-    layers = ("1",) if done[name][0].task in ("toy-tags", "toy-qa") else ("1", "4")
+    layers = ("1",) if done[name][0].task[0] in ("toy-tags", "toy-qa") else ("1", "4")
     assert set(load_file(str(path / "model_head.safetensors"))) == {f"heads.{name}.{i}.{p}" for i in layers
                                                                     for p in ("weight", "bias")}
     if done[name][0].method.kind is MethodKind.BOTTLENECK:
@@ -223,7 +223,7 @@ def test_manifest(trained, name):
     assert text == json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     assert list(manifest) == sorted(manifest) == sorted(MANIFEST_KEYS)
     assert manifest == outcome.manifest
-    task = get_task(spec.task)
+    task = get_task(spec.task[0])
     resolved = replace(spec, train=spec.train.resolved(spec.method.kind))
     standalone = name in ZOO_NAMES
     assert manifest["name"] == name
@@ -232,8 +232,9 @@ def test_manifest(trained, name):
     assert manifest["backbone"] == {"name": "tiny", "revision": None, "parameters": 402816,
                                     "fingerprint": load_backbone(BackboneSpec()).fingerprint}
     assert manifest["method"] == {"kind": spec.method.kind.value, "settings": spec.method.settings()}
-    assert manifest["task"] == {"name": spec.task, "format": task.format.value, "labels": list(task.labels),
-                                "num_choices": task.num_choices, "train_language": "en"}
+    assert manifest["task"] == {"name": spec.task[0], "format": task.format.value, "labels": list(task.labels),
+                                "num_choices": task.num_choices, "train_language": "en", "head": name}
+    assert manifest["tasks"] == [manifest["task"]]
     assert manifest["spec"] == to_dict(resolved)
     assert manifest["spec"]["train"]["lr"] == 1e-3 and manifest["spec"]["train"]["fusion_lr"] == 5e-5
     assert manifest["seed"] == 0
