@@ -10,18 +10,23 @@ from .common import console, progress_factory, user_errors
 
 
 def evaluate(
-    run: str = typer.Argument(..., help="A run folder or a zoo entry name."),
+    run: Optional[str] = typer.Argument(None, help="A run folder or a zoo entry name (omit for a bare --backbone)."),
+    task: Optional[str] = typer.Option(None, help="Task to evaluate (default: the run's); bucc / tatoeba work with any run."),
     langs: Optional[str] = typer.Option(None, help="Comma-separated languages (default: all of the task's)."),
     split: str = typer.Option("test", help="train, validation or test."),
     batch_size: int = typer.Option(32, min=1, help="Evaluation batch size."),
     max_examples: Optional[int] = typer.Option(None, min=1, help="Only the first N examples per language."),
     data_dir: Optional[Path] = typer.Option(None, help="Local data root for tasks read from files."),
-    backbone: Optional[str] = typer.Option(None, help="Load the backbone from here instead of the recorded id."),
+    backbone: Optional[str] = typer.Option(None, help="Backbone to load instead of the recorded one; alone: evaluate it bare."),
+    layer: Optional[int] = typer.Option(None, help="Retrieval: layer to mean-pool (default: 14 of 24, scaled)."),
     output: Optional[Path] = typer.Option(None, help="JSON path (default: RUN/evaluations/TASK.SPLIT.json)."),
     zoo_dir: Optional[Path] = typer.Option(None, "--zoo", help="Zoo folder (default: $STEPSTONE_ZOO or ./adapters_zoo)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Evaluate zero-shot: print a per-language table with the average and write the scores as JSON."""
+    """Evaluate zero-shot: print a per-language table with the average and write the scores as JSON.
+
+    Retrieval tasks need no training: `stepstone evaluate --backbone DIR --task tatoeba` scores a bare
+    backbone, `stepstone evaluate RUN --task tatoeba` one with the run's adapters active."""
     from rich.table import Table
 
     from stepstone.pipelines import evaluate as run_evaluation
@@ -31,7 +36,7 @@ def evaluate(
     languages = [x.strip() for x in langs.split(",") if x.strip()] if langs else None
     with user_errors():
         set_threads(None)
-        result = run_evaluation(run, zoo=Zoo(zoo_dir), langs=languages, split=split, batch_size=batch_size,
+        result = run_evaluation(run, task=task, layer=layer, zoo=Zoo(zoo_dir), langs=languages, split=split, batch_size=batch_size,
                                 max_examples=max_examples, data_dir=data_dir, backbone=backbone, output=output,
                                 progress=progress_factory(quiet))
     names = sorted(next(iter(result.scores.values())))

@@ -12,7 +12,7 @@ from .common import console, progress_factory, user_errors
 def train(
     overrides: Optional[List[str]] = typer.Argument(None, help="KEY=VALUE settings, e.g. train.lr=3e-4 method.lora.r=16."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML run config (see adapters_zoo/*.yaml)."),
-    task: Optional[str] = typer.Option(None, help="Task to train on (`stepstone tasks`)."),
+    task: Optional[List[str]] = typer.Option(None, help="Task to train on (`stepstone tasks`); repeat for multi-task."),
     method: Optional[str] = typer.Option(None, help="Adapter method: bottleneck or lora."),
     on: Optional[str] = typer.Option(None, "--on", help="Train on top of zoo adapters: 'Stack(a, b)' or 'Fuse(a, b)'."),
     full_finetune: bool = typer.Option(False, "--full-finetune", help="Train every backbone weight (the paper's baseline)."),
@@ -34,9 +34,10 @@ def train(
     with user_errors():
         if method is not None and full_finetune:
             raise typer.BadParameter("--method and --full-finetune exclude each other")
-        for key, value in (("task", task), ("name", name)):
-            if value is not None:
-                settings[key] = value
+        if task:
+            settings["task"] = list(task)
+        if name is not None:
+            settings["name"] = name
         if method is not None or full_finetune:
             settings["method"] = {"kind": "full" if full_finetune else method}
         if backbone is not None:

@@ -110,7 +110,8 @@ def read_manifest(folder: Path, verify: bool = True) -> dict:
             f"{path}: format version {manifest['format_version']} is newer than this stepstone "
             f"understands ({FORMAT_VERSION}); upgrade stepstone"
         )
-    missing = [k for k in ("kind", "name", "backbone", "task", "method", "files") if k not in manifest]
+    missing = [k for k in ("kind", "name", "backbone", "task", "tasks", "method", "mode", "spec", "files")
+               if k not in manifest]
     if missing:
         raise StepstoneError(f"{path}: missing field(s): {', '.join(missing)}")
     if verify:

@@ -56,9 +56,9 @@ def seqeval_f1(predictions: Sequence[Sequence[str]], references: Sequence[Sequen
             raise ValueError(f"sentence of {len(p)} predicted tags but {len(r)} reference tags")
     y_true, y_pred = [list(r) for r in references], [list(p) for p in predictions]
     return {
-        "f1": 100.0 * float(f1_score(y_true, y_pred)),
-        "precision": 100.0 * float(precision_score(y_true, y_pred)),
-        "recall": 100.0 * float(recall_score(y_true, y_pred)),
+        "f1": 100.0 * float(f1_score(y_true, y_pred, zero_division=0)),
+        "precision": 100.0 * float(precision_score(y_true, y_pred, zero_division=0)),
+        "recall": 100.0 * float(recall_score(y_true, y_pred, zero_division=0)),
     }
 
 

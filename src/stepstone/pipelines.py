@@ -167,6 +167,7 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
     }
     with atomic_dir(destination) as tmp:
         for t in tasks[1:]:  # extra multi-task heads; the first task's head travels with the adapter
+            (tmp / "heads" / t.name).mkdir(parents=True)
             model.save_head(str(tmp / "heads" / t.name), heads[t.name], use_safetensors=True)
         if standalone:
             methods.save_adapter(model, tmp, name, with_head=True)
@@ -186,7 +187,8 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
 
 
 def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Backbone, dict, TaskSpec]:
-    """Rebuild the model an artifact describes (its backbone, members, fusion, target, head) and activate it."""
+    """Rebuild the model an artifact describes (backbone, members, fusion, target, every task head) and
+    activate it with the first task's head. Returns the backbone, the manifest and that task."""
     manifest = read_manifest(path)
     record = manifest["backbone"]
     backbone = load_backbone(BackboneSpec(backbone_name or record["name"], record.get("revision")))
@@ -194,12 +196,13 @@ def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Ba
     task = get_task(manifest["task"]["name"])
     model, name = backbone.model, manifest["name"]
     if manifest["mode"] == Mode.FULL.value:
-        handler_for(task).add_head(model, name, task)
+        for t in manifest["tasks"]:
+            handler_for(get_task(t["name"])).add_head(model, t["head"], get_task(t["name"]))
         _load_full(model, path / FULL_WEIGHTS)
-        methods.activate(model, None, head=name)
+        setup = None
     elif manifest["kind"] == "adapter":
         methods.load_adapter(model, path, name, with_head=True)
-        methods.activate(model, name, head=name)
+        setup = name
     else:
         composition = manifest["composition"]
         members = tuple(composition["members"])
@@ -212,7 +215,10 @@ def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Ba
 
         setup = comp.adapters_setup(Composition(Block(composition["block"]), members), name,
                                     comp.Semantics(composition["semantics"]))
-        methods.activate(model, setup, head=name)
+    if manifest["mode"] != Mode.FULL.value:
+        for t in manifest["tasks"][1:]:  # further multi-task heads
+            model.load_head(str(path / "heads" / t["name"]), load_as=t["head"], use_safetensors=True)
+    methods.activate(model, setup, head=name)
     model.eval()
     return backbone, manifest, task
 
@@ -228,38 +234,90 @@ def resolve_artifact(target: str, zoo: Zoo | None = None) -> Path:
     raise StepstoneError(f"'{target}' is neither a run directory nor a zoo entry in {zoo.root}")
 
 
-def evaluate(target: str, *, zoo: Zoo | None = None, langs: Sequence[str] | None = None, split: str = "test",
-             batch_size: int = 32, max_examples: int | None = None, data_dir: Path | None = None,
-             max_length: int | None = None, backbone: str | None = None, output: Path | None = None,
+def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = None,
+             langs: Sequence[str] | None = None, split: str = "test", batch_size: int = 32,
+             max_examples: int | None = None, data_dir: Path | None = None, max_length: int | None = None,
+             backbone: str | None = None, output: Path | None = None, layer: int | None = None,
              progress: ProgressFactory = silent) -> Evaluation:
-    """Zero-shot evaluation of a run or zoo entry on its task, in every language asked for (default:
-    all of the task's). Scores go to `<artifact>/evaluations/<task>.<split>.json` (or `output`)."""
-    path = resolve_artifact(target, zoo)
-    manifest = read_manifest(path, verify=False)
-    task = get_task(manifest["task"]["name"])
+    """Zero-shot evaluation in every language asked for (default: all of the task's).
+
+    `target` is a run folder or zoo entry; `task` defaults to its (first) task and may name another
+    task it has a head for, or a retrieval task (bucc, tatoeba: embeddings with the artifact's adapters
+    active, no head). With no target, `backbone` + a retrieval task evaluates the bare backbone.
+    Scores go to `<artifact>/evaluations/<task>.<split>.json`, `evaluations/<backbone>.<task>.<split>.json`
+    without an artifact, or `output`."""
+    from .retrieval import RetrievalSettings
+
+    if target is None and (backbone is None or task is None):
+        raise StepstoneError("name a run or zoo entry to evaluate, or give --backbone and --task for a "
+                             "retrieval task (bucc, tatoeba), which needs no training")
+    path = resolve_artifact(target, zoo) if target is not None else None
+    manifest = read_manifest(path, verify=False) if path is not None else None
+    spec_task = get_task(task or manifest["task"]["name"])
+    heads = {t["name"]: t["head"] for t in manifest["tasks"]} if manifest else {}
+    if spec_task.trainable and spec_task.name not in heads:
+        what = f"'{manifest['name']}'" if manifest else "a bare backbone"
+        raise StepstoneError(f"{what} has no head for task '{spec_task.name}' (heads: {', '.join(heads) or 'none'}); "
+                             "retrieval tasks (bucc, tatoeba) work with any artifact")
     try:
         split_value = Split(split)
     except ValueError:
         raise StepstoneError(f"unknown split '{split}' (valid: {', '.join(s.value for s in Split)})") from None
-    languages = list(langs) if langs else list(task.languages)
-    recorded = manifest["spec"].get("data_dir")
+    languages = list(langs) if langs else list(spec_task.languages)
+    recorded = manifest["spec"].get("data_dir") if manifest else None
     data_dir = data_dir if data_dir is not None else (Path(recorded) if recorded else None)
-    examples = {lang: load_examples(task, split_value, lang, data_dir, max_examples) for lang in languages}
-    trained = manifest["spec"]["train"]
-    loaded, manifest, task = load_for_inference(path, backbone)
-    handler = handler_for(task)
+    examples = {lang: load_examples(spec_task, split_value, lang, data_dir, max_examples) for lang in languages}
+    settings = RetrievalSettings(layer=layer, batch_size=batch_size, max_length=max_length or 128)
+    if manifest is not None:
+        loaded, manifest, _ = load_for_inference(path, backbone)
+    else:
+        loaded = load_backbone(BackboneSpec(backbone))
     scores = {}
     for lang in languages:
-        rows = handler.encode(examples[lang], loaded.tokenizer, task, max_length or trained["max_length"],
-                              trained["doc_stride"], train=False)
-        scores[lang] = score(loaded.model, handler, task, examples[lang], rows, loaded.tokenizer, batch_size,
-                             lang, progress)
-    destination = output or path / "evaluations" / f"{task.name}.{split_value.value}.json"
-    report = {"artifact": manifest["name"], "task": task.name, "split": split_value.value,
-              "metric": task.metric.main, "scores": scores,
-              "examples": {lang: len(ex) for lang, ex in examples.items()}}
+        if spec_task.trainable:
+            scores[lang] = _score_task(loaded, spec_task, heads[spec_task.name], examples[lang], lang, manifest,
+                                       batch_size, max_length, progress)
+        else:
+            scores[lang] = _score_retrieval(loaded, spec_task, examples[lang], settings, progress)
+    name = manifest["name"] if manifest else loaded.spec.name
+    default = (path / "evaluations" if path is not None else Path("evaluations") / _slug(name))
+    destination = output or default / f"{spec_task.name}.{split_value.value}.json"
+    report = {"artifact": name, "task": spec_task.name, "split": split_value.value, "metric": spec_task.metric.main,
+              "scores": scores, "examples": {lang: len(ex) for lang, ex in examples.items()}}
+    if not spec_task.trainable:
+        report["retrieval"] = {"layer": settings.resolve_layer(loaded.model), "pooling": settings.pooling.value,
+                               "max_length": settings.max_length}
     write_text_atomic(destination, to_json(report))
-    return Evaluation(path, task.name, split_value.value, task.metric.main, scores, destination)
+    return Evaluation(path or destination.parent, spec_task.name, split_value.value, spec_task.metric.main, scores,
+                      destination)
+
+
+def _score_task(loaded: Backbone, task: TaskSpec, head: str, examples: list[dict], lang: str, manifest: dict,
+                batch_size: int, max_length: int | None, progress: ProgressFactory) -> dict[str, float]:
+    handler, trained = handler_for(task), manifest["spec"]["train"]
+    rows = handler.encode(examples, loaded.tokenizer, task, max_length or trained["max_length"], trained["doc_stride"],
+                          train=False)
+    return score(loaded.model, handler, task, examples, rows, loaded.tokenizer, batch_size, lang, progress, head=head)
+
+
+def _score_retrieval(loaded: Backbone, task: TaskSpec, examples: list[dict], settings: Any,
+                     progress: ProgressFactory) -> dict[str, float]:
+    from .data.readers import BuccData
+    from .metrics import Metric
+    from .retrieval import evaluate_bucc, evaluate_tatoeba
+
+    if task.metric is Metric.BUCC_F1:
+        (problem,) = examples
+        data = BuccData(problem["source"], problem["target"], problem["gold"])
+        return evaluate_bucc(loaded.model, loaded.tokenizer, data, settings, progress)
+    pairs = [(e["source"], e["target"]) for e in examples]
+    return evaluate_tatoeba(loaded.model, loaded.tokenizer, pairs, settings, progress)
+
+
+def _slug(name: str) -> str:
+    """A backbone id or path as one folder name (a local folder by its own name)."""
+    name = Path(name).name if Path(name).is_dir() else name
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name.strip("/")).strip("_") or "backbone"
 
 
 def head_name(run: str, task: str, index: int) -> str:
