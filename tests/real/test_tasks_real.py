@@ -46,3 +46,7 @@ def test_target_task_borrows_english_training_data(shared_data):
 def test_missing_local_file_names_what_was_looked_for(shared_data):
     with pytest.raises(StepstoneError, match=r"no test file for language 'ja' under .*target/pawsx/test-ja.tsv"):
         load_examples(get_task("pawsx"), TEST, "ja", shared_data)
+
+
+def test_anli_plus_dev_is_anli_dev(shared_data):
+    assert len(load_examples(get_task("anli-plus"), DEV, "en", shared_data)) == 3_200

@@ -9,7 +9,7 @@ from stepstone.data import load_examples
 from stepstone.errors import StepstoneError
 from stepstone.tasks import TASKS, Split, TaskFormat, get_task
 
-PAPER_INTERMEDIATE = {"anli", "mnli", "qqp", "squad", "squad-v2", "hellaswag", "cosmosqa", "commonsenseqa", "sst2",
+PAPER_INTERMEDIATE = {"anli", "anli-plus", "mnli", "qqp", "squad", "squad-v2", "hellaswag", "cosmosqa", "commonsenseqa", "sst2",
                       "siqa", "copa"}
 XTREME = {"xnli": 15, "pawsx": 7, "udpos": 33, "panx": 40, "xquad": 12, "mlqa": 49, "tydiqa": 9, "bucc": 4,
           "tatoeba": 36, "xcopa": 11}
@@ -94,3 +94,12 @@ def test_retrieval_tasks_have_no_train_split():
 def test_local_only_task_without_data_dir():
     with pytest.raises(StepstoneError, match="no hub source: pass --data-dir"):
         load_examples(get_task("bucc"), Split.VALIDATION, "zh")
+
+
+def test_anli_plus_concatenates_anli_mnli_snli_for_training(hub):
+    hub.rows = datasets.Dataset.from_list([{"premise": "p", "hypothesis": "h", "label": 1}])
+    examples = load_examples(get_task("anli-plus"), Split.TRAIN, "en")
+    assert [c[0] for c in hub.calls] == ["facebook/anli", "nyu-mll/glue", "stanfordnlp/snli"]
+    assert hub.calls[0][2] == "train_r1+train_r2+train_r3" and len(examples) == 3
+    load_examples(get_task("anli-plus"), Split.VALIDATION, "en")
+    assert hub.calls[-1] == ("facebook/anli", None, "dev_r1+dev_r2+dev_r3")

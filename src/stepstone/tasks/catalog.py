@@ -11,7 +11,7 @@ from typing import Any
 from ..data import readers as r
 from ..metrics import Metric
 from .base import Split, TaskFormat, TaskSpec, register
-from .sources import Hub, Local, Sources
+from .sources import Hub, Local, Sources, Union
 
 TRAIN, DEV, TEST = Split.TRAIN, Split.VALIDATION, Split.TEST
 NLI = ("entailment", "neutral", "contradiction")
@@ -128,6 +128,8 @@ _task("anli", C, ACC, "Adversarial NLI, rounds 1-3", Sources(
     hub=Hub("facebook/anli", None, {TRAIN: "train_r1+train_r2+train_r3", DEV: "dev_r1+dev_r2+dev_r3",
                                      TEST: "test_r1+test_r2+test_r3"}, _pairs("premise", "hypothesis", NLI))),
     labels=NLI)
+_task("anli-plus", C, ACC, "ANLI+: ANLI R1-R3 + MNLI + SNLI for training, ANLI dev/test (jiant's full ANLI)",
+      Union({TRAIN: ("anli", "mnli", "snli"), DEV: ("anli",), TEST: ("anli",)}), labels=NLI)
 _task("qqp", C, ACC, "Quora Question Pairs (GLUE)", Sources(
     local=Local({TRAIN: [("intermediate/qqp/train.tsv", lambda p: r.read_pairs_tsv(p, header=True, columns=(3, 4, 5)))],
                  DEV: [("intermediate/qqp/dev.tsv", lambda p: r.read_pairs_tsv(p, header=True, columns=(3, 4, 5)))]}),

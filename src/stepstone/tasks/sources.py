@@ -97,3 +97,21 @@ class Sources:
             raise StepstoneError(f"cannot load {hub.path} ({config or 'default'}, {hub.splits[split]}) from the hub: "
                                  f"{reason}; use --data-dir for local files") from None
         return hub.convert(rows, lang)
+
+
+@dataclass(frozen=True)
+class Union:
+    """Other registered tasks' splits concatenated, e.g. ANLI+ = ANLI + MNLI + SNLI for training
+    (jiant's "full ANLI"). Each part loads from its own source (hub or `--data-dir`)."""
+
+    parts: dict[Split, tuple[str, ...]]
+
+    def load(self, split: Split, lang: str, data_dir: Path | None) -> list[dict]:
+        from . import get_task
+
+        if split not in self.parts:
+            raise StepstoneError(f"no {split.value} split (valid: {', '.join(s.value for s in self.parts)})")
+        return [e for name in self.parts[split] for e in get_task(name).source.load(split, lang, data_dir)]
+
+    def describe(self) -> str:
+        return "; ".join(f"{s.value}: {' + '.join(names)}" for s, names in self.parts.items())
