@@ -89,8 +89,11 @@ def demo(
         result = run_demo(Path(out), progress_factory(quiet))
     from rich.table import Table
 
-    table = Table("run", "setup", "trainable", *result.languages, "zero-shot mean",
-                  title=f"toy-tags zero-shot ({result.metric}, test split, trained on en)")
+    table = Table(title=f"toy-tags zero-shot ({result.metric}, test split, trained on en)")
+    table.add_column("run", no_wrap=True)
+    table.add_column("setup")
+    for column in ("trainable", *result.languages, "zero-shot mean"):
+        table.add_column(column, no_wrap=True, justify="right")
     for row in result.rows:
         table.add_row(row.run, row.setup, f"{row.trainable:,} ({row.percent:.1f}%)",
                       *(f"{row.scores[lang]:.1f}" for lang in result.languages), f"{row.zero_shot:.1f}")

@@ -365,7 +365,7 @@ def test_newer_format_and_broken_manifests_refused(trained, tmp_path):
     with pytest.raises(StepstoneError, match="not valid JSON"):
         pipelines.load_for_inference(path)
     (path / "manifest.json").write_text(json.dumps({"format_version": 1, "name": "x"}))
-    with pytest.raises(StepstoneError, match="missing field\\(s\\): kind, backbone, task, method, files"):
+    with pytest.raises(StepstoneError, match="missing field\\(s\\): kind, backbone, task, tasks, method, mode, spec, files"):
         pipelines.load_for_inference(path)
     (path / "manifest.json").unlink()
     with pytest.raises(StepstoneError, match="is not a stepstone artifact: manifest.json is missing"):
