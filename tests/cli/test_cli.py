@@ -8,6 +8,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from stepstone.tasks import TASKS
 from stepstone_cli.main import app
 
 FAST = ["train.epochs=1", "train.max_train_examples=32", "train.max_eval_examples=16", "train.batch_size=16"]
@@ -95,7 +96,7 @@ def test_same_command_twice_gives_same_metrics(workdir):
 
 
 BAD_INPUT = [
-    (["train", "--task", "nope"], "unknown task 'nope' (valid: anli, bucc, commonsenseqa, copa, cosmosqa, hellaswag"),
+    (["train", "--task", "nope"], f"unknown task 'nope' (valid: {', '.join(TASKS)})"),
     (["train", "--task", "toy-tags", "--method", "lorra"], "'method.kind' must be one of: bottleneck, full, lora"),
     (["train", "--task", "toy-tags", "train.lrr=1"], "unknown key 'train.lrr'"),
     (["train", "--task", "toy-tags", "train.epochs=zero"], "'train.epochs' must be an int"),
