@@ -23,11 +23,6 @@ EN = ("en",)
 
 
 # ------------------------------------------------------------------------------- hub row converters
-def _label_names(ds: Any, column: str) -> list[str]:
-    feature = ds.features[column]
-    return [feature.int2str(v) if hasattr(feature, "int2str") else str(v) for v in ds[column]]
-
-
 def _pairs(a: str, b: str, labels: tuple[str, ...] | None = None):
     """Sentence-pair rows; integer labels index `labels` (None: keep the dataset's value as text)."""
     def convert(ds: Any, lang: str) -> list[dict]:
@@ -98,10 +93,6 @@ def _pairs_tsv(path: Path) -> list[dict]:
 
 def _jsonl(shape: r.JsonlShape):
     return lambda path: r.read_task_jsonl(path, shape)
-
-
-def _xnli_dev(path: Path) -> list[dict]:
-    return r.read_pairs_tsv(path, header=False)
 
 
 # ------------------------------------------------------------------------------- registration helpers
