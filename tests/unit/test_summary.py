@@ -44,5 +44,6 @@ def test_summary_refuses_duplicates_and_non_reports(tmp_path):
     bad.write_text("{}")
     with pytest.raises(StepstoneError, match="not a stepstone evaluation report"):
         summarize([bad])
+    (tmp_path / "empty").mkdir()
     with pytest.raises(StepstoneError, match="no evaluation reports found"):
-        summarize([tmp_path / "empty"]) if (tmp_path / "empty").mkdir() is None else None
+        summarize([tmp_path / "empty"])
