@@ -105,9 +105,15 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
     train_spec = spec.train.resolved(spec.method.kind)
     spec = replace(spec, train=train_spec)
     set_threads(train_spec.threads)
-    data = {t.name: (load_examples(t, Split.TRAIN, t.train_language, spec.data_dir, train_spec.max_train_examples),
-                     load_examples(t, Split.VALIDATION, t.train_language, spec.data_dir, train_spec.max_eval_examples))
-            for t in tasks}
+    data = {}
+    for i, t in enumerate(tasks):
+        train_examples = load_examples(t, Split.TRAIN, t.train_language, spec.data_dir, train_spec.max_train_examples)
+        if t.open_labels:  # e.g. CCG supertags: the label set comes from the training data
+            tasks[i] = t = t.derive_labels(train_examples)
+            train_examples = load_examples(t, Split.TRAIN, t.train_language, spec.data_dir,
+                                           train_spec.max_train_examples)
+        data[t.name] = (train_examples, load_examples(t, Split.VALIDATION, t.train_language, spec.data_dir,
+                                                      train_spec.max_eval_examples))
     heads = {t.name: head_name(name, t.name, i) for i, t in enumerate(tasks)}
 
     backbone = load_backbone(spec.backbone)
@@ -193,11 +199,11 @@ def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Ba
     record = manifest["backbone"]
     backbone = load_backbone(BackboneSpec(backbone_name or record["name"], record.get("revision")))
     _check_backbone(backbone, manifest["name"], record)
-    task = get_task(manifest["task"]["name"])
+    task = task_of(manifest["task"])
     model, name = backbone.model, manifest["name"]
     if manifest["mode"] == Mode.FULL.value:
-        for t in manifest["tasks"]:
-            handler_for(get_task(t["name"])).add_head(model, t["head"], get_task(t["name"]))
+        for record in manifest["tasks"]:
+            handler_for(task_of(record)).add_head(model, record["head"], task_of(record))
         _load_full(model, path / FULL_WEIGHTS)
         setup = None
     elif manifest["kind"] == "adapter":
@@ -253,8 +259,10 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
                              "retrieval task (bucc, tatoeba), which needs no training")
     path = resolve_artifact(target, zoo) if target is not None else None
     manifest = read_manifest(path, verify=False) if path is not None else None
-    spec_task = get_task(task or manifest["task"]["name"])
-    heads = {t["name"]: t["head"] for t in manifest["tasks"]} if manifest else {}
+    records = {t["name"]: t for t in manifest["tasks"]} if manifest else {}
+    name_asked = task or manifest["task"]["name"]
+    spec_task = task_of(records[name_asked]) if name_asked in records else get_task(name_asked)
+    heads = {name: t["head"] for name, t in records.items()}
     if spec_task.trainable and spec_task.name not in heads:
         what = f"'{manifest['name']}'" if manifest else "a bare backbone"
         raise StepstoneError(f"{what} has no head for task '{spec_task.name}' (heads: {', '.join(heads) or 'none'}); "
@@ -318,6 +326,13 @@ def _slug(name: str) -> str:
     """A backbone id or path as one folder name (a local folder by its own name)."""
     name = Path(name).name if Path(name).is_dir() else name
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name.strip("/")).strip("_") or "backbone"
+
+
+def task_of(record: dict) -> TaskSpec:
+    """The registered task of a manifest's task record, with the label set the artifact was trained
+    with when the task's labels come from its training data."""
+    task = get_task(record["name"])
+    return replace(task, labels=tuple(record["labels"])) if task.open_labels else task
 
 
 def head_name(run: str, task: str, index: int) -> str:

@@ -9,7 +9,7 @@ from stepstone.data import load_examples
 from stepstone.errors import StepstoneError
 from stepstone.tasks import TASKS, Split, TaskFormat, get_task
 
-PAPER_INTERMEDIATE = {"anli", "anli-plus", "mnli", "qqp", "squad", "squad-v2", "hellaswag", "cosmosqa", "commonsenseqa", "sst2",
+PAPER_INTERMEDIATE = {"anli", "anli-plus", "ccg", "mnli", "qqp", "squad", "squad-v2", "hellaswag", "cosmosqa", "commonsenseqa", "sst2",
                       "siqa", "copa"}
 XTREME = {"xnli": 15, "pawsx": 7, "udpos": 33, "panx": 40, "xquad": 12, "mlqa": 49, "tydiqa": 9, "bucc": 4,
           "tatoeba": 36, "xcopa": 11}

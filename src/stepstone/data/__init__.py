@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import StepstoneError, choices
-from ..tasks.base import Split, TaskFormat, TaskSpec
+from ..tasks.base import OTHER_LABEL, Split, TaskFormat, TaskSpec
 
 
 def load_examples(task: TaskSpec, split: Split, lang: str, data_dir: Path | None = None,
@@ -25,8 +25,19 @@ def load_examples(task: TaskSpec, split: Split, lang: str, data_dir: Path | None
     where = f"task '{source.name}', {split.value} split, language '{lang}'"
     if not examples:
         raise StepstoneError(f"no examples for {where} ({task.source.describe()})")
+    if task.open_labels:
+        return _map_open_labels(task, examples)
     _check_labels(task, examples, where)
     return examples
+
+
+def _map_open_labels(task: TaskSpec, examples: list[dict]) -> list[dict]:
+    """Open label sets: tags outside the (derived) set become OTHER_LABEL; before the set is derived
+    (no labels yet) examples pass unchanged."""
+    if not task.labels:
+        return examples
+    known = set(task.labels)
+    return [{**e, "tags": [t if t in known else OTHER_LABEL for t in e["tags"]]} for e in examples]
 
 
 def _check_labels(task: TaskSpec, examples: list[dict], where: str) -> None:

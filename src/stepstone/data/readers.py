@@ -104,6 +104,34 @@ def read_conllu(path: Path, column: str = "upos") -> list[dict]:
     return _sentences(path, word)
 
 
+_CCG_LEAF = re.compile(r"\(<L (\S+) (\S+) (\S+) (\S+) (\S+)>\)")
+
+
+def read_ccg_auto(path: Path) -> list[dict]:
+    """CCGbank AUTO derivations (Hockenmaier & Steedman 2007) as supertagging examples.
+
+    Each derivation is an `ID=...` header line followed by one tree line whose leaves read
+    `(<L CATEGORY POS POS WORD PRED-ARG-CATEGORY>)`; the tokens are the words and the tags their lexical
+    categories, in order. Works on one section file or on sections concatenated into one file."""
+    examples, header = [], None
+    for number, line in enumerate(_lines(path), 1):
+        if not line.strip():
+            continue
+        if line.startswith("ID="):
+            if header is not None:
+                raise StepstoneError(f"{path}:{header}: header without a derivation")
+            header = number
+            continue
+        leaves = _CCG_LEAF.findall(line)
+        if not leaves or not line.lstrip().startswith("("):
+            raise StepstoneError(f"{path}:{number}: not a CCGbank AUTO derivation (expected (<L CAT POS POS WORD CAT>) leaves)")
+        examples.append({"tokens": [leaf[3] for leaf in leaves], "tags": [leaf[0] for leaf in leaves]})
+        header = None
+    if header is not None:
+        raise StepstoneError(f"{path}:{header}: header without a derivation")
+    return examples
+
+
 def read_tagging_tsv(path: Path, *, lang_prefix: str | None = None) -> list[dict]:
     """XTREME tagging files (UD-POS, PAN-X): `token\\tTAG` per line, a blank line between sentences.
 

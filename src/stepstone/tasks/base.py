@@ -11,6 +11,9 @@ from ..metrics import Metric
 from ..registry import Registry
 
 
+OTHER_LABEL = "<other>"  # open label sets: tags too rare (or unseen) in training
+
+
 class TaskFormat(str, Enum):
     """The shape of a task's examples; each format has one head type and one encoder."""
 
@@ -44,6 +47,8 @@ class TaskSpec:
     languages: every language the task can be evaluated in; train_language: where training data is.
     train_from / dev_from: the task whose English train / dev split this one uses (XNLI trains on MNLI,
     XQuAD and MLQA on SQuAD v1.1, XCOPA on COPA); None = its own.
+    open_labels: > 0 for tasks whose label set comes from the training data (CCG supertags): tags seen at
+    least this many times, in order of frequency, plus OTHER_LABEL for the rest; recorded in manifests.
     """
 
     name: str
@@ -57,6 +62,7 @@ class TaskSpec:
     train_language: str = "en"
     train_from: str | None = None
     dev_from: str | None = None
+    open_labels: int = 0
 
     @property
     def trainable(self) -> bool:
@@ -64,10 +70,19 @@ class TaskSpec:
 
     def __post_init__(self):
         needs_labels = self.format in (TaskFormat.CLASSIFICATION, TaskFormat.TAGGING)
-        if needs_labels != bool(self.labels):
+        if needs_labels != (bool(self.labels) or self.open_labels > 0):
             raise ValueError(f"task {self.name}: labels are required exactly for classification and tagging")
         if (self.format is TaskFormat.MULTIPLE_CHOICE) != (self.num_choices > 1):
             raise ValueError(f"task {self.name}: num_choices > 1 is required exactly for multiple choice")
+
+    def derive_labels(self, examples: list[dict]) -> "TaskSpec":
+        """This task with its open label set taken from training `examples` (tagging)."""
+        from collections import Counter
+        from dataclasses import replace
+
+        counts = Counter(tag for e in examples for tag in e["tags"])
+        kept = [t for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n >= self.open_labels]
+        return replace(self, labels=(*kept, OTHER_LABEL))
 
     def check_language(self, lang: str) -> str:
         if lang not in self.languages:

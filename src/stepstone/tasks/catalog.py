@@ -98,10 +98,10 @@ def _jsonl(shape: r.JsonlShape):
 # ------------------------------------------------------------------------------- registration helpers
 def _task(name: str, fmt: TaskFormat, metric: Metric, description: str, sources: Sources, *,
           languages: tuple[str, ...] = EN, labels: tuple[str, ...] = (), num_choices: int = 0,
-          train_from: str | None = None, dev_from: str | None = None) -> None:
+          train_from: str | None = None, dev_from: str | None = None, open_labels: int = 0) -> None:
     register(TaskSpec(name=name, format=fmt, metric=metric, languages=languages, source=sources,
                       description=description, labels=labels, num_choices=num_choices, train_from=train_from,
-                      dev_from=dev_from))
+                      dev_from=dev_from, open_labels=open_labels))
 
 
 C, T, Q, M, R = (TaskFormat.CLASSIFICATION, TaskFormat.TAGGING, TaskFormat.QA, TaskFormat.MULTIPLE_CHOICE,
@@ -159,6 +159,14 @@ _task("copa", M, ACC, "Choice of Plausible Alternatives (English)", Sources(
     local=Local({s: [(f"intermediate/copa_en/{f}-en.jsonl", _jsonl(r.JsonlShape.COPA))] for s, f in
                  ((TRAIN, "train"), (DEV, "val"), (TEST, "test"))}),
     hub=Hub("aps/super_glue", "copa", {TRAIN: "train", DEV: "validation"}, _rows(r.JsonlShape.COPA))), num_choices=2)
+
+
+# CCGbank is LDC-licensed: users bring it. Concatenate the usual sections into one AUTO file per split:
+# train = 02-21, dev = 00, test = 23. Categories seen >= 10 times in training are the label set (Clark &
+# Curran 2007's 425 on sections 02-21), the rest are '<other>'.
+_task("ccg", T, Metric.TOKEN_ACCURACY, "CCG supertagging (CCGbank AUTO files; bring your own copy)", Sources(
+    local=Local({s: [(f"intermediate/ccg/{f}.auto", r.read_ccg_auto)] for s, f in
+                 ((TRAIN, "train"), (DEV, "dev"), (TEST, "test"))})), open_labels=10)
 
 
 def _anli_rounds(r1_path: Path) -> list[dict]:
