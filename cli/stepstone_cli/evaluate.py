@@ -18,7 +18,8 @@ def evaluate(
     max_examples: Optional[int] = typer.Option(None, min=1, help="Only the first N examples per language."),
     data_dir: Optional[Path] = typer.Option(None, help="Local data root for tasks read from files."),
     backbone: Optional[str] = typer.Option(None, help="Backbone to load instead of the recorded one; alone: evaluate it bare."),
-    layer: Optional[int] = typer.Option(None, help="Retrieval: layer to mean-pool (default: 14 of 24, scaled)."),
+    layer: Optional[int] = typer.Option(None, help="Retrieval: layer to pool (default: XTREME's 14 of 24, scaled)."),
+    pooling: str = typer.Option("mean", help="Retrieval: mean (XTREME's, special tokens included) or cls."),
     output: Optional[Path] = typer.Option(None, help="JSON path (default: RUN/evaluations/TASK.SPLIT.json)."),
     zoo_dir: Optional[Path] = typer.Option(None, "--zoo", help="Zoo folder (default: $STEPSTONE_ZOO or ./adapters_zoo)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -36,9 +37,9 @@ def evaluate(
     languages = [x.strip() for x in langs.split(",") if x.strip()] if langs else None
     with user_errors():
         set_threads(None)
-        result = run_evaluation(run, task=task, layer=layer, zoo=Zoo(zoo_dir), langs=languages, split=split, batch_size=batch_size,
-                                max_examples=max_examples, data_dir=data_dir, backbone=backbone, output=output,
-                                progress=progress_factory(quiet))
+        result = run_evaluation(run, task=task, layer=layer, pooling=pooling, zoo=Zoo(zoo_dir), langs=languages,
+                                split=split, batch_size=batch_size, max_examples=max_examples, data_dir=data_dir,
+                                backbone=backbone, output=output, progress=progress_factory(quiet))
     names = sorted(next(iter(result.scores.values())))
     table = Table("language", *names, title=f"{result.task} ({result.split}), main metric: {result.metric}")
     for lang, scores in result.scores.items():

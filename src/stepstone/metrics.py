@@ -122,6 +122,8 @@ def _tokens(text: str, lang: str | None) -> list[str]:
 
 
 def _f1(pred: list[str], gold: list[str]) -> float:
+    if not pred or not gold:  # SQuAD v2: "no answer" is right only against "no answer"
+        return float(pred == gold)
     same = sum((Counter(pred) & Counter(gold)).values())
     if same == 0:
         return 0.0
@@ -133,14 +135,16 @@ def squad(
     predictions: Mapping[str, str], references: Mapping[str, Sequence[str]], lang: str | None = None
 ) -> dict[str, float]:
     """SQuAD v1.1 exact match and token F1, each the max over an id's gold answers, averaged over the
-    reference ids (an id without prediction scores 0; predictions for unknown ids are ignored).
+    reference ids (an id without prediction scores 0; predictions for unknown ids are ignored). An id
+    with no gold answer (SQuAD v2.0 unanswerable) scores 1 exactly when the prediction is empty.
     Normalisation and Chinese mixed segmentation follow MLQA: `{"exact_match", "f1"}`."""
     if len(references) == 0:
         raise ValueError("no examples to score")
     em = f1 = 0.0
     for qid, golds in references.items():
-        if qid not in predictions or not golds:
+        if qid not in predictions:
             continue
+        golds = list(golds) or [""]
         pred = _tokens(predictions[qid], lang)
         gold_tokens = [_tokens(g, lang) for g in golds]
         em += max(float(pred == g) for g in gold_tokens)

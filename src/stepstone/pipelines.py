@@ -244,7 +244,7 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
              langs: Sequence[str] | None = None, split: str = "test", batch_size: int = 32,
              max_examples: int | None = None, data_dir: Path | None = None, max_length: int | None = None,
              backbone: str | None = None, output: Path | None = None, layer: int | None = None,
-             progress: ProgressFactory = silent) -> Evaluation:
+             pooling: str = "mean", progress: ProgressFactory = silent) -> Evaluation:
     """Zero-shot evaluation in every language asked for (default: all of the task's).
 
     `target` is a run folder or zoo entry; `task` defaults to its (first) task and may name another
@@ -275,7 +275,7 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
     recorded = manifest["spec"].get("data_dir") if manifest else None
     data_dir = data_dir if data_dir is not None else (Path(recorded) if recorded else None)
     examples = {lang: load_examples(spec_task, split_value, lang, data_dir, max_examples) for lang in languages}
-    settings = RetrievalSettings(layer=layer, batch_size=batch_size, max_length=max_length or 128)
+    settings = RetrievalSettings(layer=layer, pooling=pooling, batch_size=batch_size, max_length=max_length or 128)
     if manifest is not None:
         loaded, manifest, _ = load_for_inference(path, backbone)
     else:

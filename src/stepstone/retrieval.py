@@ -33,6 +33,7 @@ CHUNK_ROWS = 1024  # rows of the [n_src, n_tgt] similarity held at once (1024 x 
 
 class Pooling(str, Enum):
     MEAN = "mean"  # mean over non-padding tokens, special tokens included (XTREME)
+    CLS = "cls"  # the first token's vector (<s>)
 
 
 def default_layer(num_layers: int) -> int:
@@ -43,7 +44,7 @@ def default_layer(num_layers: int) -> int:
 @dataclass(frozen=True)
 class RetrievalSettings:
     """layer: hidden_states index (0 = embeddings, L = last layer); None = `default_layer`.
-    pooling: only mean pooling (XTREME's). batch_size, max_length: tokens per sentence after truncation."""
+    pooling: mean (XTREME's) or cls. batch_size, max_length: tokens per sentence after truncation."""
 
     layer: int | None = None
     pooling: Pooling = Pooling.MEAN
@@ -54,7 +55,8 @@ class RetrievalSettings:
         try:
             object.__setattr__(self, "pooling", Pooling(self.pooling))
         except ValueError:
-            raise StepstoneError(f"unknown pooling '{self.pooling}': use mean") from None
+            raise StepstoneError(f"unknown pooling '{self.pooling}' (valid: "
+                                 f"{', '.join(p.value for p in Pooling)})") from None
         if self.batch_size < 1 or self.max_length < 2:
             raise StepstoneError(f"batch_size must be >= 1 and max_length >= 2 (got {self.batch_size}, "
                                  f"{self.max_length})")
@@ -73,8 +75,9 @@ class _Reached(Exception):
 
 
 def embed(model: Any, tokenizer: Any, sentences: Sequence[str], *, layer: int, batch_size: int = 64,
-          max_length: int = 128, progress: ProgressFactory = silent) -> np.ndarray:
-    """float32 [n, hidden], unit rows: mean-pooled `hidden_states[layer]` of `model.base_model`.
+          max_length: int = 128, progress: ProgressFactory = silent, pooling: Pooling = Pooling.MEAN) -> np.ndarray:
+    """float32 [n, hidden], unit rows: `hidden_states[layer]` of `model.base_model`, mean-pooled (or the
+    first token's vector with `pooling=cls`).
 
     Batches hold sentences of similar length (sorted, order restored). The forward pass stops once
     `layer` has run (a hook on it); the result equals `hidden_states[layer]` of a full pass."""
@@ -114,8 +117,11 @@ def embed(model: Any, tokenizer: Any, sentences: Sequence[str], *, layer: int, b
                 except _Reached:
                     pass
                 hidden = caught[-1].float()
-                m = mask.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * m).sum(1) / m.sum(1)
+                if pooling is Pooling.CLS:
+                    pooled = hidden[:, 0]
+                else:
+                    m = mask.unsqueeze(-1).to(hidden.dtype)
+                    pooled = (hidden * m).sum(1) / m.sum(1)
                 out[rows] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
                 bar.advance(len(rows))
     finally:
@@ -204,7 +210,8 @@ def evaluate_tatoeba(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], s
                      progress: ProgressFactory = silent) -> dict[str, float]:
     """{"accuracy": xx -> en top-1 %, "layer"} on aligned (xx, eng) pairs (`readers.read_tatoeba`)."""
     layer = settings.resolve_layer(model)
-    kw = dict(layer=layer, batch_size=settings.batch_size, max_length=settings.max_length, progress=progress)
+    kw = dict(layer=layer, batch_size=settings.batch_size, max_length=settings.max_length, progress=progress,
+              pooling=settings.pooling)
     source = embed(model, tokenizer, [x for x, _ in pairs], **kw)
     english = embed(model, tokenizer, [e for _, e in pairs], **kw)
     return {**tatoeba_accuracy(source, english), "layer": layer}
@@ -215,7 +222,8 @@ def evaluate_bucc(model: Any, tokenizer: Any, data: BuccData, settings: Retrieva
     """{"f1", "precision", "recall" (%), "threshold" (margin), "layer"}: forward margin mining over all of
     `data.source` x `data.target`, scored against `data.gold` at the F1-optimal threshold."""
     layer = settings.resolve_layer(model)
-    kw = dict(layer=layer, batch_size=settings.batch_size, max_length=settings.max_length, progress=progress)
+    kw = dict(layer=layer, batch_size=settings.batch_size, max_length=settings.max_length, progress=progress,
+              pooling=settings.pooling)
     src_ids, tgt_ids = list(data.source), list(data.target)
     source = embed(model, tokenizer, [data.source[i] for i in src_ids], **kw)
     target = embed(model, tokenizer, [data.target[i] for i in tgt_ids], **kw)

@@ -103,3 +103,7 @@ def test_anli_plus_concatenates_anli_mnli_snli_for_training(hub):
     assert hub.calls[0][2] == "train_r1+train_r2+train_r3" and len(examples) == 3
     load_examples(get_task("anli-plus"), Split.VALIDATION, "en")
     assert hub.calls[-1] == ("facebook/anli", None, "dev_r1+dev_r2+dev_r3")
+
+
+def test_only_squad_v2_has_unanswerable_questions():
+    assert [name for name, task in TASKS.items() if task.unanswerable] == ["squad-v2"]

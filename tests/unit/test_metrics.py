@@ -93,3 +93,8 @@ def test_compute_dispatch_and_main():
     }
     with pytest.raises(ValueError, match="computed from embeddings"):
         compute(Metric.BUCC_F1, [1], [1])
+
+
+def test_squad_v2_unanswerable_scores_only_an_empty_prediction():
+    refs = {"a": [], "b": []}
+    assert squad({"a": "", "b": "Paris"}, refs) == {"exact_match": 50.0, "f1": 50.0}

@@ -45,3 +45,22 @@ def test_best_span_over_windows_maps_back_to_context_characters():
         start[0] = end[0] = 9.0  # <s> scores highest but is not a context token: never an answer
         outputs.append(np.stack([start, end]))
     assert ExtractiveQA().score([EXAMPLE], rows, outputs, task, "en") == {"exact_match": 100.0, "f1": 100.0}
+
+
+def test_unanswerable_questions_predict_no_answer_when_s_wins():
+    from dataclasses import replace
+
+    rows = encode(train=False)
+    outputs = []
+    for row in rows:
+        logits = np.full((2, len(row["input_ids"])), -5.0)
+        logits[:, 0] = 3.0  # <s>: "no answer" scores 6 in every window
+        target = next((i for i, o in enumerate(row["offsets"]) if o is not None and CONTEXT[o[0]:o[1]] == "blue"), None)
+        if target is not None:
+            logits[:, target] = 2.0  # best span scores 4 < 6
+        outputs.append(logits)
+    v1, v2 = get_task("toy-qa"), replace(get_task("toy-qa"), unanswerable=True)
+    no_answer = {**EXAMPLE, "answers": {"text": [], "answer_start": []}}
+    assert ExtractiveQA().score([EXAMPLE], rows, outputs, v1, "en")["f1"] == 100.0  # v1.1: always a span
+    assert ExtractiveQA().score([EXAMPLE], rows, outputs, v2, "en")["f1"] == 0.0
+    assert ExtractiveQA().score([no_answer], rows, outputs, v2, "en") == {"exact_match": 100.0, "f1": 100.0}

@@ -174,6 +174,18 @@ def test_embed_is_mean_pooled_hidden_state_of_the_layer(tiny, layer):
     np.testing.assert_allclose(embed(model, tok, SENTENCES, layer=layer), expected, atol=1e-5)
 
 
+def test_cls_pooling_takes_the_first_token(tiny):
+    model, tok = tiny
+    enc = tok(SENTENCES, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        hidden = model.base_model(**enc, output_hidden_states=True).hidden_states[1]
+    expected = torch.nn.functional.normalize(hidden[:, 0], dim=-1).numpy()
+    np.testing.assert_allclose(embed(model, tok, SENTENCES, layer=1, pooling=retrieval.Pooling.CLS), expected,
+                               atol=1e-5)
+    with pytest.raises(StepstoneError, match=r"unknown pooling 'max' \(valid: mean, cls\)"):
+        retrieval.RetrievalSettings(pooling="max")
+
+
 def test_embed_order_and_batch_size_independent(tiny):
     model, tok = tiny
     e = embed(model, tok, SENTENCES, layer=1, batch_size=2)

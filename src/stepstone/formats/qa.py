@@ -4,7 +4,8 @@ Long contexts are split into windows of `max_length` tokens overlapping by `doc_
 windows that do not contain the whole answer point at <s> (index 0). At evaluation every window
 proposes its `N_BEST` starts and ends; the best-scoring valid span (inside the context, end >= start,
 at most `MAX_ANSWER_TOKENS` tokens) over all windows of a question is the prediction, mapped back to
-the context's characters through the tokenizer's offsets (HF's run_qa post-processing).
+the context's characters through the tokenizer's offsets (HF's run_qa post-processing). For tasks with
+unanswerable questions (SQuAD v2.0) the prediction is empty when <s> (start + end) outscores that span.
 """
 from __future__ import annotations
 
@@ -51,11 +52,15 @@ class ExtractiveQA:
 
     def score(self, examples, rows, outputs, task, lang):
         best: dict[int, tuple[float, str]] = {}
+        null: dict[int, float] = {}  # lowest <s> score over an example's windows (SQuAD v2 post-processing)
         for row, logits in zip(rows, outputs):
             index = row["example_index"]
+            null[index] = min(null.get(index, np.inf), float(logits[0][0] + logits[1][0]))
             span = _best_span(logits[0], logits[1], row["offsets"], examples[index]["context"])
             if span is not None and (index not in best or span[0] > best[index][0]):
                 best[index] = span
+        if task.unanswerable:  # "no answer" when <s> outscores the best span
+            best = {i: (s, "" if null[i] > s else text) for i, (s, text) in best.items()}
         predictions = {e["id"]: best.get(i, (0.0, ""))[1] for i, e in enumerate(examples)}
         references = {e["id"]: e["answers"]["text"] for e in examples}
         # MLQA languages are "context.question": normalisation follows the context language

@@ -63,6 +63,7 @@ class TaskSpec:
     train_from: str | None = None
     dev_from: str | None = None
     open_labels: int = 0
+    unanswerable: bool = False  # extractive QA with questions that have no answer (SQuAD v2.0)
 
     @property
     def trainable(self) -> bool:

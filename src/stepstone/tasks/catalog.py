@@ -98,10 +98,11 @@ def _jsonl(shape: r.JsonlShape):
 # ------------------------------------------------------------------------------- registration helpers
 def _task(name: str, fmt: TaskFormat, metric: Metric, description: str, sources: Sources, *,
           languages: tuple[str, ...] = EN, labels: tuple[str, ...] = (), num_choices: int = 0,
-          train_from: str | None = None, dev_from: str | None = None, open_labels: int = 0) -> None:
+          train_from: str | None = None, dev_from: str | None = None, open_labels: int = 0,
+          unanswerable: bool = False) -> None:
     register(TaskSpec(name=name, format=fmt, metric=metric, languages=languages, source=sources,
                       description=description, labels=labels, num_choices=num_choices, train_from=train_from,
-                      dev_from=dev_from, open_labels=open_labels))
+                      dev_from=dev_from, open_labels=open_labels, unanswerable=unanswerable))
 
 
 C, T, Q, M, R = (TaskFormat.CLASSIFICATION, TaskFormat.TAGGING, TaskFormat.QA, TaskFormat.MULTIPLE_CHOICE,
@@ -130,12 +131,12 @@ _task("sst2", C, ACC, "Stanford Sentiment Treebank (GLUE SST-2)", Sources(
     local=Local({s: [(f"intermediate/sst2/{f}.tsv", r.read_single_tsv)] for s, f in
                  ((TRAIN, "train"), (DEV, "dev"), (TEST, "test"))}),
     hub=Hub("nyu-mll/glue", "sst2", {TRAIN: "train", DEV: "validation"}, _single("sentence"))), labels=BINARY)
-for _name, _hub, _desc in (("squad", "rajpurkar/squad", "SQuAD v1.1"),
-                           ("squad-v2", "rajpurkar/squad_v2", "SQuAD v2.0 (with unanswerable questions)")):
+for _name, _hub, _desc, _v2 in (("squad", "rajpurkar/squad", "SQuAD v1.1", False),
+                                ("squad-v2", "rajpurkar/squad_v2", "SQuAD v2.0 (with unanswerable questions)", True)):
     _task(_name, Q, Metric.SQUAD, _desc, Sources(
         local=Local({TRAIN: [(f"intermediate/{_name}/train.json", r.read_squad_json)],
                      DEV: [(f"intermediate/{_name}/dev.json", r.read_squad_json)]}),
-        hub=Hub(_hub, None, {TRAIN: "train", DEV: "validation"}, _squad)))
+        hub=Hub(_hub, None, {TRAIN: "train", DEV: "validation"}, _squad)), unanswerable=_v2)
 _task("hellaswag", M, ACC, "HellaSwag", Sources(
     local=Local({TRAIN: [("intermediate/hellaswag/train.jsonl", _jsonl(r.JsonlShape.HELLASWAG))],
                  DEV: [("intermediate/hellaswag/val.jsonl", _jsonl(r.JsonlShape.HELLASWAG))]}),
