@@ -22,18 +22,20 @@ def train(
     zoo_dir: Optional[Path] = typer.Option(None, "--zoo", help="Zoo folder (default: $STEPSTONE_ZOO or ./adapters_zoo)."),
     runs_dir: Path = typer.Option(Path("runs"), help="Where composed and full fine-tune runs are saved."),
     data_dir: Optional[Path] = typer.Option(None, help="Local data root for tasks read from files."),
+    log: Optional[str] = typer.Option(None, "--log", help="Also log live to: tensorboard (RUNS_DIR/tensorboard/NAME)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Train an adapter (saved to the zoo) or a target adapter on a Stack / Fuse of zoo adapters, or
     a full fine-tune (saved to RUNS_DIR/NAME). Settings: --config file, then options, then KEY=VALUE."""
     from stepstone import composition
+    from stepstone.errors import StepstoneError
     from stepstone.pipelines import load_run_spec, train_run
     from stepstone.zoo import Zoo
 
     settings: dict = {}
     with user_errors():
         if method is not None and full_finetune:
-            raise typer.BadParameter("--method and --full-finetune exclude each other")
+            raise StepstoneError("--method and --full-finetune exclude each other")
         if task:
             settings["task"] = list(task)
         if name is not None:
@@ -49,8 +51,11 @@ def train(
             settings["init_from"] = str(init_from)
         if data_dir is not None:
             settings["data_dir"] = str(data_dir)
+        if log not in (None, "tensorboard"):
+            raise StepstoneError(f"unknown --log '{log}' (valid: tensorboard; train_log.jsonl is always written)")
         spec = load_run_spec(config, settings, overrides or [])
-        outcome = train_run(spec, zoo=Zoo(zoo_dir), runs_dir=runs_dir, progress=progress_factory(quiet))
+        outcome = train_run(spec, zoo=Zoo(zoo_dir), runs_dir=runs_dir, progress=progress_factory(quiet),
+                            tensorboard=log == "tensorboard")
     manifest = outcome.manifest
     metric = manifest["metrics"]["main"]
     console.print(f"setup: {manifest['composition']['setup'] if manifest['composition'] else manifest['mode']}")

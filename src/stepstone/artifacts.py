@@ -89,8 +89,9 @@ def weight_files(folder: Path) -> dict[str, str]:
 
 def write_manifest(folder: Path, manifest: dict) -> None:
     """Add format/version/file-hash fields and write manifest.json (sorted keys)."""
-    full = {**manifest, "format_version": FORMAT_VERSION, "versions": library_versions(),
-            "files": weight_files(folder)}
+    files = weight_files(folder)
+    full = {**manifest, "format_version": FORMAT_VERSION, "versions": library_versions(), "files": files,
+            "weights_bytes": sum((folder / f).stat().st_size for f in files)}
     (folder / MANIFEST).write_text(to_json(full), encoding="utf-8")
 
 

@@ -5,6 +5,7 @@ compatibility, output paths, data) is checked before anything is loaded or writt
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -30,6 +31,7 @@ from .training import Mode, TaskData, TrainResult, Trainable, set_trainable, tra
 from .zoo import Entry, Zoo
 
 FULL_WEIGHTS = "model.safetensors"
+TRAIN_LOG = "train_log.jsonl"
 
 
 @dataclass(frozen=True)
@@ -80,9 +82,17 @@ def _member(entry: Entry) -> comp.Member:
 
 
 def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("runs"),
-              progress: ProgressFactory = silent) -> Outcome:
+              progress: ProgressFactory = silent, tensorboard: bool = False) -> Outcome:
     """Train `spec`. A standalone adapter goes to the zoo; a composed or full fine-tune run goes to
-    `runs_dir/<name>`. Returns where it went and what it measured."""
+    `runs_dir/<name>`. Every artifact holds train_log.jsonl (loss and learning rate per step, dev
+    metrics per epoch); `tensorboard` also writes them live under `runs_dir/tensorboard/<name>`.
+    Returns where it went and what it measured."""
+    from contextlib import nullcontext
+
+    from . import tracking
+
+    if tensorboard:
+        tracking.check_tensorboard()
     zoo = zoo or Zoo()
     tasks = [get_task(t) for t in spec.task]
     untrainable = [t.name for t in tasks if not t.trainable]
@@ -144,7 +154,8 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
                       doc_stride=train_spec.doc_stride)
         parts.append(TaskData(t, handler, heads[t.name], handler.encode(train_examples, train=True, **encode),
                               dev_examples, handler.encode(dev_examples, train=False, **encode)))
-    result = train(model, parts, backbone.tokenizer, train_spec, mode, trainable, progress)
+    with (tracking.tensorboard(Path(runs_dir) / "tensorboard" / name) if tensorboard else nullcontext()) as sink:
+        result = train(model, parts, backbone.tokenizer, train_spec, mode, trainable, progress, sink)
     task = tasks[0]
 
     manifest = {
@@ -170,6 +181,7 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
                     **({"dev_by_task": result.history[result.best_epoch - 1]["dev_by_task"]} if len(tasks) > 1 else {})},
         "history": result.history,
         "train_seconds": round(result.seconds, 3),
+        "peak_rss_mb": _peak_rss_mb(),
     }
     with atomic_dir(destination) as tmp:
         for t in tasks[1:]:  # extra multi-task heads; the first task's head travels with the adapter
@@ -188,6 +200,7 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
             if mode is Mode.FUSION:
                 methods.save_fusion(model, tmp / "fusion", spec.compose.members)
         (tmp / CONFIG).write_text(dump_yaml(spec), encoding="utf-8")
+        (tmp / TRAIN_LOG).write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in result.log), encoding="utf-8")
         write_manifest(tmp, manifest)
     return Outcome(destination, read_manifest(destination), trainable, result)
 
@@ -354,6 +367,13 @@ def _data_record(parts: list[TaskData]) -> dict:
         record["by_task"] = {p.task.name: {"train_features": len(p.rows), "dev_examples": len(p.dev_examples)}
                              for p in parts}
     return record
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory so far (MB): per run when each run is its own process."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _backbone_record(backbone: Backbone) -> dict:

@@ -6,7 +6,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -49,6 +49,7 @@ class TrainResult:
     dev_metrics: dict[str, float] = field(default_factory=dict)
     steps: int = 0
     seconds: float = 0.0
+    log: list[dict] = field(default_factory=list)  # per optimizer step and per dev evaluation
 
 
 @dataclass(frozen=True)
@@ -102,11 +103,18 @@ def schedule(batches: list[int], examples: list[int], spec: TrainSpec, generator
 
 
 def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mode: Mode, trainable: Trainable,
-          progress: ProgressFactory = silent) -> TrainResult:
+          progress: ProgressFactory = silent, sink: Callable[[dict], None] | None = None) -> TrainResult:
     """Train the `trainable` parameters on every part's rows (batches mixed by `schedule`); select the
     best epoch on the parts' dev sets (mean of their main metrics) when `spec.select_best`. `spec`
-    must be resolved."""
+    must be resolved. Every step's loss and learning rate and every dev evaluation go to `result.log`
+    and, live, to `sink` (e.g. TensorBoard)."""
     params = dict(model.named_parameters())
+
+    def emit(record: dict) -> None:
+        result.log.append(record)
+        if sink is not None:
+            sink(record)
+
     fusion_params = [params[n] for n in sorted(trainable.names)
                      if (adapter_kind_of_parameter(n) or ("",))[0] == "adapter_fusion_layer"]
     fusion_ids = {id(p) for p in fusion_params}
@@ -127,7 +135,7 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
     with progress(f"train {'+'.join(p.task.name for p in parts)}", total) as bar:
         for epoch in range(1, spec.epochs + 1):
             model.train()
-            losses = []
+            losses, pending = [], []
             plan = schedule(batches, [len(p.rows) for p in parts], spec, generator)
             for b, which in enumerate(plan):
                 part = parts[which]
@@ -141,12 +149,16 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
                                          f"(epoch {epoch}); lower train.lr or check the data")
                 (loss / spec.grad_accum).backward()
                 losses.append(loss.item())
+                pending.append((part.task.name, loss.item()))
                 if (b + 1) % spec.grad_accum == 0 or b + 1 == len(plan):
                     torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], spec.max_grad_norm)
                     optimizer.step()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                     result.steps += 1
+                    emit({"kind": "step", "step": result.steps, "epoch": epoch, "lr": scheduler.get_last_lr()[0],
+                          "loss": sum(v for _, v in pending) / len(pending), "tasks": sorted({t for t, _ in pending})})
+                    pending = []
                     bar.advance(1, f"epoch {epoch} loss {sum(losses[-20:]) / len(losses[-20:]):.4f}")
             record: dict[str, Any] = {"epoch": epoch, "step": result.steps, "train_loss": sum(losses) / len(losses)}
             if spec.select_best or epoch == spec.epochs:
@@ -155,6 +167,8 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
                 record["dev"] = scores[0]
                 if len(parts) > 1:
                     record["dev_by_task"] = {p.task.name: s for p, s in zip(parts, scores)}
+                emit({"kind": "dev", "step": result.steps, "epoch": epoch,
+                      "dev": {p.task.name: s for p, s in zip(parts, scores)}})
                 value = sum(s[p.task.metric.main] for p, s in zip(parts, scores)) / len(parts)
                 if spec.select_best and value > best_value:
                     best_value, result.best_epoch = value, epoch

@@ -51,7 +51,7 @@ def test_train_compose_evaluate_and_zoo(workdir):
     assert stacked.exit_code == 0, stacked.output
     assert "setup: Stack(toy-sentiment-bottleneck, tags-on-sent)" in stacked.stdout
     run_dir = workdir / "runs" / "tags-on-sent"
-    assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml", "manifest.json", "members", "target"]
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml", "manifest.json", "members", "target", "train_log.jsonl"]
 
     evaluated = run("evaluate", run_dir, "--langs", "en,xb", "--max-examples", "8", "-q")
     assert evaluated.exit_code == 0, evaluated.output
@@ -109,6 +109,7 @@ BAD_INPUT = [
     (["train", "--task", "toy-tags", "--name", "../escape"], "invalid run name '../escape'"),
     (["train", "--task", "toy-tags", "--full-finetune", "--on", "Stack(a)"], "a full fine-tune has no adapters"),
     (["train", "--task", "toy-tags", "train.max_train_examples=0"], "no examples for task 'toy-tags'"),
+    (["train", "--task", "toy-tags", "--log", "wandb"], "unknown --log 'wandb' (valid: tensorboard"),
     (["evaluate", "ghost"], "no zoo entry 'ghost'"),
     (["zoo", "show", "ghost"], "no zoo entry 'ghost'"),
     (["zoo", "rm", "../x", "--yes"], "invalid zoo entry name '../x'"),

@@ -32,12 +32,12 @@ LORA = MethodSpec(kind=MethodKind.LORA)
 FULL = MethodSpec(kind=MethodKind.FULL)
 
 ZOO_FILES = {"adapter.safetensors", "adapter_config.json", "head_config.json", "model_head.safetensors",
-             "manifest.json", "config.yaml"}
+             "manifest.json", "config.yaml", "train_log.jsonl"}
 TARGET_FILES = {"adapter.safetensors", "adapter_config.json", "head_config.json", "model_head.safetensors"}
 FUSION_FILES = {"adapter_fusion_config.json", "model_adapter_fusion.safetensors"}
 MANIFEST_KEYS = {"backbone", "composition", "created", "data", "files", "format_version", "history", "init_from",
-                 "kind", "method", "metrics", "mode", "name", "seed", "spec", "task", "tasks", "trainable", "train_seconds",
-                 "versions"}
+                 "kind", "method", "metrics", "mode", "name", "peak_rss_mb", "seed", "spec", "task", "tasks", "trainable",
+                 "train_seconds", "versions", "weights_bytes"}
 
 # Trained in this order (members before the runs composing them). select_best=False: what is saved is exactly
 # the model training left in memory.
@@ -185,7 +185,7 @@ def test_fuse_run_files(trained):
     _, runs, done = trained
     path = done["fuse-run"][1].path
     assert path == runs / "fuse-run"
-    assert listing(path) == {"target", "members", "fusion", "manifest.json", "config.yaml"}
+    assert listing(path) == {"target", "members", "fusion", "manifest.json", "config.yaml", "train_log.jsonl"}
     assert listing(path / "target") == TARGET_FILES
     assert listing(path / "members") == {"bn-cls", "bn-tags"}
     for member in ("bn-cls", "bn-tags"):
@@ -200,10 +200,10 @@ def test_fuse_run_files(trained):
 def test_stack_and_full_run_files(trained):
     _, _, done = trained
     stack = done["stack-run"][1].path
-    assert listing(stack) == {"target", "members", "manifest.json", "config.yaml"}
+    assert listing(stack) == {"target", "members", "manifest.json", "config.yaml", "train_log.jsonl"}
     assert listing(stack / "members") == {"bn-cls", "bn-qa"}
     full = done["full-run"][1].path
-    assert listing(full) == {pipelines.FULL_WEIGHTS, "manifest.json", "config.yaml"}
+    assert listing(full) == {pipelines.FULL_WEIGHTS, "manifest.json", "config.yaml", "train_log.jsonl"}
     weights = set(load_file(str(full / pipelines.FULL_WEIGHTS)))
     heads = {f"heads.full-run.{p}" for p in ("1.weight", "1.bias", "4.weight", "4.bias")}
     assert weights == {n for n, _ in load_backbone(BackboneSpec()).model.named_parameters()} | heads
