@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from . import evaluate, train, zoo
+from . import evaluate, grid, train, zoo
 from .common import console, progress_factory, user_errors
 
 app = typer.Typer(
@@ -21,6 +21,8 @@ app = typer.Typer(
 )
 app.command("train", no_args_is_help=True)(train.train)
 app.command("evaluate", no_args_is_help=True)(evaluate.evaluate)
+app.command("grid", no_args_is_help=True)(grid.grid)
+app.command("report", no_args_is_help=True)(grid.report)
 app.add_typer(zoo.app, name="zoo")
 
 

@@ -117,10 +117,11 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
     set_threads(train_spec.threads)
     data = {}
     for i, t in enumerate(tasks):
-        train_examples = load_examples(t, Split.TRAIN, t.train_language, spec.data_dir, train_spec.max_train_examples)
+        train_split = Split(spec.train_splits.get(t.name, spec.train_split))
+        train_examples = load_examples(t, train_split, t.train_language, spec.data_dir, train_spec.max_train_examples)
         if t.open_labels:  # e.g. CCG supertags: the label set comes from the training data
             tasks[i] = t = t.derive_labels(train_examples)
-            train_examples = load_examples(t, Split.TRAIN, t.train_language, spec.data_dir,
+            train_examples = load_examples(t, train_split, t.train_language, spec.data_dir,
                                            train_spec.max_train_examples)
         data[t.name] = (train_examples, load_examples(t, Split.VALIDATION, t.train_language, spec.data_dir,
                                                       train_spec.max_eval_examples))
@@ -276,6 +277,13 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
     name_asked = task or manifest["task"]["name"]
     spec_task = task_of(records[name_asked]) if name_asked in records else get_task(name_asked)
     heads = {name: t["head"] for name, t in records.items()}
+    if spec_task.trainable and spec_task.name not in heads:
+        # a sibling task with the same output space serves too: an NLI head (ANLI) scores XNLI,
+        # a QA head (TyDiQA) scores XQuAD
+        sibling = next((r for r in records.values() if r["format"] == spec_task.format.value
+                        and tuple(r["labels"]) == spec_task.labels and r["num_choices"] == spec_task.num_choices), None)
+        if sibling is not None:
+            heads[spec_task.name] = sibling["head"]
     if spec_task.trainable and spec_task.name not in heads:
         what = f"'{manifest['name']}'" if manifest else "a bare backbone"
         raise StepstoneError(f"{what} has no head for task '{spec_task.name}' (heads: {', '.join(heads) or 'none'}); "

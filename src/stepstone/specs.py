@@ -231,6 +231,9 @@ class RunSpec:
     adapter, saved to the zoo). init_from: full fine-tune only -- a full fine-tune run whose encoder
     weights start this one (the paper's intermediate -> target sequence; its head is dropped).
     data_dir: local data root for tasks read from files.
+    train_split: the split of the English data that trains: train, or validation where only a dev set
+    exists (PAWS-X in ../shared); then dev selection sees the training data, so turn select_best off.
+    train_splits: per-task exceptions to train_split (multi-task runs over tasks with different data).
     """
 
     task: tuple[str, ...]
@@ -241,8 +244,13 @@ class RunSpec:
     init_from: Path | None = None
     name: str | None = None
     data_dir: Path | None = None
+    train_split: str = "train"
+    train_splits: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
+        for split in (self.train_split, *self.train_splits.values()):
+            if split not in ("train", "validation"):
+                raise ValueError(f"train_split must be train or validation (got '{split}')")
         if isinstance(self.task, str):  # RunSpec(task="x") in code: same as a one-task tuple
             object.__setattr__(self, "task", (self.task,))
         if not self.task or len(set(self.task)) != len(self.task):

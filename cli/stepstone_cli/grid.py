@@ -1,0 +1,50 @@
+"""`stepstone grid GRID.yaml` and `stepstone report GRID_DIR`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .common import console, progress_factory, user_errors
+
+
+def grid(
+    spec: Path = typer.Argument(..., help="Grid YAML (see benchmarks/grids/)."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="KEY=VALUE changes to the grid, e.g. seeds=[0]."),
+    out: Optional[Path] = typer.Option(None, help="Grid folder (default: grids/<spec name>); rerun to resume."),
+    isolate: bool = typer.Option(True, help="Run each cell in its own process (per-cell peak memory, crash safety)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Run a transfer grid: intermediate adapters once, then every target cell; resumable."""
+    from stepstone.grid import load_grid, run_grid
+    from stepstone.pipelines import set_threads
+
+    with user_errors():
+        set_threads(None)
+        loaded = load_grid(spec, tuple(overrides or ()))
+        folder = out or Path("grids") / spec.stem
+        result = run_grid(loaded, folder, progress=progress_factory(quiet), echo=console.print)
+    console.print(f"{result.ran} cells ran, {result.skipped} already done, {len(result.failed)} failed: {folder}")
+    for cell in result.failed:
+        console.print(f"  failed: {cell}")
+
+
+def report(
+    folder: Path = typer.Argument(..., help="A grid folder (holding cells.jsonl)."),
+    plots: bool = typer.Option(True, help="Write PNG plots next to report.md."),
+) -> None:
+    """Write GRID_DIR/report.md (+ PNG plots) and print the headline table."""
+    from rich.table import Table
+
+    from stepstone.report import build_report, terminal_rows
+
+    with user_errors():
+        result = build_report(folder, plots=plots)
+    rows = terminal_rows(result)
+    if rows:
+        table = Table(*rows[0], title="zero-shot score (mean over non-English languages), mean ± std over seeds")
+        for row in rows[1:]:
+            table.add_row(*row)
+        console.print(table)
+    console.print(f"wrote {folder / 'report.md'}" + (f" and {len(result.plots)} plots" if result.plots else ""))

@@ -1,0 +1,367 @@
+"""The report of a transfer-experiment grid: `GRID_DIR/cells.jsonl` -> `report.md`, tables and PNG plots.
+
+The zero-shot score of a cell is its main metric averaged over the evaluated languages other than the training
+language (English); seeds are aggregated as mean +- sample standard deviation. Tables keep raw numbers (one dict per
+row, long format); the markdown and `terminal_rows` format them with one decimal. Plots are drawn on an explicit Agg
+canvas (no pyplot, no global backend switch) and written atomically next to report.md.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import statistics
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .artifacts import write_text_atomic
+from .errors import StepstoneError, choices
+
+CELLS = "cells.jsonl"
+KINDS = ("intermediate", "target", "retrieval")
+SETUPS = ("none", "stack", "fuse", "multitask", "full", "full-after-intermediate")  # headline column order
+LABEL = {"stack": "best stack"}
+BAR_SETUPS = ("none", "best stack", "fuse", "multitask", "full")
+NUMERIC = ("seed", "trainable_parameters", "trainable_percent", "weights_bytes", "train_seconds", "peak_rss_mb", "dev")
+DEFINITIONS = """\
+- **Zero-shot score**: the main metric of a cell averaged over its evaluated languages other than the training
+  language (English); the English score is reported separately.
+- **Over seeds**: mean ± sample standard deviation (ddof=1) of the zero-shot scores of the successful cells;
+  ±0.0 when n=1; n = number of seeds.
+- **Best stack**: per target and method, the intermediate task whose first-seed stack cell has the best English
+  dev score (ties: alphabetical): the grid's own rule for which stack gets every seed, never the reported scores.
+- **Gain**: mean zero-shot score minus that of the same method's baseline: `none` (the target adapter alone) for
+  adapter methods, `full` (plain full fine-tuning) for full fine-tuning.
+- **Costs**: means over successful cells; MB = 10^6 bytes; trainable % is relative to the backbone.
+- All numbers are in percent points (metrics) or the stated unit, with one decimal."""
+
+
+@dataclass(frozen=True)
+class Report:
+    markdown: str
+    tables: dict[str, list[dict]]
+    plots: list[Path]
+
+
+def load_cells(grid_dir: Path) -> list[dict]:
+    """Every cell of a grid (ok and failed); a cell written more than once counts with its last line.
+
+    An unterminated, unreadable last line is a record being written (or cut short by a kill) and is skipped."""
+    path = Path(grid_dir) / CELLS
+    if not path.is_file():
+        raise StepstoneError(f"{path}: not found; is '{grid_dir}' a grid folder? Run the grid first")
+    cells: dict[str, dict] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise StepstoneError(f"{path}: not UTF-8 text ({err})") from None
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                cell = _check(line, f"{path}:{number}")
+            except StepstoneError:
+                if number == len(lines) and not text.endswith("\n"):
+                    break  # a record still being written (or cut by a kill): the runner reruns that cell
+                raise
+            cells[cell["id"]] = cell
+    if not cells:
+        raise StepstoneError(f"{path}: no cells; the grid has not run yet")
+    return list(cells.values())
+
+
+def _check(line: str, where: str) -> dict:
+    try:
+        cell = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise StepstoneError(f"{where}: not valid JSON ({err.msg})") from None
+    if not isinstance(cell, dict) or not isinstance(cell.get("id"), str):
+        raise StepstoneError(f"{where}: expected a JSON object with a string 'id'")
+    if cell.get("kind") not in KINDS:
+        raise StepstoneError(f"{where}: kind {cell.get('kind')!r} is not one of {choices(KINDS)}")
+    if cell.get("status") not in ("ok", "error"):
+        raise StepstoneError(f"{where}: status {cell.get('status')!r} is not one of error, ok")
+    for key in NUMERIC:
+        if not (cell.get(key) is None or _number(cell[key])):
+            raise StepstoneError(f"{where}: '{key}' must be a number or null, got {cell[key]!r}")
+    if cell["status"] == "ok" and cell["kind"] != "intermediate":
+        scores = cell.get("scores")
+        if not isinstance(cell.get("target"), str) or not isinstance(scores, dict) or not scores \
+                or not all(_number(v) for v in scores.values()):
+            raise StepstoneError(f"{where}: ok {cell['kind']} cell '{cell['id']}' needs a 'target' and "
+                                 "'scores' as {language: number}")
+    return cell
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _zero_shot(cell: dict) -> float | None:
+    others = [v for lang, v in cell["scores"].items() if lang != cell.get("train_language", "en")]
+    return statistics.fmean(others) if others else None
+
+
+def _stats(values: list[float]) -> tuple[float, float, int]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def _per_language(cells: list[dict]) -> dict[str, tuple[float, float]]:
+    """Language -> (mean, std) over the cells that evaluated it."""
+    langs = sorted({lang for c in cells for lang in c["scores"]}, key=lambda lang: (lang != "en", lang))
+    return {lang: _stats([c["scores"][lang] for c in cells if lang in c["scores"]])[:2] for lang in langs}
+
+
+def _groups(cells: list[dict], kinds: tuple[str, ...], key, scored: bool = True) -> dict[tuple, list[dict]]:
+    """Successful cells of the given kinds grouped by `key(cell)`; with `scored`, only those with a zero-shot score."""
+    groups: dict[tuple, list[dict]] = {}
+    for c in cells:
+        if c["status"] == "ok" and c["kind"] in kinds and not (scored and _zero_shot(c) is None):
+            groups.setdefault(key(c), []).append(c)
+    return groups
+
+
+def _order(values, first=SETUPS):
+    return sorted(values, key=lambda v: (v is None, first.index(v) if v in first else len(first), str(v)))
+
+
+def _first_seed_dev(cells: list[dict]) -> float:
+    seeds = [c.get("seed") for c in cells if c.get("dev") is not None]
+    if not seeds:
+        return float("-inf")
+    first = min(seeds, key=lambda x: (x is None, x))
+    return _mean(c["dev"] for c in cells if c.get("seed") == first and c.get("dev") is not None)
+
+
+def _headline(cells: list[dict]) -> tuple[list[dict], dict[tuple[str, str], list[dict]]]:
+    """One row per (target, method, setup); for a setup run with several intermediates, the best one."""
+    groups = _groups(cells, ("target",), lambda c: (c["target"], c.get("method"), c.get("composition"),
+                                                  c.get("intermediate")))
+    rows, chosen = [], {}
+    for target in sorted({k[0] for k in groups}):
+        best: dict[tuple, tuple] = {}
+        for method, comp in {k[1:3] for k in groups if k[0] == target}:
+            inters = sorted((k[3] for k in groups if k[:3] == (target, method, comp)),
+                            key=lambda i: (i is not None, str(i)))
+            # the runner's rule: best English dev score on the first seed (never the scores being reported)
+            inter = max(inters, key=lambda i: (_first_seed_dev(groups[target, method, comp, i]), str(i)))
+            best[method, comp] = inter, groups[target, method, comp, inter]
+        for comp in _order({k[1] for k in best}):
+            for method in _order({m for m, c in best if c == comp}, ()):
+                inter, members = best[method, comp]
+                mean, std, n = _stats([_zero_shot(c) for c in members])
+                base = best.get((method, "full" if method == "full" else "none"))
+                setup = LABEL.get(comp, comp)
+                column = setup if method in (None, "full") else f"{setup} [{method}]"
+                rows.append({"target": target, "metric": members[0].get("metric"), "column": column, "setup": setup,
+                             "method": method, "composition": comp, "intermediate": inter, "mean": mean, "std": std,
+                             "n": n, "english": _mean(c["scores"].get("en") for c in members),
+                             "gain": None if base is None or base[1] is members
+                             else mean - _stats([_zero_shot(c) for c in base[1]])[0]})
+                chosen[target, column] = members
+    return rows, chosen
+
+
+def _stack_gain(cells: list[dict], headline: list[dict]) -> list[dict]:
+    """Heatmap data: per method, intermediate and target, stack-with-that-intermediate minus `none`."""
+    base = {(r["target"], r["method"]): r["mean"] for r in headline if r["composition"] == "none"}
+    groups = _groups([c for c in cells if c.get("composition") == "stack"], ("target",),
+                     lambda c: (c.get("method"), c.get("intermediate"), c["target"]))
+    return [{"method": m, "intermediate": i, "target": t, "gain": _mean(map(_zero_shot, g)) - base[t, m]}
+            for (m, i, t), g in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))) if (t, m) in base]
+
+
+def _gain_by_language(headline: list[dict], chosen: dict) -> list[dict]:
+    rows = []
+    for r in headline:
+        none = next((b for b in headline if b["target"] == r["target"] and b["method"] == r["method"]
+                     and b["composition"] == "none"), None)
+        if r["composition"] == "stack" and none is not None:
+            stack = _per_language(chosen[r["target"], r["column"]])
+            bare = _per_language(chosen[none["target"], none["column"]])
+            rows += [{"target": r["target"], "method": r["method"], "intermediate": r["intermediate"], "language": lang,
+                      "none": bare[lang][0], "best_stack": stack[lang][0], "gain": stack[lang][0] - bare[lang][0]}
+                     for lang in stack if lang in bare]
+    return rows
+
+
+def _retrieval(cells: list[dict]) -> list[dict]:
+    groups = _groups(cells, ("retrieval",), lambda c: (c["target"], c.get("method"), c.get("intermediate")))
+    rows = []
+    for (target, method, inter), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1:] != (None, None),
+                                                                                    tuple(map(str, kv[0][1:])))):
+        bare = groups.get((target, None, None))
+        zero_shot = _mean(map(_zero_shot, members))
+        rows.append({"target": target, "model": "bare backbone" if (method, inter) == (None, None)
+                     else f"{inter or 'no intermediate'} [{method}]", "method": method, "intermediate": inter,
+                     "n": len(members), "zero_shot": zero_shot,
+                     "scores": {k: v[0] for k, v in _per_language(members).items()},
+                     "gain": None if bare is None or bare is members else zero_shot - _mean(map(_zero_shot, bare))})
+    return rows
+
+
+def _costs(cells: list[dict]) -> list[dict]:
+    groups = _groups(cells, ("intermediate", "target"), lambda c: (c.get("method"), c.get("composition")),
+                     scored=False)
+    order = ("intermediate",) + SETUPS
+    keys = sorted(groups, key=lambda k: (k[0] is None, str(k[0]), order.index(k[1]) if k[1] in order else 99,
+                                         str(k[1])))
+    return [{"method": m, "composition": comp, "n": len(g),
+             **{k: _mean(c.get(k) for c in g) for k in ("trainable_parameters", "trainable_percent")},
+             "weights_mb": _mean(c.get("weights_bytes") and c["weights_bytes"] / 1e6 for c in g),
+             **{k: _mean(c.get(k) for c in g) for k in ("train_seconds", "peak_rss_mb")}}
+            for (m, comp), g in ((key, groups[key]) for key in keys)]
+
+
+def _f(value, sign: bool = False) -> str:
+    if value is None:
+        return "–"
+    text = f"{value:+.1f}" if sign else f"{value:.1f}"
+    return text.replace("-0.0", "+0.0" if sign else "0.0")
+
+
+def _count(value) -> str:
+    unit, size = next(((u, s) for u, s in (("B", 1e9), ("M", 1e6), ("K", 1e3)) if abs(value or 0) >= s), ("", 1))
+    return "–" if value is None else f"{value / size:.1f}{unit}"
+
+
+def _cell(row: dict) -> str:
+    text = f"{_f(row['mean'])} ± {_f(row['std'])} (n={row['n']})"
+    text = f"{row['intermediate']}: {text}" if row["intermediate"] not in (None, row["composition"]) else text
+    return text if row["gain"] is None else f"{text} ({_f(row['gain'], sign=True)})"
+
+
+def _pivot(rows: list[dict], fmt) -> tuple[list[str], list[list[str]]]:
+    keys = {r["column"]: (SETUPS.index(r["composition"]) if r["composition"] in SETUPS else 99, str(r["composition"]),
+                          r["method"] is None, str(r["method"])) for r in rows}
+    columns = sorted(keys, key=keys.get)
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    values = {(r["target"], r["column"]): fmt(r) for r in rows}
+    return ["target", *columns], [[t, *(values.get((t, c), "–") for c in columns)] for t in targets]
+
+
+def terminal_rows(report: Report) -> list[list[str]]:
+    """The headline table as strings: the header row first, then one row per target."""
+    header, rows = _pivot(report.tables["headline"], _cell)
+    return [header, *rows]
+
+
+def _md(header: list[str], rows: list[list[str]], empty: str = "_none_") -> str:
+    lines = ["| " + " | ".join(r) + " |" for r in (header, ["---"] * len(header), *rows)]
+    return "\n".join(lines) if rows else empty
+
+
+def _save(fig, path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(buffer.getvalue())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a plot is as readable as the report
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _heatmap(rows: list[dict], path: Path) -> Path:
+    import numpy as np
+    from matplotlib.figure import Figure
+    methods = _order({r["method"] for r in rows}, ())
+    inters, targets = sorted({str(r["intermediate"]) for r in rows}), sorted({r["target"] for r in rows})
+    limit = max(abs(r["gain"]) for r in rows) or 1.0
+    fig = Figure(figsize=(1.5 + 1.2 * len(targets) * len(methods), 1.2 + 0.5 * len(inters)), layout="constrained")
+    for ax, method in zip(fig.subplots(1, len(methods), squeeze=False)[0], methods):
+        grid = np.full((len(inters), len(targets)), np.nan)
+        for r in rows:
+            if r["method"] == method:
+                grid[inters.index(str(r["intermediate"])), targets.index(r["target"])] = r["gain"]
+        image = ax.imshow(grid, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+        for (i, j), value in np.ndenumerate(grid):
+            if not np.isnan(value):
+                ax.text(j, i, _f(value, sign=True), ha="center", va="center", fontsize=8)
+        ax.set(xticks=range(len(targets)), xticklabels=targets, yticks=range(len(inters)), yticklabels=inters,
+               title=f"stack gain [{method}]")
+    fig.colorbar(image, ax=fig.axes, label="zero-shot gain over none")
+    return _save(fig, path)
+
+
+def _bars(target: str, series: dict[str, dict[str, tuple[float, float]]], path: Path) -> Path:
+    from matplotlib.figure import Figure
+    langs = list(dict.fromkeys(lang for s in series.values() for lang in s))
+    fig = Figure(figsize=(min(16.0, 3 + 0.25 * len(langs) * (len(series) + 1)), 3.5), layout="constrained")
+    ax, width = fig.subplots(), 0.8 / len(series)
+    for k, (label, values) in enumerate(series.items()):
+        xs = [i + (k - (len(series) - 1) / 2) * width for i, lang in enumerate(langs) if lang in values]
+        ax.bar(xs, [values[lang][0] for lang in langs if lang in values], width,
+               yerr=[values[lang][1] for lang in langs if lang in values], label=label, capsize=2)
+    ax.set_xticks(range(len(langs)), langs, rotation=90 if len(langs) > 15 else 0)
+    ax.set(title=target, ylabel="score")
+    fig.legend(loc="outside right upper", fontsize=7)
+    return _save(fig, path)
+
+
+def build_report(grid_dir: Path, *, plots: bool = True) -> Report:
+    """Read GRID_DIR/cells.jsonl, write GRID_DIR/report.md (and PNGs with `plots`), return the Report."""
+    grid_dir = Path(grid_dir)
+    cells = load_cells(grid_dir)
+    headline, chosen = _headline(cells)
+    tables = {"headline": headline, "stack_gain": _stack_gain(cells, headline),
+              "gain_by_language": _gain_by_language(headline, chosen), "retrieval": _retrieval(cells),
+              "costs": _costs(cells), "failures": [{"id": c["id"], "kind": c["kind"], "error": c.get("error")}
+                                                   for c in cells if c["status"] == "error"]}
+    ok = sum(c["status"] == "ok" for c in cells)
+    md = [f"# Transfer report: {grid_dir.name}", "",
+          f"{len(cells)} cells: {ok} ok, {len(cells) - ok} failed.", "", "## Definitions", "", DEFINITIONS, "",
+          "## Headline: zero-shot score", "", _md(*_pivot(headline, _cell), "_no successful target cells_"),
+          "", "English score (mean over seeds):", "", _md(*_pivot(headline, lambda r: _f(r["english"]))),
+          "", "## Stack gain by intermediate task", ""]
+    written: list[Path] = []
+    if plots and tables["stack_gain"]:
+        written.append(_heatmap(tables["stack_gain"], grid_dir / "heatmap_gain.png"))
+        md += ["![stack gain heatmap](heatmap_gain.png)", ""]
+    md += [_md(["method", "intermediate", "target", "gain"], [[str(r["method"]), str(r["intermediate"]), r["target"],
+               _f(r["gain"], sign=True)] for r in tables["stack_gain"]]), ""]
+    md += ["## Per-language scores", ""]
+    for target in dict.fromkeys(r["target"] for r in headline) if plots else ():
+        series = {r["column"] if not r["intermediate"] or r["intermediate"] == r["composition"]
+                  else f"{r['column']} ({r['intermediate']})": _per_language(chosen[target, r["column"]])
+                  for r in headline if r["target"] == target and r["setup"] in BAR_SETUPS}
+        name = "lang_" + re.sub(r"[^A-Za-z0-9_.-]", "_", target) + ".png"
+        written.append(_bars(target, series, grid_dir / name))
+        md += [f"![{target} per language]({name})", ""]
+    md += ["## Gain of the best stack by language", ""]
+    for target in dict.fromkeys(r["target"] for r in tables["gain_by_language"]):
+        rows = [r for r in tables["gain_by_language"] if r["target"] == target]
+        heads = list(dict.fromkeys((r["method"], r["intermediate"]) for r in rows))
+        gain = {(r["method"], r["intermediate"], r["language"]): r["gain"] for r in rows}
+        md += [f"**{target}**", "", _md(["language", *(f"{i} [{m}]" for m, i in heads)], [
+            [lang, *(_f(gain.get((m, i, lang)), sign=True) for m, i in heads)]
+            for lang in dict.fromkeys(r["language"] for r in rows)]), ""]
+    md += ["## Retrieval", ""]
+    for target in dict.fromkeys(r["target"] for r in tables["retrieval"]):
+        rows = [r for r in tables["retrieval"] if r["target"] == target]
+        langs = list(dict.fromkeys(lang for r in rows for lang in r["scores"]))
+        md += [f"**{target}**", "", _md(["model", "n", "zero-shot", "gain", *langs], [
+            [r["model"], str(r["n"]), _f(r["zero_shot"]), _f(r["gain"], sign=True),
+             *(_f(r["scores"].get(lang)) for lang in langs)] for r in rows]), ""]
+    md += ["## Costs", "", _md(["method", "composition", "n", "trainable params", "trainable %", "weights MB",
+                                "train s", "peak RSS MB"], [
+        [str(r["method"]), str(r["composition"]), str(r["n"]), _count(r["trainable_parameters"]),
+         _f(r["trainable_percent"]), _f(r["weights_mb"]), _f(r["train_seconds"]), _f(r["peak_rss_mb"])]
+        for r in tables["costs"]]), "", "## Failed cells", "", _md(["id", "error"], [
+            [r["id"], str(r["error"]).replace("|", "\\|").replace("\n", " ")] for r in tables["failures"]]), ""]
+    markdown = "\n".join(md)
+    write_text_atomic(grid_dir / "report.md", markdown)
+    return Report(markdown, tables, written)

@@ -1,0 +1,145 @@
+"""The experiment grid on the tiny backbone: cells, zoo reuse, best-stack seeds, failures, resume."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stepstone.errors import ConfigError, StepstoneError
+from stepstone.grid import CELLS, GridSpec, Preset, Setup, TargetSpec, cells, load_grid, load_records, run_grid
+from stepstone.specs import MethodKind
+
+SENTENCES = ["the cat sleeps", "a dog runs fast", "birds sing in spring", "we eat bread"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    tatoeba = root / "target" / "tatoeba"
+    tatoeba.mkdir(parents=True)
+    for suffix in ("deu", "eng"):
+        (tatoeba / f"tatoeba.deu-eng.{suffix}").write_text("\n".join(SENTENCES) + "\n")
+    return root
+
+
+def tiny_grid(data: Path, **changes) -> GridSpec:
+    spec = dict(intermediate=("toy-sentiment", "toy-pair"), preset=Preset.TINY, data_dir=data, seeds=(0, 1),
+                targets=(TargetSpec("toy-tags"), TargetSpec("tatoeba", split="test", langs=("de",))),
+                full_after=("toy-pair",))
+    spec.update(changes)
+    return GridSpec(**spec)
+
+
+def test_cells_of_a_grid(data):
+    ids = [c.id for c in cells(tiny_grid(data))]
+    assert len(ids) == len(set(ids))
+    assert ids[:4] == ["intermediate/bottleneck/toy-sentiment", "intermediate/bottleneck/toy-pair",
+                       "intermediate/bottleneck/multitask", "intermediate/lora/toy-sentiment"]
+    assert "intermediate/full/toy-pair" in ids
+    assert "target/toy-tags/lora/fuse/seed0" not in ids  # AdapterFusion is bottleneck-only
+    assert "target/toy-tags/bottleneck/fuse/seed1" in ids
+    assert "target/toy-tags/full/full-after-toy-pair/seed1" in ids
+    retrieval = [i for i in ids if i.startswith("retrieval/")]
+    assert retrieval == ["retrieval/tatoeba/backbone"] + [f"retrieval/tatoeba/{m}/{t}" for m in ("bottleneck", "lora")
+                                                          for t in ("toy-sentiment", "toy-pair", "multitask")]
+    gated = [c for c in cells(tiny_grid(data)) if c.after]
+    assert {c.id for c in gated} == {f"target/toy-tags/{m}/stack-{t}/seed1" for m in ("bottleneck", "lora")
+                                     for t in ("toy-sentiment", "toy-pair")}
+
+
+def test_grid_runs_resumes_and_records_everything(data, tmp_path):
+    grid = tiny_grid(data)
+    folder = tmp_path / "grid"
+    first = run_grid(grid, folder, isolate=False, limit=5)  # an "interrupted" grid
+    assert (first.ran, first.skipped) == (5, 0)
+    assert len(load_records(folder / CELLS)) == 5
+    rest = run_grid(grid, folder, isolate=False)
+    assert rest.skipped == 5 and rest.failed == []
+    records = load_records(folder / CELLS)
+    lines = (folder / CELLS).read_text().splitlines()
+    assert len(lines) == len(records) == 5 + rest.ran  # nothing ran twice
+    # seed 1 ran Stack only with the intermediate whose seed-0 Stack scored best on English dev
+    for method in ("bottleneck", "lora"):
+        seed0 = {r["intermediate"]: r["dev"] for r in records.values()
+                 if r["composition"] == "stack" and r["method"] == method and r["seed"] == 0}
+        best = max(seed0, key=lambda t: (seed0[t], t))
+        seed1 = [r["intermediate"] for r in records.values()
+                 if r["composition"] == "stack" and r["method"] == method and r["seed"] == 1]
+        assert seed1 == [best]
+    target = records["target/toy-tags/bottleneck/stack-toy-pair/seed0"]
+    assert target["status"] == "ok" and sorted(target["scores"]) == ["en", "xa", "xb"] and target["metric"] == "f1"
+    assert target["trainable_parameters"] > 0 and target["weights_bytes"] > 0 and target["peak_rss_mb"] > 0
+    retrieval = records["retrieval/tatoeba/backbone"]
+    assert retrieval["scores"] == {"de": 100.0} and retrieval["method"] is None
+    # intermediate adapters were trained once, into the grid's zoo (beside the standalone target adapters)
+    intermediates = {f"{m}-{t}" for m in ("bottleneck", "lora") for t in ("toy-sentiment", "toy-pair", "multitask")}
+    standalone = {f"toy-tags-{m}-none-s{s}" for m in ("bottleneck", "lora") for s in (0, 1)}
+    assert {p.name for p in (folder / "zoo").iterdir()} == intermediates | standalone
+    again = run_grid(grid, folder, isolate=False)
+    assert (again.ran, again.skipped) == (0, len(records))
+
+
+def test_failed_cell_is_recorded_and_the_grid_goes_on(data, tmp_path):
+    grid = tiny_grid(data, intermediate=("toy-sentiment",), methods=(MethodKind.BOTTLENECK,), seeds=(0,),
+                     setups=(Setup.NONE,), full_finetune=False, full_after=(),
+                     targets=(TargetSpec("pawsx"), TargetSpec("toy-tags")))
+    result = run_grid(grid, tmp_path / "g", isolate=False)
+    records = load_records(tmp_path / "g" / CELLS)
+    assert result.failed == ["target/pawsx/bottleneck/none/seed0"]
+    assert records["target/pawsx/bottleneck/none/seed0"]["error"].startswith("StepstoneError: no train file")
+    assert records["target/toy-tags/bottleneck/none/seed0"]["status"] == "ok"
+    retry = run_grid(grid, tmp_path / "g", isolate=False)
+    assert retry.ran == 1 and retry.failed == ["target/pawsx/bottleneck/none/seed0"]
+
+
+def test_isolated_cells_run_in_their_own_process(data, tmp_path):
+    grid = tiny_grid(data, intermediate=("toy-sentiment",), methods=(MethodKind.BOTTLENECK,), seeds=(0,),
+                     setups=(Setup.NONE, Setup.STACK), full_finetune=False, full_after=(),
+                     targets=(TargetSpec("toy-tags"),))
+    result = run_grid(grid, tmp_path / "g", isolate=True)
+    records = load_records(tmp_path / "g" / CELLS)
+    assert result.failed == [] and len(records) == 3
+    assert all(r["status"] == "ok" for r in records.values())
+
+
+def test_a_folder_belongs_to_one_grid(data, tmp_path):
+    small = tiny_grid(data, intermediate=("toy-sentiment",), methods=(MethodKind.BOTTLENECK,), seeds=(0,),
+                      setups=(Setup.NONE,), full_finetune=False, full_after=(), targets=(TargetSpec("toy-tags"),))
+    run_grid(small, tmp_path / "g", isolate=False)
+    with pytest.raises(StepstoneError, match="holds a different grid"):
+        run_grid(tiny_grid(data, seeds=(5,)), tmp_path / "g", isolate=False)
+
+
+def test_grid_yaml_is_strict(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text("intermediate: [toy-sentiment]\ntargets:\n  - task: toy-tags\npreset: tiny\nseedz: [0]\n")
+    with pytest.raises(ConfigError, match=r"grid.yaml:5: unknown key 'seedz'.*did you mean 'seeds'"):
+        load_grid(path)
+    path.write_text("intermediate: [toy-sentiment]\ntargets:\n  - task: toy-tags\npreset: tiny\nseeds: [0]\n")
+    grid = load_grid(path, ("methods=[lora]",))
+    assert grid.methods == (MethodKind.LORA,) and grid.targets == (TargetSpec("toy-tags"),)
+
+
+def test_grid_and_report_commands(data, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from stepstone_cli.main import app
+
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "small.yaml"
+    spec.write_text(f"preset: tiny\ndata_dir: {data}\nintermediate: [toy-sentiment, toy-pair]\nseeds: [0, 1]\n"
+                    "methods: [bottleneck]\nsetups: [none, stack, fuse]\nfull_finetune: false\n"
+                    "targets:\n  - {task: toy-tags}\n  - {task: tatoeba, langs: [de]}\n")
+    runner = CliRunner(env={"COLUMNS": "200"})
+    ran = runner.invoke(app, ["grid", str(spec), "-q", "--no-isolate"])
+    assert ran.exit_code == 0, ran.output
+    assert "0 failed: grids/small" in ran.stdout
+    again = runner.invoke(app, ["grid", str(spec), "-q", "--no-isolate"])
+    assert "0 cells ran" in again.stdout
+    reported = runner.invoke(app, ["report", "grids/small"])
+    assert reported.exit_code == 0, reported.output
+    assert "toy-tags" in reported.stdout and "best stack" in reported.stdout
+    folder = tmp_path / "grids" / "small"
+    assert {"report.md", "heatmap_gain.png", "lang_toy-tags.png"} <= {p.name for p in folder.iterdir()}
+    assert "## " in (folder / "report.md").read_text()
