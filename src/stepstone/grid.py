@@ -220,17 +220,17 @@ class GridResult:
 def load_records(path: Path) -> dict[str, dict]:
     """Cell id -> its last record in cells.jsonl (a retried cell's newest line wins)."""
     records: dict[str, dict] = {}
-    if path.is_file():
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                records[record["id"]] = record
-            except (json.JSONDecodeError, KeyError, TypeError):
-                # a line cut short by a kill mid-write is the only expected damage: that cell reruns
-                if number != len(path.read_text(encoding="utf-8").splitlines()):
-                    raise StepstoneError(f"{path}:{number}: not a cell record") from None
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            records[record["id"]] = record
+        except (json.JSONDecodeError, KeyError, TypeError):
+            # a last line cut short by a kill mid-write is the only expected damage: that cell reruns
+            if number != len(lines):
+                raise StepstoneError(f"{path}:{number}: not a cell record") from None
     return records
 
 

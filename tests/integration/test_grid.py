@@ -143,3 +143,12 @@ def test_grid_and_report_commands(data, tmp_path, monkeypatch):
     folder = tmp_path / "grids" / "small"
     assert {"report.md", "heatmap_gain.png", "lang_toy-tags.png"} <= {p.name for p in folder.iterdir()}
     assert "## " in (folder / "report.md").read_text()
+
+
+def test_a_cell_line_cut_short_by_a_kill_reruns(tmp_path):
+    log = tmp_path / CELLS
+    log.write_text(json.dumps({"id": "a", "status": "ok"}) + "\n" + '{"id": "b", "sta')
+    assert list(load_records(log)) == ["a"]
+    log.write_text('{"id": "b", "sta\n' + json.dumps({"id": "a", "status": "ok"}) + "\n")
+    with pytest.raises(StepstoneError, match=r"cells.jsonl:1: not a cell record"):
+        load_records(log)
