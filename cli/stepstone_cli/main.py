@@ -93,13 +93,14 @@ def demo(
 
     table = Table(title=f"toy-tags zero-shot ({result.metric}, test split, trained on en)")
     table.add_column("run", no_wrap=True)
-    table.add_column("setup")
     for column in ("trainable", *result.languages, "zero-shot mean"):
         table.add_column(column, no_wrap=True, justify="right")
     for row in result.rows:
-        table.add_row(row.run, row.setup, f"{row.trainable:,} ({row.percent:.1f}%)",
+        table.add_row(row.run, f"{row.trainable:,} ({row.percent:.1f}%)",
                       *(f"{row.scores[lang]:.1f}" for lang in result.languages), f"{row.zero_shot:.1f}")
     console.print(table)
+    for row in result.rows:
+        console.print(f"  {row.run}: {row.setup}", highlight=False)
     console.print(f"results: {result.out / 'results.json'}, {result.out / 'results.md'}")
 
 
