@@ -60,6 +60,8 @@ def train(
     metric = manifest["metrics"]["main"]
     console.print(f"setup: {manifest['composition']['setup'] if manifest['composition'] else manifest['mode']}")
     console.print(f"trained {outcome.trainable.describe()}")
-    console.print(f"dev ({manifest['task']['train_language']}) {metric}: {manifest['metrics']['dev'][metric]:.2f} "
+    dev = manifest["metrics"]["dev"]
+    shown = f"{metric}: {dev[metric]:.2f}" if dev else "not evaluated (train.dev=false)"
+    console.print(f"dev ({manifest['task']['train_language']}) {shown} "
                   f"(best epoch {manifest['metrics']['best_epoch']}, {manifest['train_seconds']:.1f}s)")
     console.print(f"saved {manifest['kind']}: {outcome.path}")

@@ -30,7 +30,8 @@ def list_entries(zoo_dir: Optional[Path] = ZooOption) -> None:
         m = e.manifest
         main = m["metrics"]["main"]
         table.add_row(e.name, m["task"]["name"], m["method"]["kind"], m["backbone"]["name"],
-                      f"{main} {m['metrics']['dev'][main]:.2f}", f"{m['trainable']['parameters']:,}")
+                      f"{main} {m['metrics']['dev'][main]:.2f}" if m["metrics"]["dev"] else "-",
+                      f"{m['trainable']['parameters']:,}")
     console.print(table if entries else f"zoo {zoo.root} is empty")
 
 

@@ -68,6 +68,7 @@ class TargetSpec:
     train_split: str = "train"
     split: str = "test"
     langs: tuple[str, ...] | None = None
+    dev: bool = True  # False where the training task has no English dev data here (no selection then)
 
 
 @dataclass(frozen=True)
@@ -112,10 +113,10 @@ def load_grid(path: Path, overrides: tuple[str, ...] = ()) -> GridSpec:
     return build(GridSpec, merge(data, parse_overrides(overrides)), source=str(path), lines=lines)
 
 
-def _train_spec(grid: GridSpec, full: bool, seed: int, select_best: bool = True) -> TrainSpec:
+def _train_spec(grid: GridSpec, full: bool, seed: int, select_best: bool = True, dev: bool = True) -> TrainSpec:
     base = PRESETS[grid.preset][2 if full else 1]
     data = merge(to_dict(base), grid.train)
-    data.update(seed=seed, select_best=select_best and data.get("select_best", True))
+    data.update(seed=seed, select_best=select_best and dev and data.get("select_best", True), dev=dev)
     return build(TrainSpec, data, source="grid train settings")
 
 
@@ -169,7 +170,7 @@ def cells(grid: GridSpec) -> list[Cell]:
 
 def _target_cells(grid: GridSpec, target: TargetSpec, zoo_name: dict, common: dict) -> Iterator[Cell]:
     train_task = target.train_task or target.task
-    select = target.train_split == "train"
+    select, dev = target.train_split == "train", target.dev
     base = {"target": target.task, "train_task": train_task}
     for method in grid.methods:
         m = MethodSpec(kind=method)
@@ -177,7 +178,7 @@ def _target_cells(grid: GridSpec, target: TargetSpec, zoo_name: dict, common: di
             def cell(setup: str, compose: str | None, inter: str | None = None, after: str | None = None) -> Cell:
                 label = setup if inter is None else f"{setup}-{inter}"
                 name = f"{target.task}-{method.value}-{label}-s{seed}"
-                spec = RunSpec(task=train_task, name=name, method=m, train=_train_spec(grid, False, seed, select),
+                spec = RunSpec(task=train_task, name=name, method=m, train=_train_spec(grid, False, seed, select, dev),
                                compose=parse(compose) if compose else None, train_split=target.train_split, **common)
                 return Cell(f"target/{target.task}/{method.value}/{label}/seed{seed}", "target", spec,
                             {**base, "method": method.value, "composition": setup, "intermediate": inter, "seed": seed},
@@ -196,13 +197,13 @@ def _target_cells(grid: GridSpec, target: TargetSpec, zoo_name: dict, common: di
     for seed in grid.seeds if grid.full_finetune else ():
         name = f"{target.task}-full-s{seed}"
         yield Cell(f"target/{target.task}/full/full/seed{seed}", "target",
-                   RunSpec(task=train_task, name=name, method=full, train=_train_spec(grid, True, seed, select),
+                   RunSpec(task=train_task, name=name, method=full, train=_train_spec(grid, True, seed, select, dev),
                            train_split=target.train_split, **common),
                    {**base, "method": "full", "composition": "full", "seed": seed}, target)
         for inter in grid.full_after:
             yield Cell(f"target/{target.task}/full/full-after-{inter}/seed{seed}", "target",
                        RunSpec(task=train_task, name=f"{name}-after-{inter}", method=full,
-                               train=_train_spec(grid, True, seed, select), train_split=target.train_split,
+                               train=_train_spec(grid, True, seed, select, dev), train_split=target.train_split,
                                init_from=Path(f"full-{inter}"), **common),  # under the grid's runs/
                        {**base, "method": "full", "composition": "full-after-intermediate", "intermediate": inter,
                         "seed": seed}, target)
@@ -354,7 +355,7 @@ def _costs(manifest: dict) -> dict:
     return {"trainable_parameters": manifest["trainable"]["parameters"],
             "trainable_percent": manifest["trainable"]["percent_of_backbone"],
             "weights_bytes": manifest["weights_bytes"], "train_seconds": manifest["train_seconds"],
-            "peak_rss_mb": manifest["peak_rss_mb"], "dev": metrics["dev"][metrics["main"]],
+            "peak_rss_mb": manifest["peak_rss_mb"], "dev": metrics["dev"].get(metrics["main"]),
             "artifact": manifest["name"]}
 
 

@@ -123,8 +123,9 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
             tasks[i] = t = t.derive_labels(train_examples)
             train_examples = load_examples(t, train_split, t.train_language, spec.data_dir,
                                            train_spec.max_train_examples)
-        data[t.name] = (train_examples, load_examples(t, Split.VALIDATION, t.train_language, spec.data_dir,
-                                                      train_spec.max_eval_examples))
+        dev = load_examples(t, Split.VALIDATION, t.train_language, spec.data_dir,
+                            train_spec.max_eval_examples) if train_spec.dev else []
+        data[t.name] = (train_examples, dev)
     heads = {t.name: head_name(name, t.name, i) for i, t in enumerate(tasks)}
 
     backbone = load_backbone(spec.backbone)
@@ -153,8 +154,9 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
         handler, (train_examples, dev_examples) = handler_for(t), data[t.name]
         encode = dict(tokenizer=backbone.tokenizer, task=t, max_length=train_spec.max_length,
                       doc_stride=train_spec.doc_stride)
+        dev_rows = handler.encode(dev_examples, train=False, **encode) if dev_examples else []
         parts.append(TaskData(t, handler, heads[t.name], handler.encode(train_examples, train=True, **encode),
-                              dev_examples, handler.encode(dev_examples, train=False, **encode)))
+                              dev_examples, dev_rows))
     with (tracking.tensorboard(Path(runs_dir) / "tensorboard" / name) if tensorboard else nullcontext()) as sink:
         result = train(model, parts, backbone.tokenizer, train_spec, mode, trainable, progress, sink)
     task = tasks[0]
@@ -179,7 +181,8 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
         "trainable": {"parameters": trainable.count, "percent_of_backbone": trainable.percent,
                       "backbone_parameters": trainable.backbone},
         "metrics": {"dev": result.dev_metrics, "best_epoch": result.best_epoch, "main": task.metric.main,
-                    **({"dev_by_task": result.history[result.best_epoch - 1]["dev_by_task"]} if len(tasks) > 1 else {})},
+                    **({"dev_by_task": result.history[result.best_epoch - 1]["dev_by_task"]}
+                       if len(tasks) > 1 and train_spec.dev else {})},
         "history": result.history,
         "train_seconds": round(result.seconds, 3),
         "peak_rss_mb": _peak_rss_mb(),

@@ -174,6 +174,8 @@ class TrainSpec:
     warmup_ratio: linear warm-up share of all steps, then linear decay (paper: 0.1).
     select_best: evaluate on the English dev split after every epoch and keep the best epoch
         (the paper selects on English dev).
+    dev: evaluate on the English dev split at the end (False where no English dev data exists; then
+        select_best must be False too and manifests record no dev metrics).
     max_train_examples / max_eval_examples: take the first N examples (None = all).
     threads: torch CPU threads; None = $STEPSTONE_THREADS or torch's default.
     sampling / temperature: how batches of several tasks are mixed (multi-task runs only), T = 2.0.
@@ -192,6 +194,7 @@ class TrainSpec:
     max_grad_norm: float = 1.0
     seed: int = 0
     select_best: bool = True
+    dev: bool = True
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
     threads: int | None = None
@@ -199,6 +202,8 @@ class TrainSpec:
     temperature: float = 2.0
 
     def __post_init__(self):
+        if self.select_best and not self.dev:
+            raise ValueError("select_best needs dev data: set select_best: false with dev: false")
         if self.temperature <= 0:
             raise ValueError("temperature must be > 0")
         positive = ("epochs", "batch_size", "grad_accum", "eval_batch_size", "max_length")

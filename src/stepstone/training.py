@@ -161,7 +161,7 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
                     pending = []
                     bar.advance(1, f"epoch {epoch} loss {sum(losses[-20:]) / len(losses[-20:]):.4f}")
             record: dict[str, Any] = {"epoch": epoch, "step": result.steps, "train_loss": sum(losses) / len(losses)}
-            if spec.select_best or epoch == spec.epochs:
+            if spec.dev and (spec.select_best or epoch == spec.epochs):
                 scores = [score(model, p.handler, p.task, p.dev_examples, p.dev_rows, tokenizer, spec.eval_batch_size,
                                 p.task.train_language, head=p.head) for p in parts]
                 record["dev"] = scores[0]
@@ -180,7 +180,7 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
                 params[name].copy_(value)
     if not spec.select_best:
         result.best_epoch = spec.epochs
-    result.dev_metrics = result.history[result.best_epoch - 1]["dev"]
+    result.dev_metrics = result.history[result.best_epoch - 1].get("dev", {})
     result.seconds = time.perf_counter() - started
     model.eval()
     return result

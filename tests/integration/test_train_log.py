@@ -36,3 +36,15 @@ def test_tensorboard_without_the_package_is_one_clear_error(tmp_path):
     with pytest.raises(StepstoneError, match=r"--log tensorboard needs the tensorboard package"):
         pipelines.train_run(spec, zoo=Zoo(tmp_path / "zoo"), runs_dir=tmp_path / "runs", tensorboard=True)
     assert not (tmp_path / "zoo").exists() and not (tmp_path / "runs").exists()
+
+
+def test_training_without_english_dev_data(tmp_path):
+    with pytest.raises(ValueError, match="select_best needs dev data"):
+        TrainSpec(dev=False)
+    spec = RunSpec(task="toy-qa", name="nodev",
+                   train=TrainSpec(epochs=1, batch_size=16, max_train_examples=32, dev=False, select_best=False))
+    outcome = pipelines.train_run(spec, zoo=Zoo(tmp_path / "zoo"))
+    assert outcome.manifest["metrics"]["dev"] == {} and outcome.manifest["data"]["dev_examples"] == 0
+    assert [h for h in outcome.manifest["history"] if "dev" in h] == []
+    assert [json.loads(line)["kind"] for line in (outcome.path / "train_log.jsonl").read_text().splitlines()] == [
+        "step", "step"]
