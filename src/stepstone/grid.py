@@ -38,11 +38,12 @@ PRESETS: dict[Preset, tuple[str, TrainSpec, TrainSpec, int | None]] = {
     # backbone, adapter training, full fine-tune training, evaluation examples per language
     Preset.TINY: ("tiny", TrainSpec(lr=5e-3, epochs=1, batch_size=16, max_train_examples=32, max_eval_examples=16),
                   TrainSpec(lr=1e-3, epochs=1, batch_size=16, max_train_examples=32, max_eval_examples=16), 16),
+    # measured on e5-small, 2 threads: UD-POS bottleneck 500 x 2 epochs at lr 5e-3 -> 94.1 dev accuracy, 65 s
     Preset.CPU_SMALL: ("intfloat/multilingual-e5-small",
-                       TrainSpec(lr=1e-3, epochs=2, batch_size=16, max_length=128, max_train_examples=1000,
+                       TrainSpec(lr=5e-3, epochs=2, batch_size=16, max_length=96, max_train_examples=500,
                                  max_eval_examples=200),
-                       TrainSpec(lr=3e-5, epochs=2, batch_size=16, max_length=128, max_train_examples=1000,
-                                 max_eval_examples=200), 300),
+                       TrainSpec(lr=5e-5, epochs=2, batch_size=16, max_length=96, max_train_examples=500,
+                                 max_eval_examples=200), 200),
     Preset.PAPER: ("xlm-roberta-large", TrainSpec(lr=1e-4, epochs=3, batch_size=4, grad_accum=8, max_length=256),
                    TrainSpec(lr=1e-5, epochs=3, batch_size=4, grad_accum=8, max_length=256), None),
 }
