@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import statistics
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import write_text_atomic
+from .artifacts import write_bytes_atomic, write_text_atomic
 from .errors import StepstoneError, choices
 
 CELLS = "cells.jsonl"
@@ -263,15 +261,7 @@ def _save(fig, path: Path) -> Path:
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(buffer.getvalue())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a plot is as readable as the report
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_bytes_atomic(path, buffer.getvalue())
     return path
 
 
