@@ -22,6 +22,9 @@ def train(
     zoo_dir: Optional[Path] = typer.Option(None, "--zoo", help="Zoo folder (default: $STEPSTONE_ZOO or ./adapters_zoo)."),
     runs_dir: Path = typer.Option(Path("runs"), help="Where composed and full fine-tune runs are saved."),
     data_dir: Optional[Path] = typer.Option(None, help="Local data root for tasks read from files."),
+    quantize: Optional[str] = typer.Option(None, help="Load the frozen backbone in 4bit (NF4) or 8bit (bitsandbytes)."),
+    precision: Optional[str] = typer.Option(None, help="fp32 (default), bf16 or fp16 (autocast; fp16 with loss scaling)."),
+    grad_checkpointing: bool = typer.Option(False, "--grad-checkpointing", help="Recompute activations in backward: less memory."),
     log: Optional[str] = typer.Option(None, "--log", help="Also log live to: tensorboard (RUNS_DIR/tensorboard/NAME)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -42,8 +45,12 @@ def train(
             settings["name"] = name
         if method is not None or full_finetune:
             settings["method"] = {"kind": "full" if full_finetune else method}
-        if backbone is not None:
-            settings["backbone"] = {"name": backbone}
+        if backbone is not None or quantize is not None:
+            settings["backbone"] = {k: v for k, v in (("name", backbone), ("quantize", quantize)) if v is not None}
+        train_settings = {k: v for k, v in (("precision", precision), ("grad_checkpointing", grad_checkpointing or None))
+                          if v is not None}
+        if train_settings:
+            settings["train"] = train_settings
         if on is not None:
             parsed = composition.parse(on)
             settings["compose"] = {"block": parsed.block.value, "members": list(parsed.members)}

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .errors import StepstoneError
-from .specs import BackboneSpec
+from .specs import BackboneSpec, Quantize
 
 TINY = "tiny"
 DEFAULT_REAL = "xlm-roberta-large"  # the paper's backbone
@@ -52,13 +52,76 @@ def load_backbone(spec: BackboneSpec) -> Backbone:
     try:
         if spec.name == TINY:
             model, tokenizer = _tiny()
+            if spec.quantize is not Quantize.NONE:  # bitsandbytes quantises while loading: go through a folder
+                model = _tiny_quantized(model, tokenizer, spec)
         else:
             model, tokenizer = _pretrained(spec)
     finally:
         quiet.setLevel(level)
+    if spec.quantize is Quantize.NONE:
+        model.to(device())
     model.eval()
-    n_params = sum(p.numel() for p in model.parameters())
-    return Backbone(model, tokenizer, spec, fingerprint(model, tokenizer), n_params)
+    return Backbone(model, tokenizer, spec, fingerprint(model, tokenizer), count_parameters(model))
+
+
+def device() -> torch.device:
+    """Where models run: $STEPSTONE_DEVICE if set (cpu, cuda, cuda:1), else the GPU when there is one."""
+    import os
+
+    name = os.environ.get("STEPSTONE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise StepstoneError(f"STEPSTONE_DEVICE='{name}' is not a device (valid: cpu, cuda, cuda:N)") from None
+
+
+def count_parameters(model: Any) -> int:
+    """Parameters as the unquantised model has them: a 4-bit weight stores two values per byte, its
+    `quant_state` keeps the real shape."""
+    total = 0
+    for p in model.parameters():
+        state = getattr(p, "quant_state", None)
+        total += int(torch.Size(state.shape).numel()) if state is not None else p.numel()
+    return total
+
+
+def quantization_config(quantize: Quantize) -> Any:
+    """bitsandbytes settings: NF4 with double quantisation and bf16 compute (QLoRA), or LLM.int8()."""
+    from transformers import BitsAndBytesConfig
+
+    if quantize is Quantize.NF4:
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=torch.bfloat16)
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def _quantized_kwargs(spec: BackboneSpec) -> dict:
+    if spec.quantize is Quantize.NONE:
+        return {}
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as err:  # pragma: no cover - a dependency, but its native library may fail to load
+        raise StepstoneError(f"--quantize {spec.quantize.value} needs bitsandbytes, which failed to import "
+                             f"({str(err).splitlines()[0][:200]})") from None
+    # dtype: the modules bitsandbytes leaves alone (embeddings, LayerNorm) stay fp32, as do the adapters
+    # added later (transformers would otherwise load them in fp16)
+    return {"quantization_config": quantization_config(spec.quantize), "device_map": {"": str(device())},
+            "dtype": torch.float32}
+
+
+def _tiny_quantized(model: Any, tokenizer: Any, spec: BackboneSpec) -> Any:
+    import tempfile
+
+    from .methods import model_from_pretrained, wrap_quantized_for_lora
+
+    with tempfile.TemporaryDirectory(prefix="stepstone-tiny-") as folder:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        with torch.random.fork_rng():
+            torch.manual_seed(TINY_INIT_SEED)
+            model = model_from_pretrained(folder, **_quantized_kwargs(spec))
+    wrap_quantized_for_lora(model)
+    return model
 
 
 def _tiny() -> tuple[Any, Any]:
@@ -82,7 +145,7 @@ def _tiny() -> tuple[Any, Any]:
 def _pretrained(spec: BackboneSpec) -> tuple[Any, Any]:
     from transformers import AutoTokenizer
 
-    from .methods import model_from_pretrained
+    from .methods import model_from_pretrained, wrap_quantized_for_lora
 
     path = Path(spec.name).expanduser()
     local = path.is_dir()
@@ -102,7 +165,9 @@ def _pretrained(spec: BackboneSpec) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(source, fix_mistral_regex=False, **kwargs)
         with torch.random.fork_rng():  # weights missing from the checkpoint (pooler) init the same way
             torch.manual_seed(TINY_INIT_SEED)
-            model = model_from_pretrained(source, **kwargs)
+            model = model_from_pretrained(source, **kwargs, **_quantized_kwargs(spec))
+        if spec.quantize is not Quantize.NONE:
+            wrap_quantized_for_lora(model)
     except (OSError, ValueError) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise StepstoneError(
@@ -127,3 +192,17 @@ def fingerprint(model: Any, tokenizer: Any) -> str:
     for tensor in (emb.word_embeddings.weight[:64], emb.LayerNorm.weight):
         h.update(tensor.detach().to(torch.bfloat16).to(torch.float32).cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def place(model: Any) -> None:
+    """Move parameters added after loading (adapters, heads, fusion layers) to the backbone's device. A
+    quantised backbone cannot be moved as a whole, so this moves only what is elsewhere."""
+    target = device()
+    with torch.no_grad():
+        for module in model.modules():
+            for key, param in module.named_parameters(recurse=False):
+                if param.device != target:
+                    module._parameters[key] = torch.nn.Parameter(param.to(target), requires_grad=param.requires_grad)
+            for key, buffer in module.named_buffers(recurse=False):
+                if buffer is not None and buffer.device != target:
+                    module._buffers[key] = buffer.to(target)

@@ -7,12 +7,15 @@ import numpy as np
 import torch
 
 from .formats import FormatHandler
+from .precision import autocast
 from .progress import ProgressFactory, silent
+from .specs import Precision
 from .tasks.base import TaskSpec
 
 
 def predict(model: Any, handler: FormatHandler, rows: list[dict], tokenizer: Any, batch_size: int,
-            progress: ProgressFactory = silent, description: str = "predict", head: str | None = None) -> list[np.ndarray]:
+            progress: ProgressFactory = silent, description: str = "predict", head: str | None = None,
+            precision: Precision = Precision.FP32) -> list[np.ndarray]:
     """Model outputs per row, in row order. Rows are batched by length (less padding), then restored."""
     order = sorted(range(len(rows)), key=lambda i: _length(rows[i]))
     outputs: list[np.ndarray | None] = [None] * len(rows)
@@ -27,7 +30,9 @@ def predict(model: Any, handler: FormatHandler, rows: list[dict], tokenizer: Any
             inputs = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
             if head is not None:
                 inputs["head"] = head
-            for i, out in zip(chunk, handler.gather(model(**inputs))):
+            with autocast(precision, device):
+                output = model(**inputs)
+            for i, out in zip(chunk, handler.gather(output)):
                 outputs[i] = out
             bar.advance(len(chunk))
     model.train(was_training)
@@ -36,8 +41,9 @@ def predict(model: Any, handler: FormatHandler, rows: list[dict], tokenizer: Any
 
 def score(model: Any, handler: FormatHandler, task: TaskSpec, examples: list[dict], rows: list[dict],
           tokenizer: Any, batch_size: int, lang: str, progress: ProgressFactory = silent,
-          head: str | None = None) -> dict[str, float]:
-    outputs = predict(model, handler, rows, tokenizer, batch_size, progress, f"evaluate {task.name} [{lang}]", head)
+          head: str | None = None, precision: Precision = Precision.FP32) -> dict[str, float]:
+    outputs = predict(model, handler, rows, tokenizer, batch_size, progress, f"evaluate {task.name} [{lang}]", head,
+                      precision)
     return handler.score(examples, rows, outputs, task, lang)
 
 

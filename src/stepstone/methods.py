@@ -6,6 +6,7 @@ fusion, activation); composition rules live in `stepstone.composition`.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ logging.getLogger("adapters").setLevel(logging.ERROR)
 # bitsandbytes (imported by adapters) warns on AVX512-BF16 CPUs that an optional CPU 4-bit kernel
 # package is missing; stepstone does not use it, so the warning only confuses.
 logging.getLogger("bitsandbytes.backends.cpu").setLevel(logging.ERROR)
+# LLM.int8() says on every forward that fp32 inputs are cast to fp16 for its matmul: that is how it works.
+warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
 
 _ATTN = {LoRATarget.Q: "q", LoRATarget.K: "k", LoRATarget.V: "v"}
 
@@ -116,3 +119,29 @@ def adapter_kind_of_parameter(name: str) -> tuple[str, str] | None:
         if part in ("adapters", "loras", "adapter_fusion_layer"):
             return part, parts[i + 1]
     return None
+
+
+def wrap_quantized_for_lora(model: Any) -> int:
+    """Give a bitsandbytes-quantised backbone its LoRA wrappers back; returns how many layers were wrapped.
+
+    The adapters library wraps every LoRA-capable linear layer when the model is built, but a quantised
+    `from_pretrained` then swaps those layers for bitsandbytes ones, wrappers and all. Re-wrapping the
+    swapped layers (the library's own `LoRALinear.wrap`, which has 4-bit and 8-bit variants) is what
+    `adapters.init` would do on an already-quantised model (the adapters docs' QLoRA recipe)."""
+    from adapters.methods.lora import LoRALayer, LoRALinear
+
+    base, wrapped = model.base_model, 0
+    spots = [("attention.self.query", "selfattn", "q"), ("attention.self.key", "selfattn", "k"),
+             ("attention.self.value", "selfattn", "v"), ("intermediate.dense", "intermediate", None),
+             ("output.dense", "output", None)]
+    for layer in base.encoder.layer:
+        for path, location, attn_key in spots:
+            parent_path, _, leaf = path.rpartition(".")
+            parent = layer.get_submodule(parent_path)
+            module = getattr(parent, leaf)
+            if isinstance(module, LoRALayer):
+                continue
+            setattr(parent, leaf, LoRALinear.wrap(module, location, base.config, base.adapters_config,
+                                                  attn_key=attn_key))
+            wrapped += 1
+    return wrapped

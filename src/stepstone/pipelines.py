@@ -18,14 +18,14 @@ import torch
 from . import composition as comp
 from . import methods
 from .artifacts import CONFIG, atomic_dir, read_manifest, to_json, write_manifest, write_text_atomic
-from .backbone import Backbone, load_backbone
+from .backbone import Backbone, load_backbone, place
 from .config import build, dump_yaml, to_dict
 from .data import load_examples
 from .errors import StepstoneError
 from .evaluation import score
 from .formats import handler_for
 from .progress import ProgressFactory, silent
-from .specs import BackboneSpec, Block, LoRASpec, MethodKind, RunSpec
+from .specs import BackboneSpec, Block, LoRASpec, MethodKind, Precision, Quantize, RunSpec, TrainSpec
 from .tasks import Split, TaskSpec, get_task
 from .training import Mode, TaskData, TrainResult, Trainable, set_trainable, train, trainable_names
 from .zoo import Entry, Zoo
@@ -71,6 +71,23 @@ def mode_of(spec: RunSpec) -> Mode:
     if spec.method.kind is MethodKind.FULL:
         return Mode.FULL
     return Mode.FUSION if spec.compose is not None and spec.compose.block is Block.FUSE else Mode.ADAPTER
+
+
+def _dev_examples(task: TaskSpec, train_split: Split, n_train: int, data_dir: Path | None,
+                  train_spec: TrainSpec) -> list[dict]:
+    """English dev examples. Training on the validation split itself (where no train split exists here)
+    holds out its last `max_eval_examples` examples, after the `n_train` it trains on, as dev."""
+    if not train_spec.dev:
+        return []
+    if train_split is not Split.VALIDATION:
+        return load_examples(task, Split.VALIDATION, task.train_language, data_dir, train_spec.max_eval_examples)
+    rest = load_examples(task, Split.VALIDATION, task.train_language, data_dir)[n_train:]
+    if train_spec.max_eval_examples is not None:
+        rest = rest[-train_spec.max_eval_examples:]
+    if not rest:
+        raise StepstoneError(f"task '{task.name}' trains on its whole validation split ({n_train} examples), "
+                             "so nothing is left for dev: set train.max_train_examples lower, or train.dev=false")
+    return rest
 
 
 def _member(entry: Entry) -> comp.Member:
@@ -123,9 +140,7 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
             tasks[i] = t = t.derive_labels(train_examples)
             train_examples = load_examples(t, train_split, t.train_language, spec.data_dir,
                                            train_spec.max_train_examples)
-        dev = load_examples(t, Split.VALIDATION, t.train_language, spec.data_dir,
-                            train_spec.max_eval_examples) if train_spec.dev else []
-        data[t.name] = (train_examples, dev)
+        data[t.name] = (train_examples, _dev_examples(t, train_split, len(train_examples), spec.data_dir, train_spec))
     heads = {t.name: head_name(name, t.name, i) for i, t in enumerate(tasks)}
 
     backbone = load_backbone(spec.backbone)
@@ -145,6 +160,7 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
         handler_for(t).add_head(model, heads[t.name], t)
     setup = None if mode is Mode.FULL else comp.adapters_setup(spec.compose, name, semantics)
     methods.activate(model, setup, head=name)
+    place(model)
     fusion = methods.fusion_name(spec.compose.members) if mode is Mode.FUSION else None
     names = trainable_names(model, mode, name, fusion, tuple(heads.values()))
     trainable = set_trainable(model, names, backbone.num_parameters)
@@ -214,7 +230,9 @@ def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Ba
     activate it with the first task's head. Returns the backbone, the manifest and that task."""
     manifest = read_manifest(path)
     record = manifest["backbone"]
-    backbone = load_backbone(BackboneSpec(backbone_name or record["name"], record.get("revision")))
+    # the backbone as it was trained on, quantised or not (older manifests: not)
+    backbone = load_backbone(BackboneSpec(backbone_name or record["name"], record.get("revision"),
+                                          Quantize(record.get("quantize", Quantize.NONE.value))))
     _check_backbone(backbone, manifest["name"], record)
     task = task_of(manifest["task"])
     model, name = backbone.model, manifest["name"]
@@ -242,6 +260,7 @@ def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Ba
         for t in manifest["tasks"][1:]:  # further multi-task heads
             model.load_head(str(path / "heads" / t["name"]), load_as=t["head"], use_safetensors=True)
     methods.activate(model, setup, head=name)
+    place(model)
     model.eval()
     return backbone, manifest, task
 
@@ -329,7 +348,8 @@ def _score_task(loaded: Backbone, task: TaskSpec, head: str, examples: list[dict
     handler, trained = handler_for(task), manifest["spec"]["train"]
     rows = handler.encode(examples, loaded.tokenizer, task, max_length or trained["max_length"], trained["doc_stride"],
                           train=False)
-    return score(loaded.model, handler, task, examples, rows, loaded.tokenizer, batch_size, lang, progress, head=head)
+    return score(loaded.model, handler, task, examples, rows, loaded.tokenizer, batch_size, lang, progress, head=head,
+                 precision=Precision(trained.get("precision", Precision.FP32.value)))
 
 
 def _score_retrieval(loaded: Backbone, task: TaskSpec, examples: list[dict], settings: Any,
@@ -389,7 +409,7 @@ def _peak_rss_mb() -> float:
 
 def _backbone_record(backbone: Backbone) -> dict:
     return {"name": backbone.spec.name, "revision": backbone.spec.revision, "fingerprint": backbone.fingerprint,
-            "parameters": backbone.num_parameters}
+            "parameters": backbone.num_parameters, "quantize": backbone.spec.quantize.value}
 
 
 def _check_backbone(backbone: Backbone, what: str, record: dict) -> None:

@@ -100,6 +100,7 @@ def embed(model: Any, tokenizer: Any, sentences: Sequence[str], *, layer: int, b
 
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     handle = module.register_forward_hook(hook)
     try:
         with torch.inference_mode(), progress("embedding", len(ids)) as bar:
@@ -113,10 +114,10 @@ def embed(model: Any, tokenizer: Any, sentences: Sequence[str], *, layer: int, b
                     mask[r, :len(ids[i])] = 1
                 caught.clear()
                 try:
-                    base(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
+                    base(input_ids=input_ids.to(device), attention_mask=mask.to(device), output_hidden_states=True)
                 except _Reached:
                     pass
-                hidden = caught[-1].float()
+                hidden = caught[-1].float().cpu()
                 if pooling is Pooling.CLS:
                     pooled = hidden[:, 0]
                 else:

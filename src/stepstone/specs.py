@@ -59,6 +59,24 @@ class Sampling(str, Enum):
     TEMPERATURE = "temperature"
 
 
+class Quantize(str, Enum):
+    """How the frozen backbone's linear weights are stored (bitsandbytes); adapters, heads and fusion
+    layers always stay in full precision."""
+
+    NONE = "none"
+    INT8 = "8bit"  # LLM.int8() (Linear8bitLt)
+    NF4 = "4bit"  # NF4 with double quantisation, bf16 compute (QLoRA's setting, Dettmers et al. 2023)
+
+
+class Precision(str, Enum):
+    """Arithmetic of forward and backward passes: fp32, or autocast to bf16 / fp16 (fp16 with loss scaling).
+    Weights that train stay fp32 (mixed precision)."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+
 class Block(str, Enum):
     """How zoo adapters are composed under a new target adapter (see stepstone.composition)."""
 
@@ -73,10 +91,13 @@ class BackboneSpec:
     name: 'tiny' (random XLM-R built offline, for tests and the smoke demo), a local directory
     holding a transformers model, or a hub id. Real runs default to 'xlm-roberta-large' (the paper's).
     revision: hub revision (branch, tag or commit); recorded in every manifest.
+    quantize: none | 8bit | 4bit: load the frozen backbone's linear layers through bitsandbytes
+        (adapter methods only: a full fine-tune trains those weights).
     """
 
     name: str = "tiny"
     revision: str | None = None
+    quantize: Quantize = Quantize.NONE
 
 
 @dataclass(frozen=True)
@@ -179,6 +200,9 @@ class TrainSpec:
     max_train_examples / max_eval_examples: take the first N examples (None = all).
     threads: torch CPU threads; None = $STEPSTONE_THREADS or torch's default.
     sampling / temperature: how batches of several tasks are mixed (multi-task runs only), T = 2.0.
+    precision: fp32 | bf16 | fp16 autocast for training and evaluation (fp16 adds loss scaling).
+    grad_checkpointing: recompute the backbone's activations in the backward pass instead of storing them
+        (less memory, ~30% more time).
     """
 
     lr: float | None = None
@@ -200,6 +224,8 @@ class TrainSpec:
     threads: int | None = None
     sampling: Sampling = Sampling.PROPORTIONAL
     temperature: float = 2.0
+    precision: Precision = Precision.FP32
+    grad_checkpointing: bool = False
 
     def __post_init__(self):
         if self.select_best and not self.dev:
@@ -265,6 +291,9 @@ class RunSpec:
         full = self.method.kind is MethodKind.FULL
         if full and self.compose is not None:
             raise ValueError("a full fine-tune has no adapters to compose: drop 'compose' or pick an adapter method")
+        if full and self.backbone.quantize is not Quantize.NONE:
+            raise ValueError(f"a full fine-tune trains the backbone's weights, which cannot be "
+                             f"{self.backbone.quantize.value}-quantised: use quantize none, or an adapter method")
         if self.init_from is not None and not full:
             raise ValueError("init_from applies to full fine-tuning only (adapters compose zoo entries instead)")
         if self.compose is not None and self.run_name in self.compose.members:

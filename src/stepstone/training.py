@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable, Iterator
@@ -14,6 +15,7 @@ from .errors import StepstoneError
 from .evaluation import score
 from .formats import FormatHandler
 from .methods import adapter_kind_of_parameter, fusion_regularization
+from .precision import autocast, grad_scaler
 from .progress import ProgressFactory, silent
 from .specs import Sampling, TrainSpec
 from .tasks.base import TaskSpec
@@ -129,6 +131,12 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
     scheduler = _linear_schedule(optimizer, int(spec.warmup_ratio * total), total)
     generator = torch.Generator().manual_seed(spec.seed)
     device = next(model.parameters()).device
+    scaler = grad_scaler(spec.precision, device)
+    # fp16 loss scaling skips steps whose gradients overflowed (the first ones, while the scale settles);
+    # the scheduler still steps, which torch reports as a misordered call
+    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+    if spec.grad_checkpointing:
+        enable_grad_checkpointing(model)
     result, best_value, best_state = TrainResult(), -math.inf, None
     streams = [_batches(p, spec.batch_size, generator) for p in parts]
     started = time.perf_counter()
@@ -140,19 +148,22 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
             for b, which in enumerate(plan):
                 part = parts[which]
                 batch = part.handler.collate(next(streams[which]), tokenizer)
-                output = model(**{k: v.to(device) for k, v in batch.items()}, head=part.head)
-                loss = output.loss
+                with autocast(spec.precision, device):
+                    output = model(**{k: v.to(device) for k, v in batch.items()}, head=part.head)
+                loss = output.loss.float()
                 if mode is Mode.FUSION:
                     loss = loss + fusion_regularization(model)
                 if not torch.isfinite(loss):
                     raise StepstoneError(f"training diverged: loss is {loss.item()} at step {result.steps + 1} "
                                          f"(epoch {epoch}); lower train.lr or check the data")
-                (loss / spec.grad_accum).backward()
+                scaler.scale(loss / spec.grad_accum).backward()
                 losses.append(loss.item())
                 pending.append((part.task.name, loss.item()))
                 if (b + 1) % spec.grad_accum == 0 or b + 1 == len(plan):
+                    scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], spec.max_grad_norm)
-                    optimizer.step()
+                    scaler.step(optimizer)  # skipped when fp16 gradients overflowed; the scale is then lowered
+                    scaler.update()
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                     result.steps += 1
@@ -163,7 +174,7 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
             record: dict[str, Any] = {"epoch": epoch, "step": result.steps, "train_loss": sum(losses) / len(losses)}
             if spec.dev and (spec.select_best or epoch == spec.epochs):
                 scores = [score(model, p.handler, p.task, p.dev_examples, p.dev_rows, tokenizer, spec.eval_batch_size,
-                                p.task.train_language, head=p.head) for p in parts]
+                                p.task.train_language, head=p.head, precision=spec.precision) for p in parts]
                 record["dev"] = scores[0]
                 if len(parts) > 1:
                     record["dev_by_task"] = {p.task.name: s for p, s in zip(parts, scores)}
@@ -184,6 +195,14 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
     result.seconds = time.perf_counter() - started
     model.eval()
     return result
+
+
+def enable_grad_checkpointing(model: Any) -> None:
+    """Recompute each layer's activations in backward. Non-reentrant checkpointing also gives gradients
+    to adapters inside a frozen backbone (the reentrant kind needs an input that requires grad)."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise StepstoneError(f"{type(model).__name__} does not support gradient checkpointing")
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def _batches(part: TaskData, size: int, generator: torch.Generator) -> Iterator[list[dict]]:

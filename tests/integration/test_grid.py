@@ -152,3 +152,45 @@ def test_a_cell_line_cut_short_by_a_kill_reruns(tmp_path):
     log.write_text('{"id": "b", "sta\n' + json.dumps({"id": "a", "status": "ok"}) + "\n")
     with pytest.raises(StepstoneError, match=r"cells.jsonl:1: not a cell record"):
         load_records(log)
+
+
+def test_targets_narrow_methods_setups_and_seeds(data):
+    grid = tiny_grid(data, seeds=(0, 1, 2), full_after=(), single_seed=(Setup.MULTITASK,),
+                     method_setups={MethodKind.LORA: (Setup.NONE,)},
+                     targets=(TargetSpec("toy-tags"),
+                              TargetSpec("toy-pair", seeds=(4,), methods=(MethodKind.BOTTLENECK,),
+                                         setups=(Setup.NONE, Setup.STACK), full_finetune=False,
+                                         intermediates=("toy-sentiment",))))
+    ids = [c.id for c in cells(grid)]
+    # LoRA only trains targets alone, so no LoRA intermediate adapter is trained
+    assert [i for i in ids if i.startswith("intermediate/")] == [
+        "intermediate/bottleneck/toy-sentiment", "intermediate/bottleneck/toy-pair", "intermediate/bottleneck/multitask"]
+    tags = [i.removeprefix("target/toy-tags/") for i in ids if i.startswith("target/toy-tags/")]
+    assert [t for t in tags if "multitask" in t] == ["bottleneck/multitask/seed0"]  # single_seed
+    assert [t for t in tags if t.startswith("lora/")] == [f"lora/none/seed{s}" for s in (0, 1, 2)]
+    assert [t for t in tags if t.startswith("full/")] == [f"full/full/seed{s}" for s in (0, 1, 2)]
+    assert len([t for t in tags if "/fuse/" in t]) == 3
+    pair = [i.removeprefix("target/toy-pair/") for i in ids if i.startswith("target/toy-pair/")]
+    assert pair == ["bottleneck/none/seed4", "bottleneck/stack-toy-sentiment/seed4"]
+
+
+def test_a_target_may_not_name_a_method_the_grid_does_not_train(data):
+    with pytest.raises(ValueError, match="target 'toy-tags' names methods the grid does not train: lora"):
+        tiny_grid(data, methods=(MethodKind.BOTTLENECK,), targets=(TargetSpec("toy-tags", methods=(MethodKind.LORA,)),))
+    with pytest.raises(ValueError, match="target 'toy-tags' stacks tasks that are not intermediate tasks: ghost"):
+        tiny_grid(data, targets=(TargetSpec("toy-tags", intermediates=("ghost",)),))
+    with pytest.raises(ValueError, match="no_dev names tasks that are not intermediate tasks: ghost"):
+        tiny_grid(data, no_dev=("ghost",))
+
+
+def test_no_dev_intermediates_train_without_dev(data):
+    grid = tiny_grid(data, no_dev=("toy-pair",), full_after=())
+    specs = {c.id: c.spec.train for c in cells(grid) if c.kind == "intermediate"}
+    assert specs["intermediate/bottleneck/toy-sentiment"].dev
+    assert not specs["intermediate/bottleneck/toy-pair"].dev and not specs["intermediate/bottleneck/toy-pair"].select_best
+    assert not specs["intermediate/bottleneck/multitask"].dev  # one of its tasks has no dev data
+
+
+def test_eval_examples_overrides_the_preset(data):
+    assert tiny_grid(data).eval_limit == 16
+    assert tiny_grid(data, eval_examples=3).eval_limit == 3

@@ -21,7 +21,7 @@ def load_examples(task: TaskSpec, split: Split, lang: str, data_dir: Path | None
     source.check_language(lang)
     examples = source.source.load(split, lang, data_dir)
     if limit is not None:
-        examples = examples[:limit]
+        examples = [limit_bucc(e, limit) for e in examples] if _is_bucc(task) else examples[:limit]
     where = f"task '{source.name}', {split.value} split, language '{lang}'"
     if not examples:
         raise StepstoneError(f"no examples for {where} ({task.source.describe()})")
@@ -29,6 +29,30 @@ def load_examples(task: TaskSpec, split: Split, lang: str, data_dir: Path | None
         return _map_open_labels(task, examples)
     _check_labels(task, examples, where)
     return examples
+
+
+BUCC_DISTRACTORS = 9  # non-gold sentences kept per gold pair on each side when a BUCC problem is limited
+
+
+def _is_bucc(task: TaskSpec) -> bool:
+    from ..metrics import Metric
+
+    return task.metric is Metric.BUCC_F1
+
+
+def limit_bucc(problem: dict, limit: int) -> dict:
+    """A smaller BUCC problem: the first `limit` gold pairs and, on each side, the first
+    BUCC_DISTRACTORS x `limit` other sentences (in file order). Gold is then 10% of each side, against ~2-3%
+    in full BUCC, so mining is easier and F1 is not comparable with full-size BUCC."""
+    gold = list(problem["gold"])[:limit]
+    keep_source, keep_target = {s for s, _ in gold}, {t for _, t in gold}
+
+    def side(sentences: dict[str, str], kept: set[str]) -> dict[str, str]:
+        others = [key for key in sentences if key not in kept][:BUCC_DISTRACTORS * limit]
+        chosen = kept | set(others)
+        return {key: text for key, text in sentences.items() if key in chosen}
+    return {**problem, "source": side(problem["source"], keep_source), "target": side(problem["target"], keep_target),
+            "gold": gold}
 
 
 def _map_open_labels(task: TaskSpec, examples: list[dict]) -> list[dict]:

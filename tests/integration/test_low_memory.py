@@ -1,0 +1,92 @@
+"""Low-memory training on the tiny backbone: 4/8-bit backbones (bitsandbytes runs on CPU), bf16 / fp16
+autocast, gradient checkpointing. What trains stays fp32; a quantised artifact reloads quantised."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import bitsandbytes as bnb
+import pytest
+import torch
+from adapters.methods.lora import LoRALayer
+from safetensors.torch import load_file
+
+from stepstone import pipelines
+from stepstone.backbone import load_backbone
+from stepstone.composition import parse
+from stepstone.specs import BackboneSpec, MethodKind, MethodSpec, Precision, Quantize, RunSpec, TrainSpec
+from stepstone.zoo import Zoo
+
+torch.set_num_threads(1)
+TRAIN = TrainSpec(epochs=1, batch_size=16, max_train_examples=32, max_eval_examples=16, lr=5e-3)
+LINEAR = {Quantize.NF4: bnb.nn.Linear4bit, Quantize.INT8: bnb.nn.Linear8bitLt}
+
+
+def run(tmp_path, name: str, kind: MethodKind = MethodKind.BOTTLENECK, quantize: Quantize = Quantize.NONE,
+        compose: str | None = None, **train):
+    spec = RunSpec(task="toy-tags", name=name, method=MethodSpec(kind=kind), backbone=BackboneSpec("tiny", quantize=quantize),
+                   train=replace(TRAIN, **train), compose=parse(compose) if compose else None)
+    return pipelines.train_run(spec, zoo=Zoo(tmp_path / "zoo"), runs_dir=tmp_path / "runs")
+
+
+def test_a_quantised_backbone_counts_its_parameters_unpacked():
+    plain = load_backbone(BackboneSpec("tiny"))
+    for quantize, linear in LINEAR.items():
+        backbone = load_backbone(BackboneSpec("tiny", quantize=quantize))
+        query = backbone.model.roberta.encoder.layer[0].attention.self.query
+        # quantised, and wrapped for LoRA again (a quantised load swaps the library's LoRA wrappers out)
+        assert isinstance(query, linear) and isinstance(query, LoRALayer)
+        assert backbone.num_parameters == plain.num_parameters
+        assert backbone.fingerprint == plain.fingerprint  # embeddings are never quantised
+
+
+@pytest.mark.parametrize("quantize", list(LINEAR), ids=lambda q: q.value)
+@pytest.mark.parametrize("kind", [MethodKind.BOTTLENECK, MethodKind.LORA], ids=lambda k: k.value)
+def test_adapters_train_in_full_precision_on_a_quantised_backbone(tmp_path, quantize, kind):
+    outcome = run(tmp_path, "q", kind, quantize)
+    manifest = outcome.manifest
+    assert manifest["backbone"]["quantize"] == quantize.value
+    weights = load_file(str(outcome.path / "adapter.safetensors"))
+    assert weights and all(t.dtype == torch.float32 for t in weights.values())
+    plain = run(tmp_path / "plain", "q", kind)  # the same adapter on the unquantised backbone
+    assert outcome.trainable.count == plain.trainable.count
+    # zero-shot evaluation reloads the backbone quantised, as trained: the same dev score comes back
+    evaluation = pipelines.evaluate("q", zoo=Zoo(tmp_path / "zoo"), langs=["en"], split="validation", max_examples=16)
+    assert evaluation.scores["en"] == manifest["metrics"]["dev"]
+    loaded, _, _ = pipelines.load_for_inference(outcome.path)
+    assert isinstance(loaded.model.roberta.encoder.layer[0].output.dense, LINEAR[quantize])
+
+
+def test_stack_and_fuse_on_a_4bit_backbone(tmp_path):
+    for name in ("a", "b"):
+        run(tmp_path, name, quantize=Quantize.NF4)
+    for block, compose in (("stack", "Stack(a)"), ("fuse", "Fuse(a, b)")):
+        outcome = run(tmp_path, block, quantize=Quantize.NF4, compose=compose)
+        assert outcome.manifest["composition"]["block"] == block
+        assert outcome.manifest["backbone"]["quantize"] == "4bit"
+
+
+@pytest.mark.parametrize("precision", [Precision.BF16, Precision.FP16], ids=lambda p: p.value)
+def test_mixed_precision_trains_fp32_weights(tmp_path, precision):
+    outcome = run(tmp_path, "p", precision=precision)
+    assert outcome.manifest["spec"]["train"]["precision"] == precision.value
+    losses = [r["loss"] for r in outcome.result.log if r["kind"] == "step"]
+    assert losses and all(torch.isfinite(torch.tensor(losses)))
+    weights = load_file(str(outcome.path / "adapter.safetensors"))
+    assert all(t.dtype == torch.float32 for t in weights.values())
+
+
+def test_gradient_checkpointing_gives_the_same_adapter(tmp_path):
+    plain = run(tmp_path / "plain", "g")
+    checkpointed = run(tmp_path / "ckpt", "g", grad_checkpointing=True)
+    a = load_file(str(plain.path / "adapter.safetensors"))
+    b = load_file(str(checkpointed.path / "adapter.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    assert plain.manifest["history"][0]["train_loss"] == pytest.approx(checkpointed.manifest["history"][0]["train_loss"],
+                                                                        rel=1e-5)
+
+
+def test_a_full_fine_tune_cannot_be_quantised():
+    with pytest.raises(ValueError, match="cannot be 4bit-quantised"):
+        RunSpec(task="toy-tags", method=MethodSpec(kind=MethodKind.FULL), backbone=BackboneSpec("tiny", quantize=Quantize.NF4))
