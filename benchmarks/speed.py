@@ -60,7 +60,7 @@ def _baseline(args: argparse.Namespace, setup: str, seed: int) -> dict:
         loaded = load_backbone(BackboneSpec("tiny"))
         model, tokenizer = loaded.model, loaded.tokenizer
     else:
-        tokenizer = AutoTokenizer.from_pretrained(args.backbone)
+        tokenizer = AutoTokenizer.from_pretrained(args.backbone, fix_mistral_regex=False)  # a transformers 4.57 false alarm
         model = AutoAdapterModel.from_pretrained(args.backbone)
     index = {label: i for i, label in enumerate(task.labels)}
     padding = "max_length" if setup == "adapters-maxlen" else False
@@ -159,7 +159,7 @@ def _real_tokens(args: argparse.Namespace) -> int:
     else:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(args.backbone)
+        tokenizer = AutoTokenizer.from_pretrained(args.backbone, fix_mistral_regex=False)  # a transformers 4.57 false alarm
     _, train, _ = _data(args)
     enc = tokenizer([e["tokens"] for e in train], is_split_into_words=True, truncation=True, max_length=128)
     return sum(len(ids) for ids in enc["input_ids"])

@@ -17,7 +17,7 @@ def predict(model: Any, handler: FormatHandler, rows: list[dict], tokenizer: Any
             progress: ProgressFactory = silent, description: str = "predict", head: str | None = None,
             precision: Precision = Precision.FP32) -> list[np.ndarray]:
     """Model outputs per row, in row order. Rows are batched by length (less padding), then restored."""
-    order = sorted(range(len(rows)), key=lambda i: _length(rows[i]))
+    order = sorted(range(len(rows)), key=lambda i: row_length(rows[i]))
     outputs: list[np.ndarray | None] = [None] * len(rows)
     was_training = model.training
     model.eval()
@@ -47,6 +47,7 @@ def score(model: Any, handler: FormatHandler, task: TaskSpec, examples: list[dic
     return handler.score(examples, rows, outputs, task, lang)
 
 
-def _length(row: dict) -> int:
+def row_length(row: dict) -> int:
+    """Tokens of a feature row (all choices of a multiple-choice row)."""
     ids = row["input_ids"]
     return sum(len(x) for x in ids) if ids and isinstance(ids[0], list) else len(ids)

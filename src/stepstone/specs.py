@@ -203,6 +203,8 @@ class TrainSpec:
     precision: fp32 | bf16 | fp16 autocast for training and evaluation (fp16 adds loss scaling).
     grad_checkpointing: recompute the backbone's activations in the backward pass instead of storing them
         (less memory, ~30% more time).
+    group_by_length: batches of similar length (less padding): each pass shuffles, cuts the rows into
+        groups of 50 batches, sorts each group by length and shuffles the batches (transformers' rule).
     """
 
     lr: float | None = None
@@ -226,6 +228,7 @@ class TrainSpec:
     temperature: float = 2.0
     precision: Precision = Precision.FP32
     grad_checkpointing: bool = False
+    group_by_length: bool = False
 
     def __post_init__(self):
         if self.select_best and not self.dev:

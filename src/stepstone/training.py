@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from .errors import StepstoneError
-from .evaluation import score
+from .evaluation import row_length, score
 from .formats import FormatHandler
 from .methods import adapter_kind_of_parameter, fusion_regularization
 from .precision import autocast, grad_scaler
@@ -138,7 +138,7 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
     if spec.grad_checkpointing:
         enable_grad_checkpointing(model)
     result, best_value, best_state = TrainResult(), -math.inf, None
-    streams = [_batches(p, spec.batch_size, generator) for p in parts]
+    streams = [_batches(p, spec.batch_size, generator, spec.group_by_length) for p in parts]
     started = time.perf_counter()
     with progress(f"train {'+'.join(p.task.name for p in parts)}", total) as bar:
         for epoch in range(1, spec.epochs + 1):
@@ -205,12 +205,25 @@ def enable_grad_checkpointing(model: Any) -> None:
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
-def _batches(part: TaskData, size: int, generator: torch.Generator) -> Iterator[list[dict]]:
-    """Endless batches of one task: a fresh random order on every pass over its rows."""
+def _batches(part: TaskData, size: int, generator: torch.Generator, by_length: bool = False) -> Iterator[list[dict]]:
+    """Endless batches of one task: a fresh random order on every pass over its rows; with `by_length`,
+    rows of similar length share a batch (groups of GROUP_BATCHES batches sorted by length, batches shuffled)."""
     while True:
         order = torch.randperm(len(part.rows), generator=generator).tolist()
-        for start in range(0, len(order), size):
-            yield [part.rows[i] for i in order[start:start + size]]
+        if not by_length:
+            for start in range(0, len(order), size):
+                yield [part.rows[i] for i in order[start:start + size]]
+            continue
+        group = size * GROUP_BATCHES
+        batches = []
+        for start in range(0, len(order), group):
+            chunk = sorted(order[start:start + group], key=lambda i: -row_length(part.rows[i]))
+            batches += [chunk[b:b + size] for b in range(0, len(chunk), size)]
+        for b in torch.randperm(len(batches), generator=generator).tolist():
+            yield [part.rows[i] for i in batches[b]]
+
+
+GROUP_BATCHES = 50  # transformers' LengthGroupedSampler: megabatches of 50 batches
 
 
 def _linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int):

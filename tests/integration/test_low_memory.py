@@ -1,5 +1,6 @@
 """Low-memory training on the tiny backbone: 4/8-bit backbones (bitsandbytes runs on CPU), bf16 / fp16
-autocast, gradient checkpointing. What trains stays fp32; a quantised artifact reloads quantised."""
+autocast, gradient checkpointing, length-grouped batches. What trains stays fp32; a quantised artifact
+reloads quantised."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -90,3 +91,11 @@ def test_gradient_checkpointing_gives_the_same_adapter(tmp_path):
 def test_a_full_fine_tune_cannot_be_quantised():
     with pytest.raises(ValueError, match="cannot be 4bit-quantised"):
         RunSpec(task="toy-tags", method=MethodSpec(kind=MethodKind.FULL), backbone=BackboneSpec("tiny", quantize=Quantize.NF4))
+
+
+def test_length_grouped_training_is_reproducible(tmp_path):
+    first = run(tmp_path / "a", "l", group_by_length=True)
+    second = run(tmp_path / "b", "l", group_by_length=True)
+    assert first.manifest["spec"]["train"]["group_by_length"] is True
+    assert first.manifest["history"] == second.manifest["history"]
+    assert first.manifest["metrics"] == second.manifest["metrics"]
