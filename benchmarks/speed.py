@@ -95,6 +95,9 @@ def _baseline(args: argparse.Namespace, setup: str, seed: int) -> dict:
     start = time.perf_counter()
     out = trainer.train()
     train_seconds = time.perf_counter() - start
+    # transformers 4.57 also length-groups *evaluation* batches when group_by_length is on, and
+    # trainer.predict then returns predictions in that shuffled order: predict in dataset order
+    trainer.args.group_by_length = False
     scores, eval_seconds, sentences = {}, 0.0, 0
     for lang, examples in dev.items():
         rows = encode(examples)
@@ -184,7 +187,7 @@ def main() -> None:
     parser.add_argument("--eval-examples", type=int, default=500)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=5e-3)  # 5e-4 left PAN-X F1 at ~4 after 375 steps
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--setups", default=",".join(SETUPS))
     parser.add_argument("--stepstone-args", nargs="*", default=[], help="extra KEY=VALUE settings for setup 3")
