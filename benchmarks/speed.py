@@ -141,15 +141,15 @@ def _stepstone(args: argparse.Namespace, seed: int) -> dict:
          str(args.eval_examples), *common], standalone_mode=False)
     eval_seconds = time.perf_counter() - start
     report = json.loads((zoo / "panx-speed" / "evaluations" / "panx.validation.json").read_text())
-    return {"train_seconds": manifest["train_seconds"], "steps": len([1 for _ in _steps(zoo / "panx-speed")]),
+    return {"train_seconds": manifest["train_seconds"], "steps": _steps(zoo / "panx-speed"),
             "f1": {lang: s["f1"] for lang, s in report["scores"].items()}, "eval_seconds": eval_seconds,
             "eval_sentences": sum(report["examples"].values())}
 
 
-def _steps(folder: Path):
-    for line in (folder / "train_log.jsonl").read_text().splitlines():
-        if json.loads(line).get("kind") == "step":
-            yield line
+def _steps(folder: Path) -> int:
+    """Optimizer steps in a run's train_log.jsonl."""
+    lines = (folder / "train_log.jsonl").read_text().splitlines()
+    return sum(json.loads(line).get("kind") == "step" for line in lines)
 
 
 def _real_tokens(args: argparse.Namespace) -> int:

@@ -265,21 +265,44 @@ class GridResult:
     failed: list[str]
 
 
-def load_records(path: Path) -> dict[str, dict]:
-    """Cell id -> its last record in cells.jsonl (a retried cell's newest line wins)."""
+def read_cells(path: Path, check: Callable[[str, str], dict] | None = None) -> dict[str, dict]:
+    """Cell id -> its last record in cells.jsonl (a retried cell's newest line wins); no file: no records.
+
+    `check(line, "file:line")` parses and validates one line (default: a JSON object with an 'id'). An
+    unreadable last line without its newline is a write cut short by a kill: it is skipped and that cell
+    reruns. Any other bad line is an error naming the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    except UnicodeDecodeError as err:
+        raise StepstoneError(f"{path}: not UTF-8 text ({err})") from None
+    lines = text.splitlines()
     records: dict[str, dict] = {}
-    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-            records[record["id"]] = record
-        except (json.JSONDecodeError, KeyError, TypeError):
-            # a last line cut short by a kill mid-write is the only expected damage: that cell reruns
-            if number != len(lines):
-                raise StepstoneError(f"{path}:{number}: not a cell record") from None
+            record = (check or _record)(line, f"{path}:{number}")
+        except StepstoneError:
+            if number == len(lines) and not text.endswith("\n"):
+                break
+            raise
+        records[record["id"]] = record
     return records
+
+
+def _record(line: str, where: str) -> dict:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        record = None
+    if not isinstance(record, dict) or "id" not in record:
+        raise StepstoneError(f"{where}: not a cell record")
+    return record
+
+
+def load_records(path: Path) -> dict[str, dict]:
+    """The records the runner resumes from (`read_cells` with the minimal check)."""
+    return read_cells(path)
 
 
 def run_grid(grid: GridSpec, folder: Path, *, progress: ProgressFactory = silent,

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from .artifacts import write_bytes_atomic, write_text_atomic
 from .errors import StepstoneError, choices
+from .grid import CELLS, read_cells
 
-CELLS = "cells.jsonl"
 KINDS = ("intermediate", "target", "retrieval")
 SETUPS = ("none", "stack", "fuse", "multitask", "full", "full-after-intermediate")  # headline column order
 LABEL = {"stack": "best stack"}
@@ -44,27 +44,13 @@ class Report:
 
 
 def load_cells(grid_dir: Path) -> list[dict]:
-    """Every cell of a grid (ok and failed); a cell written more than once counts with its last line.
-
-    An unterminated, unreadable last line is a record being written (or cut short by a kill) and is skipped."""
+    """Every cell of a grid (ok and failed), each validated; a cell written more than once counts with its
+    last line. An unterminated, unreadable last line is a record being written (or cut short by a kill) and
+    is skipped, as the runner does (`grid.read_cells`)."""
     path = Path(grid_dir) / CELLS
     if not path.is_file():
         raise StepstoneError(f"{path}: not found; is '{grid_dir}' a grid folder? Run the grid first")
-    cells: dict[str, dict] = {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise StepstoneError(f"{path}: not UTF-8 text ({err})") from None
-    lines = text.splitlines()
-    for number, line in enumerate(lines, 1):
-        if line.strip():
-            try:
-                cell = _check(line, f"{path}:{number}")
-            except StepstoneError:
-                if number == len(lines) and not text.endswith("\n"):
-                    break  # a record still being written (or cut by a kill): the runner reruns that cell
-                raise
-            cells[cell["id"]] = cell
+    cells = read_cells(path, _check)
     if not cells:
         raise StepstoneError(f"{path}: no cells; the grid has not run yet")
     return list(cells.values())
