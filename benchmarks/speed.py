@@ -170,6 +170,10 @@ def _real_tokens(args: argparse.Namespace) -> int:
 
 def one(args: argparse.Namespace) -> dict:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)  # every setup, before anything runs (stepstone keeps it)
     result = _stepstone(args, args.seed) if args.one == "stepstone" else _baseline(args, args.one, args.seed)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
@@ -191,6 +195,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--setups", default=",".join(SETUPS))
     parser.add_argument("--stepstone-args", nargs="*", default=[], help="extra KEY=VALUE settings for setup 3")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads for every setup (0 = torch's default: one per core). With 2 threads, any "
+                             "other busy process slows a step several-fold; 1 thread keeps timings stable on a shared machine")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/speed.json"))
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -205,7 +212,8 @@ def main() -> None:
             command = [sys.executable, __file__, "--one", setup, "--seed", str(seed), "--backbone", args.backbone,
                        "--data-dir", str(args.data_dir), "--train-examples", str(args.train_examples),
                        "--eval-examples", str(args.eval_examples), "--epochs", str(args.epochs),
-                       "--batch", str(args.batch), "--lr", str(args.lr), "--stepstone-args", *args.stepstone_args]
+                       "--batch", str(args.batch), "--lr", str(args.lr), "--threads", str(args.threads),
+                       "--stepstone-args", *args.stepstone_args]
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode != 0:
                 raise SystemExit(f"{setup} seed {seed} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
@@ -236,7 +244,7 @@ def main() -> None:
         print(f"speedup {name}: {value:.2f}x")
     report = {"backbone": args.backbone, "train_examples": args.train_examples, "eval_examples": args.eval_examples,
               "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "real_tokens": tokens,
-              "stepstone_args": args.stepstone_args, "threads": os.environ.get("STEPSTONE_THREADS"),
+              "stepstone_args": args.stepstone_args, "threads": args.threads or None,
               "machine": platform.machine(), "cpus": os.cpu_count(), "runs": runs, "summary": summary,
               "speedups": ratios}
     from stepstone.artifacts import write_text_atomic

@@ -25,6 +25,8 @@ def train(
     quantize: Optional[str] = typer.Option(None, help="Load the frozen backbone in 4bit (NF4) or 8bit (bitsandbytes)."),
     precision: Optional[str] = typer.Option(None, help="fp32 (default), bf16 or fp16 (autocast; fp16 with loss scaling)."),
     grad_checkpointing: bool = typer.Option(False, "--grad-checkpointing", help="Recompute activations in backward: less memory."),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Optimizer steps between checkpoints (default 500; 0 = none)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run's latest checkpoint (RUNS_DIR/NAME.checkpoint)."),
     log: Optional[str] = typer.Option(None, "--log", help="Also log live to: tensorboard (RUNS_DIR/tensorboard/NAME)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
@@ -47,8 +49,8 @@ def train(
             settings["method"] = {"kind": "full" if full_finetune else method}
         if backbone is not None or quantize is not None:
             settings["backbone"] = {k: v for k, v in (("name", backbone), ("quantize", quantize)) if v is not None}
-        train_settings = {k: v for k, v in (("precision", precision), ("grad_checkpointing", grad_checkpointing or None))
-                          if v is not None}
+        train_settings = {k: v for k, v in (("precision", precision), ("grad_checkpointing", grad_checkpointing or None),
+                                            ("checkpoint_every", checkpoint_every)) if v is not None}
         if train_settings:
             settings["train"] = train_settings
         if on is not None:
@@ -62,7 +64,9 @@ def train(
             raise StepstoneError(f"unknown --log '{log}' (valid: tensorboard; train_log.jsonl is always written)")
         spec = load_run_spec(config, settings, overrides or [])
         outcome = train_run(spec, zoo=Zoo(zoo_dir), runs_dir=runs_dir, progress=progress_factory(quiet),
-                            tensorboard=log == "tensorboard")
+                            tensorboard=log == "tensorboard", resume=resume)
+    if not outcome.primary:  # another process of `accelerate launch`: the first one reports
+        return
     manifest = outcome.manifest
     metric = manifest["metrics"]["main"]
     console.print(f"setup: {manifest['composition']['setup'] if manifest['composition'] else manifest['mode']}")

@@ -7,15 +7,18 @@ weights file, which loading verifies.
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from . import __version__
 from .errors import StepstoneError
@@ -41,11 +44,14 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     """Yield a temporary folder next to `final`; on success rename it to `final` in one step.
 
     Refuses an existing `final`. If another process wins the race for the same name, the rename fails
-    and this one reports it; the winner's folder is left intact."""
+    and this one reports it; the winner's folder is left intact. The temporary folder is named
+    `.NAME.tmp-HOST-PID-*`: what a killed save left behind (its process gone) is removed by the next save
+    of the same name, and never looks like an artifact to readers."""
     if final.exists():
         raise StepstoneError(f"'{final}' already exists; pick another name or remove it first")
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    _remove_orphans(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{_HOST}-{os.getpid()}-", dir=final.parent))
     try:
         yield tmp
         try:
@@ -55,6 +61,27 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+_HOST = socket.gethostname().replace("-", "_") or "host"
+
+
+def _remove_orphans(final: Path) -> None:
+    """Remove temporary folders of `final` whose process (on this host) no longer exists."""
+    for tmp in final.parent.glob(f".{glob.escape(final.name)}.tmp-{glob.escape(_HOST)}-*-*"):
+        pid = tmp.name[len(f".{final.name}.tmp-{_HOST}-"):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -88,9 +115,9 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def weight_files(folder: Path) -> dict[str, str]:
-    """Relative path -> sha256 of every safetensors file under `folder`."""
-    return {str(p.relative_to(folder)): sha256(p) for p in sorted(folder.rglob("*.safetensors"))}
+def weight_files(folder: Path, hashes: bool = True) -> dict[str, str]:
+    """Relative path -> sha256 (or "" without `hashes`) of every safetensors file under `folder`."""
+    return {str(p.relative_to(folder)): sha256(p) if hashes else "" for p in sorted(folder.rglob("*.safetensors"))}
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:
@@ -101,8 +128,44 @@ def write_manifest(folder: Path, manifest: dict) -> None:
     (folder / MANIFEST).write_text(to_json(full), encoding="utf-8")
 
 
+# What loading relies on, checked before anything else is read: field -> a JSON type, a tuple of allowed
+# values, or a dict of required sub-fields (other fields are free: older and newer writers add some).
+SCHEMA: dict = {
+    "format_version": int, "kind": ("adapter", "run"), "name": str, "mode": ("adapter", "fusion", "full"),
+    "backbone": {"name": str, "fingerprint": str}, "method": {"kind": ("bottleneck", "lora", "full"), "settings": dict},
+    "task": {"name": str}, "tasks": list, "spec": dict, "files": dict,
+}
+# Formats that unpickle on load (torch.save / pickle / joblib): stepstone never writes them and never reads
+# a folder that holds one, so a shared adapter cannot smuggle code in through a library's fallback loader.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def schema_problems(manifest: Any, schema: dict = SCHEMA, where: str = "") -> list[str]:
+    """What in `manifest` does not match `schema`: one phrase per problem, e.g. "'backbone.name' is missing"."""
+    if not isinstance(manifest, dict):
+        return [f"'{where or 'manifest'}' must be an object, got {type(manifest).__name__}"]
+    problems = []
+    for key, rule in schema.items():
+        name = f"{where}.{key}" if where else key
+        if key not in manifest:
+            problems.append(f"'{name}' is missing")
+        elif isinstance(rule, dict):
+            problems += schema_problems(manifest[key], rule, name)
+        elif isinstance(rule, tuple):
+            if manifest[key] not in rule:
+                problems.append(f"'{name}' must be one of {', '.join(rule)}, got {manifest[key]!r}")
+        elif not isinstance(manifest[key], rule) or (rule is int and isinstance(manifest[key], bool)):
+            problems.append(f"'{name}' must be {_JSON_TYPES[rule]}, got {json.dumps(manifest[key])[:40]}")
+    return problems
+
+
+_JSON_TYPES = {int: "an integer", str: "a string", dict: "an object", list: "a list"}
+
+
 def read_manifest(folder: Path, verify: bool = True) -> dict:
-    """Read and check a manifest; with `verify`, also check every weights file against its hash."""
+    """Read and check a manifest (JSON, format version, schema, weights file names); with `verify`, also
+    check every weights file against its hash and refuse a folder that holds a pickle or unlisted weights."""
     path = folder / MANIFEST
     if not path.is_file():
         raise StepstoneError(f"'{folder}' is not a stepstone artifact: {MANIFEST} is missing")
@@ -110,18 +173,33 @@ def read_manifest(folder: Path, verify: bool = True) -> dict:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise StepstoneError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("format_version"), int):
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if not isinstance(version, int) or isinstance(version, bool):
         raise StepstoneError(f"{path}: no integer 'format_version': not a stepstone manifest")
     if manifest["format_version"] > FORMAT_VERSION:
         raise StepstoneError(
             f"{path}: format version {manifest['format_version']} is newer than this stepstone "
             f"understands ({FORMAT_VERSION}); upgrade stepstone"
         )
-    missing = [k for k in ("kind", "name", "backbone", "task", "tasks", "method", "mode", "spec", "files")
-               if k not in manifest]
-    if missing:
-        raise StepstoneError(f"{path}: missing field(s): {', '.join(missing)}")
+    problems = schema_problems(manifest)
+    if problems:
+        raise StepstoneError(f"{path}: not a valid manifest: {'; '.join(problems)}")
+    for relative, digest in manifest["files"].items():
+        parts = Path(relative).parts
+        if Path(relative).is_absolute() or ".." in parts or not relative.endswith(".safetensors") \
+                or not isinstance(digest, str) or not _SHA256.match(digest):
+            raise StepstoneError(f"{path}: bad weights entry {relative!r} (expected a relative path to a "
+                                 f".safetensors file inside the artifact and its sha256)")
     if verify:
+        pickles = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise StepstoneError(f"'{folder}' holds pickle-format file(s) {', '.join(pickles[:3])}: "
+                                 f"refusing to load it "
+                                 f"(stepstone reads safetensors only; remove them if the rest is trusted)")
+        unlisted = sorted(set(weight_files(folder, hashes=False)) - set(manifest["files"]))
+        if unlisted:
+            raise StepstoneError(f"'{folder}': weights file {unlisted[0]} is not in the manifest (a file that "
+                                 f"cannot be verified is not loaded)")
         for relative, expected in manifest["files"].items():
             weights = folder / relative
             if not weights.is_file():

@@ -65,10 +65,12 @@ def load_backbone(spec: BackboneSpec) -> Backbone:
 
 
 def device() -> torch.device:
-    """Where models run: $STEPSTONE_DEVICE if set (cpu, cuda, cuda:1), else the GPU when there is one."""
+    """Where models run: $STEPSTONE_DEVICE if set (cpu, cuda, cuda:1), else the GPU when there is one (under
+    `accelerate launch` / torchrun: this process's GPU, $LOCAL_RANK)."""
     import os
 
-    name = os.environ.get("STEPSTONE_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    gpu = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    name = os.environ.get("STEPSTONE_DEVICE") or (gpu if torch.cuda.is_available() else "cpu")
     try:
         return torch.device(name)
     except RuntimeError:

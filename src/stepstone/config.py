@@ -72,6 +72,9 @@ def load_yaml(path: str | Path) -> tuple[dict, LineMap]:
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
+        if err.context_mark is not None and mark.index >= len(text.rstrip()):
+            # found at the end of the file (an unclosed bracket or quote): the line that opened it
+            mark = err.context_mark
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         what = "; ".join(p for p in (err.context, err.problem) if p)
         raise ConfigError([f"{where}: invalid YAML: {what}"]) from None
@@ -156,7 +159,7 @@ _NAMES = {int: "an integer", float: "a float", str: "a string", bool: "a boolean
           Path: "a path (string)"}
 
 
-def _dotted(path: tuple[str, ...]) -> str:
+def dotted_path(path: tuple[str, ...]) -> str:
     return "".join(p if p.startswith("[") or i == 0 else "." + p for i, p in enumerate(path))
 
 
@@ -176,7 +179,7 @@ class _Builder:
         return f"{self.source}:{line}: " if line else f"{self.source}: "
 
     def bad(self, path: tuple[str, ...], expected: str, value: Any, hint: str = "") -> object:
-        name = f"'{_dotted(path)}'" if path else "the config"
+        name = f"'{dotted_path(path)}'" if path else "the config"
         self.problems.append(f"{self.where(path)}{name} must be {expected}, got {_show(value)}{hint}")
         return _BAD
 
@@ -190,7 +193,7 @@ class _Builder:
         before = len(self.problems)
         for key in data:
             if key not in fields:
-                msg = f"unknown key '{_dotted(path + (str(key),))}' (valid: {choices(fields)})"
+                msg = f"unknown key '{dotted_path(path + (str(key),))}' (valid: {choices(fields)})"
                 close = difflib.get_close_matches(str(key), list(fields), n=1)
                 msg += f", did you mean '{close[0]}'?" if close else ""
                 self.problems.append(self.where(path + (str(key),)) + msg)
@@ -199,13 +202,13 @@ class _Builder:
             if name in data:
                 kwargs[name] = self.convert(hints[name], data[name], path + (name,))
             elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-                self.problems.append(f"{self.where(path)}missing key '{_dotted(path + (name,))}'")
+                self.problems.append(f"{self.where(path)}missing key '{dotted_path(path + (name,))}'")
         if len(self.problems) > before:  # __post_init__ on half-converted data would only add noise
             return _BAD
         try:
             return cls(**kwargs)
         except ValueError as err:
-            self.problems.append(self.where(path) + (f"'{_dotted(path)}': {err}" if path else str(err)))
+            self.problems.append(self.where(path) + (f"'{dotted_path(path)}': {err}" if path else str(err)))
             return _BAD
 
     def convert(self, tp: Any, value: Any, path: tuple[str, ...]) -> Any:  # noqa: C901 - one branch per type
@@ -251,7 +254,7 @@ class _Builder:
                    for k, v in value.items()}
             return _BAD if _BAD in out or _BAD in out.values() else out
         if not isinstance(tp, type):
-            raise TypeError(f"unsupported config field type {tp!r} at '{_dotted(path)}'")
+            raise TypeError(f"unsupported config field type {tp!r} at '{dotted_path(path)}'")
         if dataclasses.is_dataclass(tp):
             return self.dataclass(tp, value, path)
         if issubclass(tp, Enum):
@@ -280,10 +283,10 @@ class _Builder:
             return self.bad(path, _NAMES[str], value, hint)
         if issubclass(tp, PurePath):
             return tp(value) if isinstance(value, (str, PurePath)) else self.bad(path, _NAMES[Path], value)
-        raise TypeError(f"unsupported config field type {tp!r} at '{_dotted(path)}'")
+        raise TypeError(f"unsupported config field type {tp!r} at '{dotted_path(path)}'")
 
     def _one_of(self, path: tuple[str, ...], allowed: list[str], value: Any) -> object:
-        self.problems.append(f"{self.where(path)}'{_dotted(path)}' must be one of: {choices(allowed)} "
+        self.problems.append(f"{self.where(path)}'{dotted_path(path)}' must be one of: {choices(allowed)} "
                              f"(got {_show(value)})")
         return _BAD
 

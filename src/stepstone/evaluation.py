@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from .formats import FormatHandler
-from .precision import autocast
+from .precision import autocast, frozen_linears_lowered
 from .progress import ProgressFactory, silent
 from .specs import Precision
 from .tasks.base import TaskSpec
@@ -22,7 +22,7 @@ def predict(model: Any, handler: FormatHandler, rows: list[dict], tokenizer: Any
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    with torch.inference_mode(), progress(description, len(rows)) as bar:
+    with frozen_linears_lowered(model, precision), torch.inference_mode(), progress(description, len(rows)) as bar:
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             batch = handler.collate([rows[i] for i in chunk], tokenizer)

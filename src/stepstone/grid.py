@@ -18,11 +18,11 @@ from typing import Callable, Iterator
 
 from .artifacts import read_manifest, write_text_atomic
 from .composition import parse
-from .config import build, dump_yaml, load_yaml, merge, parse_overrides, to_dict
-from .errors import ConfigError, StepstoneError
+from .config import dotted_path, build, dump_yaml, load_yaml, merge, parse_overrides, to_dict
+from .errors import ConfigError, StepstoneError, choices
 from .progress import ProgressFactory, silent
 from .specs import BackboneSpec, MethodKind, MethodSpec, RunSpec, TrainSpec
-from .tasks import Split, TaskSpec, get_task
+from .tasks import TASKS, Split, TaskSpec, get_task
 
 CELLS = "cells.jsonl"
 
@@ -151,8 +151,22 @@ class Cell:
 
 
 def load_grid(path: Path, overrides: tuple[str, ...] = ()) -> GridSpec:
+    """Read and check a grid file: keys, types, and every task name (file:line) before anything runs."""
     data, lines = load_yaml(path)
-    return build(GridSpec, merge(data, parse_overrides(overrides)), source=str(path), lines=lines)
+    grid = build(GridSpec, merge(data, parse_overrides(overrides)), source=str(path), lines=lines)
+    named = [(("intermediate", f"[{i}]"), t) for i, t in enumerate(grid.intermediate)]
+    named += [(("full_after", f"[{i}]"), t) for i, t in enumerate(grid.full_after)]
+    for i, target in enumerate(grid.targets):
+        named += [(("targets", f"[{i}]", key), getattr(target, key)) for key in ("task", "train_task")
+                  if getattr(target, key) is not None]
+        named += [(("targets", f"[{i}]", "intermediates", f"[{j}]"), t)
+                  for j, t in enumerate(target.intermediates or ())]
+    problems = [(f"{path}:{lines[key]}: " if key in lines else f"{path}: ")
+                + f"unknown task '{name}' in '{dotted_path(key)}' (valid: {choices(TASKS)})"
+                for key, name in named if name not in TASKS]
+    if problems:
+        raise ConfigError(problems)
+    return grid
 
 
 def _train_spec(grid: GridSpec, full: bool, seed: int, dev: bool = True) -> TrainSpec:
@@ -403,7 +417,10 @@ def _run_cell(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactor
             standalone = spec.compose is None and spec.method.kind is not MethodKind.FULL
             path = zoo.path(spec.run_name) if standalone else runs / spec.run_name
             if not (path / "manifest.json").is_file():  # saved before an interruption: reuse it
-                pipelines.train_run(spec, zoo=zoo, runs_dir=runs, progress=progress)
+                # a cell killed mid-training continues from its checkpoint
+                resume = pipelines.checkpoints_of(replace(spec, train=spec.train.resolved(spec.method.kind)),
+                                                  runs).latest() is not None
+                pipelines.train_run(spec, zoo=zoo, runs_dir=runs, progress=progress, resume=resume)
             manifest = read_manifest(path, verify=False)
             result.update(_costs(manifest))
             artifact = str(path)

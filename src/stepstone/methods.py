@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import logging
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+import torch
 
 from .specs import LoRATarget, MethodKind, MethodSpec
 
@@ -91,7 +94,7 @@ def load_fusion(model: Any, directory: Path) -> None:
     model.load_adapter_fusion(str(directory), set_active=False, use_safetensors=True)
 
 
-def activate(model: Any, setup: Any, head: str) -> None:
+def activate(model: Any, setup: Any, head: str | None) -> None:
     """Make `setup` (an adapters composition block, an adapter name, or None) and `head` active."""
     if setup is None:
         model.set_active_adapters(None)
@@ -119,6 +122,27 @@ def adapter_kind_of_parameter(name: str) -> tuple[str, str] | None:
         if part in ("adapters", "loras", "adapter_fusion_layer"):
             return part, parts[i + 1]
     return None
+
+
+@contextmanager
+def backbone_dropout_off(model: Any) -> Iterator[int]:
+    """Switch off the backbone's dropout inside the block (its nn.Dropout layers and the dropout
+    probability SDPA attention passes to the kernel); adapters', fusion layers' and heads' dropout stay.
+    Restored on exit. Yields how many layers were switched off."""
+    changed: list[tuple[Any, str, float]] = []
+    for name, module in model.named_modules():
+        if adapter_kind_of_parameter(f"{name}.-") is not None:
+            continue
+        attribute = "p" if isinstance(module, torch.nn.Dropout) else "dropout_prob" if hasattr(module, "dropout_prob") \
+            else None  # dropout_prob: the probability SDPA attention hands to the kernel
+        if attribute is not None and getattr(module, attribute) > 0:
+            changed.append((module, attribute, getattr(module, attribute)))
+            setattr(module, attribute, 0.0)
+    try:
+        yield len(changed)
+    finally:
+        for module, attribute, value in changed:
+            setattr(module, attribute, value)
 
 
 def wrap_quantized_for_lora(model: Any) -> int:

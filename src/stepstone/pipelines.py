@@ -19,8 +19,11 @@ from . import composition as comp
 from . import methods
 from .artifacts import CONFIG, atomic_dir, read_manifest, to_json, write_manifest, write_text_atomic
 from .backbone import Backbone, load_backbone, place
+from .checkpoint import SUFFIX as CHECKPOINT_SUFFIX
+from .checkpoint import Checkpoints
 from .config import build, dump_yaml, to_dict
 from .data import load_examples
+from .distributed import processes
 from .errors import StepstoneError
 from .evaluation import score
 from .formats import handler_for
@@ -42,6 +45,7 @@ class Outcome:
     manifest: dict
     trainable: Trainable
     result: TrainResult
+    primary: bool = True  # False in the other processes of a multi-process run (they print nothing)
 
 
 @dataclass(frozen=True)
@@ -99,11 +103,12 @@ def _member(entry: Entry) -> comp.Member:
 
 
 def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("runs"),
-              progress: ProgressFactory = silent, tensorboard: bool = False) -> Outcome:
+              progress: ProgressFactory = silent, tensorboard: bool = False, resume: bool = False) -> Outcome:
     """Train `spec`. A standalone adapter goes to the zoo; a composed or full fine-tune run goes to
     `runs_dir/<name>`. Every artifact holds train_log.jsonl (loss and learning rate per step, dev
     metrics per epoch); `tensorboard` also writes them live under `runs_dir/tensorboard/<name>`.
-    Returns where it went and what it measured."""
+    Checkpoints go to `runs_dir/<name>.checkpoint` every `train.checkpoint_every` steps; `resume`
+    continues from the latest (the same settings required). Returns where it went and what it measured."""
     from contextlib import nullcontext
 
     from . import tracking
@@ -131,6 +136,8 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
         raise StepstoneError(f"init_from '{spec.init_from}' is not a full fine-tune run")
     train_spec = spec.train.resolved(spec.method.kind)
     spec = replace(spec, train=train_spec)
+    checkpoints = checkpoints_of(spec, runs_dir)
+    checkpoints.check(resume)
     set_threads(train_spec.threads)
     data = {}
     for i, t in enumerate(tasks):
@@ -173,8 +180,11 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
         dev_rows = handler.encode(dev_examples, train=False, **encode) if dev_examples else []
         parts.append(TaskData(t, handler, heads[t.name], handler.encode(train_examples, train=True, **encode),
                               dev_examples, dev_rows))
-    with (tracking.tensorboard(Path(runs_dir) / "tensorboard" / name) if tensorboard else nullcontext()) as sink:
-        result = train(model, parts, backbone.tokenizer, train_spec, mode, trainable, progress, sink)
+    procs = processes()  # several under `accelerate launch`: only the first writes and reports
+    sink_folder = Path(runs_dir) / "tensorboard" / name
+    with (tracking.tensorboard(sink_folder) if tensorboard and procs.primary else nullcontext()) as sink:
+        result = train(model, parts, backbone.tokenizer, train_spec, mode, trainable,
+                       progress if procs.primary else silent, sink, checkpoints, resume)
     task = tasks[0]
 
     manifest = {
@@ -202,39 +212,54 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
         "history": result.history,
         "train_seconds": round(result.seconds, 3),
         "peak_rss_mb": _peak_rss_mb(),
+        "processes": procs.world,
     }
-    with atomic_dir(destination) as tmp:
-        for t in tasks[1:]:  # extra multi-task heads; the first task's head travels with the adapter
-            (tmp / "heads" / t.name).mkdir(parents=True)
-            model.save_head(str(tmp / "heads" / t.name), heads[t.name], use_safetensors=True)
-        if standalone:
-            methods.save_adapter(model, tmp, name, with_head=True)
-        elif mode is Mode.FULL:
-            from safetensors.torch import save_model
+    try:
+        if procs.primary:  # one writer; the other processes wait for it
+            with atomic_dir(destination) as tmp:
+                for t in tasks[1:]:  # extra multi-task heads; the first task's head travels with the adapter
+                    (tmp / "heads" / t.name).mkdir(parents=True)
+                    model.save_head(str(tmp / "heads" / t.name), heads[t.name], use_safetensors=True)
+                if standalone:
+                    methods.save_adapter(model, tmp, name, with_head=True)
+                elif mode is Mode.FULL:
+                    from safetensors.torch import save_model
 
-            save_model(model, str(tmp / FULL_WEIGHTS))
-        else:
-            methods.save_adapter(model, tmp / "target", name, with_head=True)
-            for entry in members:  # runs are self-contained: the exact member weights travel with them
-                shutil.copytree(entry.path, tmp / "members" / entry.name)
-            if mode is Mode.FUSION:
-                methods.save_fusion(model, tmp / "fusion", spec.compose.members)
-        (tmp / CONFIG).write_text(dump_yaml(spec), encoding="utf-8")
-        (tmp / TRAIN_LOG).write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in result.log), encoding="utf-8")
-        write_manifest(tmp, manifest)
-    return Outcome(destination, read_manifest(destination), trainable, result)
+                    save_model(model, str(tmp / FULL_WEIGHTS))
+                else:
+                    methods.save_adapter(model, tmp / "target", name, with_head=True)
+                    for entry in members:  # runs are self-contained: the exact member weights travel with them
+                        shutil.copytree(entry.path, tmp / "members" / entry.name)
+                    if mode is Mode.FUSION:
+                        methods.save_fusion(model, tmp / "fusion", spec.compose.members)
+                (tmp / CONFIG).write_text(dump_yaml(spec), encoding="utf-8")
+                log = "".join(json.dumps(r, sort_keys=True) + "\n" for r in result.log)
+                (tmp / TRAIN_LOG).write_text(log, encoding="utf-8")
+                write_manifest(tmp, manifest)
+            checkpoints.clear()
+    finally:  # also when the writer failed: the others then fail to read it, instead of waiting forever
+        procs.barrier()
+    return Outcome(destination, read_manifest(destination, verify=procs.primary), trainable, result, procs.primary)
 
 
-def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Backbone, dict, TaskSpec]:
+def checkpoints_of(spec: RunSpec, runs_dir: Path) -> Checkpoints:
+    """The checkpoint folder of a run (`runs_dir/<name>.checkpoint`: run names hold no '.', so it never
+    clashes with a run) for a spec whose train settings are resolved."""
+    return Checkpoints(Path(runs_dir) / f"{spec.run_name}{CHECKPOINT_SUFFIX}", spec.train.checkpoint_every,
+                       to_dict(spec))
+
+
+def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Backbone, dict, TaskSpec | None]:
     """Rebuild the model an artifact describes (backbone, members, fusion, target, every task head) and
-    activate it with the first task's head. Returns the backbone, the manifest and that task."""
+    activate it with the first task's head. Returns the backbone, the manifest and that task (None for
+    an adapter without a head, e.g. one imported from PEFT)."""
     manifest = read_manifest(path)
     record = manifest["backbone"]
     # the backbone as it was trained on, quantised or not (older manifests: not)
     backbone = load_backbone(BackboneSpec(backbone_name or record["name"], record.get("revision"),
                                           Quantize(record.get("quantize", Quantize.NONE.value))))
     _check_backbone(backbone, manifest["name"], record)
-    task = task_of(manifest["task"])
+    task = task_of(manifest["task"]) if manifest["tasks"] else None
     model, name = backbone.model, manifest["name"]
     if manifest["mode"] == Mode.FULL.value:
         for record in manifest["tasks"]:
@@ -242,7 +267,7 @@ def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Ba
         _load_full(model, path / FULL_WEIGHTS)
         setup = None
     elif manifest["kind"] == "adapter":
-        methods.load_adapter(model, path, name, with_head=True)
+        methods.load_adapter(model, path, name, with_head=task is not None)
         setup = name
     else:
         composition = manifest["composition"]
@@ -259,7 +284,7 @@ def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Ba
     if manifest["mode"] != Mode.FULL.value:
         for t in manifest["tasks"][1:]:  # further multi-task heads
             model.load_head(str(path / "heads" / t["name"]), load_as=t["head"], use_safetensors=True)
-    methods.activate(model, setup, head=name)
+    methods.activate(model, setup, head=name if task is not None else None)
     place(model)
     model.eval()
     return backbone, manifest, task
@@ -296,6 +321,10 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
     path = resolve_artifact(target, zoo) if target is not None else None
     manifest = read_manifest(path, verify=False) if path is not None else None
     records = {t["name"]: t for t in manifest["tasks"]} if manifest else {}
+    if task is None and not records:
+        name = manifest["name"]
+        raise StepstoneError(f"'{name}' has no task head (an imported adapter): evaluate it on a retrieval task "
+                             f"(--task bucc or tatoeba), or train a head on it: --on \"Stack({name})\"")
     name_asked = task or manifest["task"]["name"]
     spec_task = task_of(records[name_asked]) if name_asked in records else get_task(name_asked)
     heads = {name: t["head"] for name, t in records.items()}

@@ -205,6 +205,11 @@ class TrainSpec:
         (less memory, ~30% more time).
     group_by_length: batches of similar length (less padding): each pass shuffles, cuts the rows into
         groups of 50 batches, sorts each group by length and shuffles the batches (transformers' rule).
+    backbone_dropout: keep the backbone's own dropout while training (the usual recipe); False switches
+        it off (adapters', fusion layers' and heads' dropout stay): the dropout masks of a frozen
+        backbone are a quarter of a bf16 CPU training step.
+    checkpoint_every: optimizer steps between checkpoints (RUNS_DIR/NAME.checkpoint, only the latest kept,
+        removed when the run is saved) that `--resume` continues from; 0 = none. 500 = transformers' save_steps.
     """
 
     lr: float | None = None
@@ -229,6 +234,8 @@ class TrainSpec:
     precision: Precision = Precision.FP32
     grad_checkpointing: bool = False
     group_by_length: bool = False
+    backbone_dropout: bool = True
+    checkpoint_every: int = 500
 
     def __post_init__(self):
         if self.select_best and not self.dev:
@@ -239,6 +246,8 @@ class TrainSpec:
         bad = [name for name in positive if getattr(self, name) < 1]
         if bad:
             raise ValueError(f"must be >= 1: {', '.join(bad)}")
+        if self.checkpoint_every < 0:
+            raise ValueError("checkpoint_every must be >= 0 (0 = no checkpoints)")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError("warmup_ratio must be in [0, 1)")
         if self.doc_stride >= self.max_length:

@@ -63,7 +63,9 @@ def summarize(paths: Sequence[Path]) -> Summary:
             report = json.loads(path.read_text(encoding="utf-8"))
             task, metric, per_lang = report["task"], report["metric"], report["scores"]
             values = {lang: float(s[metric]) for lang, s in per_lang.items()}
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        except KeyError as err:
+            raise StepstoneError(f"{path}: not a stepstone evaluation report (missing key {err})") from None
+        except (json.JSONDecodeError, TypeError, ValueError) as err:
             raise StepstoneError(f"{path}: not a stepstone evaluation report ({err})") from None
         if task in scores:
             raise StepstoneError(f"task '{task}' is reported twice: {scores[task].source} and {path}")

@@ -5,17 +5,20 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Callable, Iterator
 
 import torch
 
+from .checkpoint import Checkpoints, TrainState, rng_state, set_rng_state
 from .errors import StepstoneError
-from .evaluation import row_length, score
+from .distributed import Processes, processes
+from .evaluation import predict, row_length
 from .formats import FormatHandler
-from .methods import adapter_kind_of_parameter, fusion_regularization
-from .precision import autocast, grad_scaler
+from .methods import adapter_kind_of_parameter, backbone_dropout_off, fusion_regularization
+from .precision import autocast, frozen_linears_lowered, grad_scaler
 from .progress import ProgressFactory, silent
 from .specs import Sampling, TrainSpec
 from .tasks.base import TaskSpec
@@ -105,11 +108,15 @@ def schedule(batches: list[int], examples: list[int], spec: TrainSpec, generator
 
 
 def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mode: Mode, trainable: Trainable,
-          progress: ProgressFactory = silent, sink: Callable[[dict], None] | None = None) -> TrainResult:
+          progress: ProgressFactory = silent, sink: Callable[[dict], None] | None = None,
+          checkpoints: Checkpoints | None = None, resume: bool = False) -> TrainResult:
     """Train the `trainable` parameters on every part's rows (batches mixed by `schedule`); select the
     best epoch on the parts' dev sets (mean of their main metrics) when `spec.select_best`. `spec`
     must be resolved. Every step's loss and learning rate and every dev evaluation go to `result.log`
-    and, live, to `sink` (e.g. TensorBoard)."""
+    and, live, to `sink` (e.g. TensorBoard). With `checkpoints`, the state is saved every
+    `checkpoints.every` optimizer steps; `resume` continues from the latest one exactly (the same
+    batches, dropout masks and updates as an uninterrupted run). A non-finite loss or gradient norm
+    stops training with the step it happened at; the last checkpoint stays."""
     params = dict(model.named_parameters())
 
     def emit(record: dict) -> None:
@@ -138,30 +145,66 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
     if spec.grad_checkpointing:
         enable_grad_checkpointing(model)
     result, best_value, best_state = TrainResult(), -math.inf, None
+    procs = processes()
+    forward = procs.wrap(model)  # DDP across launched processes; the model itself in one
+    resumed = checkpoints.load(procs.world) if resume and checkpoints is not None else None
+    if resumed is not None:
+        _restore(resumed, params, trainable, optimizer, scheduler, scaler)
+        result.history, result.log, result.steps = resumed.history, resumed.log, resumed.step
+        result.best_epoch, best_state = resumed.best_epoch, resumed.best_state
+        best_value = -math.inf if resumed.best_value is None else resumed.best_value
     streams = [_batches(p, spec.batch_size, generator, spec.group_by_length) for p in parts]
-    started = time.perf_counter()
-    with progress(f"train {'+'.join(p.task.name for p in parts)}", total) as bar:
+    started = time.perf_counter() - (resumed.seconds if resumed else 0.0)
+    with progress(f"train {'+'.join(p.task.name for p in parts)}", total) as bar, \
+            frozen_linears_lowered(model, spec.precision), \
+            (nullcontext() if spec.backbone_dropout else backbone_dropout_off(model)):
+        bar.advance(result.steps)
         for epoch in range(1, spec.epochs + 1):
             model.train()
             losses, pending = [], []
             plan = schedule(batches, [len(p.rows) for p in parts], spec, generator)
-            for b, which in enumerate(plan):
+            # a resumed run replays the batch order up to where it stopped (no forward passes)
+            done = 0 if resumed is None or epoch > resumed.epoch else \
+                resumed.batch if epoch == resumed.epoch else len(plan)
+            for which in plan[:done]:
+                next(streams[which])
+            if resumed is not None and epoch == resumed.epoch:
+                if not torch.equal(generator.get_state(), resumed.rng["batches"]):
+                    raise RuntimeError("resume: the replayed batch order does not match the checkpoint")
+                set_rng_state(resumed.rng, procs.rank)
+                losses = list(resumed.losses)
+            elif resumed is not None and epoch < resumed.epoch:
+                continue
+            for b, which in enumerate(plan[done:], start=done):
                 part = parts[which]
-                batch = part.handler.collate(next(streams[which]), tokenizer)
-                with autocast(spec.precision, device):
-                    output = model(**{k: v.to(device) for k, v in batch.items()}, head=part.head)
-                loss = output.loss.float()
-                if mode is Mode.FUSION:
-                    loss = loss + fusion_regularization(model)
-                if not torch.isfinite(loss):
-                    raise StepstoneError(f"training diverged: loss is {loss.item()} at step {result.steps + 1} "
-                                         f"(epoch {epoch}); lower train.lr or check the data")
-                scaler.scale(loss / spec.grad_accum).backward()
-                losses.append(loss.item())
-                pending.append((part.task.name, loss.item()))
-                if (b + 1) % spec.grad_accum == 0 or b + 1 == len(plan):
+                rows = next(streams[which])
+                mine = procs.shard(rows)
+                batch = part.handler.collate(mine or rows[:1], tokenizer)  # a share too small: weight 0
+                update = (b + 1) % spec.grad_accum == 0 or b + 1 == len(plan)
+                with (nullcontext() if update else procs.no_sync(forward)):
+                    with autocast(spec.precision, device):
+                        output = forward(**{k: v.to(device) for k, v in batch.items()}, head=part.head)
+                    loss = output.loss.float()
+                    if procs.world > 1:  # weight each share by its loss units: the update of the whole batch
+                        units = loss_units(batch) if mine else 0
+                        total = procs.sum(units)
+                        value = procs.sum(loss.item() * units) / total
+                        loss = loss * (units * procs.world / total)
+                    else:
+                        value = loss.item()
+                    if mode is Mode.FUSION:
+                        regularization = fusion_regularization(model)
+                        loss, value = loss + regularization, value + regularization.item()
+                    if not math.isfinite(value):
+                        raise _diverged(f"loss is {value}", result.steps + 1, epoch, checkpoints)
+                    scaler.scale(loss / spec.grad_accum).backward()
+                losses.append(value)
+                pending.append((part.task.name, value))
+                if update:
                     scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], spec.max_grad_norm)
+                    norm = torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], spec.max_grad_norm)
+                    if not scaler.is_enabled() and not torch.isfinite(norm):  # fp16: the scaler skips the step
+                        raise _diverged(f"the gradient norm is {norm.item()}", result.steps + 1, epoch, checkpoints)
                     scaler.step(optimizer)  # skipped when fp16 gradients overflowed; the scale is then lowered
                     scaler.update()
                     scheduler.step()
@@ -171,10 +214,21 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
                           "loss": sum(v for _, v in pending) / len(pending), "tasks": sorted({t for t, _ in pending})})
                     pending = []
                     bar.advance(1, f"epoch {epoch} loss {sum(losses[-20:]) / len(losses[-20:]):.4f}")
+                    if checkpoints is not None and checkpoints.due(result.steps):
+                        ranks = procs.gather(torch.get_rng_state())  # each process's dropout stream
+                        if procs.primary:
+                            checkpoints.save(TrainState(
+                                step=result.steps, epoch=epoch, batch=b + 1,
+                                params={n: params[n] for n in trainable.names}, optimizer=optimizer.state_dict(),
+                                scheduler=scheduler.state_dict(), scaler=scaler.state_dict(),
+                                rng={**rng_state(generator), **{f"cpu.{r}": t for r, t in enumerate(ranks) if r}},
+                                losses=losses, history=result.history, log=result.log, best_epoch=result.best_epoch,
+                                best_value=None if best_value == -math.inf else best_value, best_state=best_state,
+                                seconds=time.perf_counter() - started, processes=procs.world))
+                        procs.barrier()
             record: dict[str, Any] = {"epoch": epoch, "step": result.steps, "train_loss": sum(losses) / len(losses)}
             if spec.dev and (spec.select_best or epoch == spec.epochs):
-                scores = [score(model, p.handler, p.task, p.dev_examples, p.dev_rows, tokenizer, spec.eval_batch_size,
-                                p.task.train_language, head=p.head, precision=spec.precision) for p in parts]
+                scores = [_dev_score(model, p, tokenizer, spec, procs) for p in parts]
                 record["dev"] = scores[0]
                 if len(parts) > 1:
                     record["dev_by_task"] = {p.task.name: s for p, s in zip(parts, scores)}
@@ -195,6 +249,49 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
     result.seconds = time.perf_counter() - started
     model.eval()
     return result
+
+
+def loss_units(batch: dict) -> int:
+    """What a batch's loss averages over: labelled tokens for tagging (labels of shape batch x tokens,
+    -100 = unlabelled), else examples (classification, multiple choice, QA features)."""
+    labels = batch.get("labels")
+    if labels is not None and labels.dim() == 2:
+        return int((labels != -100).sum())
+    return int(batch["input_ids"].shape[0])
+
+
+def _dev_score(model: Any, part: TaskData, tokenizer: Any, spec: TrainSpec, procs: Processes) -> dict[str, float]:
+    """Dev metrics of one task: each process predicts its share of the rows, the outputs are gathered,
+    and every process scores the whole set (so all select the same best epoch)."""
+    mine = list(range(procs.rank, len(part.dev_rows), procs.world))
+    outputs = predict(model, part.handler, [part.dev_rows[i] for i in mine], tokenizer, spec.eval_batch_size,
+                      head=part.head, precision=spec.precision)
+    ordered: list[Any] = [None] * len(part.dev_rows)
+    for indexes, values in zip(procs.gather(mine), procs.gather(outputs)):
+        for i, value in zip(indexes, values):
+            ordered[i] = value
+    return part.handler.score(part.dev_examples, part.dev_rows, ordered, part.task, part.task.train_language)
+
+
+def _restore(state: TrainState, params: dict, trainable: Trainable, optimizer: Any, scheduler: Any,
+             scaler: Any) -> None:
+    """Put a checkpoint's weights and optimizer / scheduler / loss-scaler state back."""
+    if set(state.params) != set(trainable.names):
+        raise StepstoneError("the checkpoint's trainable parameters differ from this run's "
+                             f"({len(set(state.params) ^ set(trainable.names))} names differ)")
+    with torch.no_grad():
+        for name, value in state.params.items():
+            params[name].copy_(value)
+    optimizer.load_state_dict(state.optimizer)
+    scheduler.load_state_dict(state.scheduler)
+    if state.scaler:
+        scaler.load_state_dict(state.scaler)
+
+
+def _diverged(what: str, step: int, epoch: int, checkpoints: Checkpoints | None) -> StepstoneError:
+    kept = checkpoints.describe_latest() if checkpoints is not None else "no checkpoints were kept"
+    return StepstoneError(f"training diverged: {what} at step {step} (epoch {epoch}); {kept}; "
+                          f"lower train.lr or check the data")
 
 
 def enable_grad_checkpointing(model: Any) -> None:

@@ -54,7 +54,11 @@ class Zoo:
         if not (path / MANIFEST).is_file():
             known = self.names()
             raise StepstoneError(f"no zoo entry '{name}' in {self.root} (entries: {choices(known) or 'none'})")
-        return Entry(name, path, read_manifest(path, verify=verify))
+        manifest = read_manifest(path, verify=verify)
+        if manifest["name"] != name:  # a renamed folder: its adapter would load under the other name
+            raise StepstoneError(f"zoo folder '{name}' holds the entry '{manifest['name']}': a renamed folder? "
+                                 f"Rename it back to '{manifest['name']}'")
+        return Entry(name, path, manifest)
 
     def remove(self, name: str) -> Entry:
         entry = self.get(name, verify=False)

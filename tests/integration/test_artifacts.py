@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from contextlib import contextmanager
 from dataclasses import replace
@@ -14,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from stepstone import pipelines
-from stepstone.artifacts import FORMAT_VERSION, library_versions
+from stepstone.artifacts import FORMAT_VERSION, library_versions, read_manifest
 from stepstone.backbone import load_backbone
 from stepstone.config import build, load_yaml, to_dict
 from stepstone.errors import StepstoneError
@@ -36,7 +37,7 @@ ZOO_FILES = {"adapter.safetensors", "adapter_config.json", "head_config.json", "
 TARGET_FILES = {"adapter.safetensors", "adapter_config.json", "head_config.json", "model_head.safetensors"}
 FUSION_FILES = {"adapter_fusion_config.json", "model_adapter_fusion.safetensors"}
 MANIFEST_KEYS = {"backbone", "composition", "created", "data", "files", "format_version", "history", "init_from",
-                 "kind", "method", "metrics", "mode", "name", "peak_rss_mb", "seed", "spec", "task", "tasks", "trainable",
+                 "kind", "method", "metrics", "mode", "name", "peak_rss_mb", "processes", "seed", "spec", "task", "tasks", "trainable",
                  "train_seconds", "versions", "weights_bytes"}
 
 # Trained in this order (members before the runs composing them). select_best=False: what is saved is exactly
@@ -365,7 +366,9 @@ def test_newer_format_and_broken_manifests_refused(trained, tmp_path):
     with pytest.raises(StepstoneError, match="not valid JSON"):
         pipelines.load_for_inference(path)
     (path / "manifest.json").write_text(json.dumps({"format_version": 1, "name": "x"}))
-    with pytest.raises(StepstoneError, match="missing field\\(s\\): kind, backbone, task, tasks, method, mode, spec, files"):
+    with pytest.raises(StepstoneError, match="not a valid manifest: 'kind' is missing; 'mode' is missing; 'backbone' is "
+                                             "missing; 'method' is missing; 'task' is missing; 'tasks' is missing; "
+                                             "'spec' is missing; 'files' is missing$"):
         pipelines.load_for_inference(path)
     (path / "manifest.json").unlink()
     with pytest.raises(StepstoneError, match="is not a stepstone artifact: manifest.json is missing"):
@@ -439,3 +442,67 @@ def test_zoo_ignores_half_removed_entries(small_zoo):
     leftover = small_zoo.root / ".bn-qa.deleting-4242"
     shutil.copytree(small_zoo.path("bn-cls"), leftover)
     assert small_zoo.names() == ["bn-cls", "bn-tags", "lora-cls"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(kind="plugin"), "'kind' must be one of adapter, run, got 'plugin'"),
+    (dict(backbone__fingerprint=7), "'backbone.fingerprint' must be a string, got 7"),
+    (dict(method="lora"), "'method' must be an object, got str"),
+    (dict(method__kind="prefix"), "'method.kind' must be one of bottleneck, lora, full, got 'prefix'"),
+    (dict(tasks={}), "'tasks' must be a list, got {}"),
+    (dict(format_version=True), "no integer 'format_version'"),
+    (dict(files={"../../outside.safetensors": "0" * 64}), "bad weights entry '../../outside.safetensors'"),
+    (dict(files={"/etc/passwd": "0" * 64}), "bad weights entry '/etc/passwd'"),
+    (dict(files={"adapter.safetensors": "not-a-hash"}), "bad weights entry 'adapter.safetensors'"),
+    (dict(files={"adapter.bin": "0" * 64}), "bad weights entry 'adapter.bin'"),
+], ids=["kind", "fingerprint-type", "method-type", "method-kind", "tasks-type", "bool-version", "traversal",
+        "absolute", "hash", "not-safetensors"])
+def test_manifests_are_checked_against_the_schema(trained, tmp_path, change, message):
+    path = copy_of(trained, "bn-cls", tmp_path)
+    edit_manifest(path, **change)
+    with pytest.raises(StepstoneError, match=re.escape(message)):
+        read_manifest(path, verify=False)
+
+
+def test_a_folder_with_a_pickle_or_unverifiable_weights_is_never_loaded(trained, tmp_path):
+    """adapters' load_adapter falls back to torch.load of pytorch_adapter.bin: such a folder is refused
+    before any library sees it, and the pickle's payload never runs."""
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.write_text, (tmp_path / "pwned", "ran"))
+
+    path = copy_of(trained, "bn-cls", tmp_path)
+    (path / "pytorch_adapter.bin").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(StepstoneError, match=r"holds pickle-format file\(s\) pytorch_adapter.bin: refusing to load it"):
+        pipelines.load_for_inference(path)
+    (path / "pytorch_adapter.bin").unlink()
+    (path / "adapter.safetensors").unlink()  # only the pickle left, and the manifest edited to hide it
+    (path / "pytorch_adapter.bin").write_bytes(pickle.dumps(Payload()))
+    edit_manifest(path, files={})
+    with pytest.raises(StepstoneError, match="holds pickle-format file"):
+        pipelines.load_for_inference(path)
+    assert not (tmp_path / "pwned").exists()
+    (path / "pytorch_adapter.bin").unlink()
+    shutil.copy(trained[2]["bn-cls"][1].path / "adapter.safetensors", path / "extra.safetensors")
+    with pytest.raises(StepstoneError, match="weights file extra.safetensors is not in the manifest"):
+        pipelines.load_for_inference(path)
+
+
+def test_a_zoo_entry_answers_only_to_its_own_name(trained, tmp_path):
+    zoo = Zoo(tmp_path / "zoo")
+    shutil.copytree(trained[2]["bn-cls"][1].path, zoo.root / "renamed")
+    with pytest.raises(StepstoneError, match="zoo folder 'renamed' holds the entry 'bn-cls'"):
+        zoo.get("renamed")
+    for bad in ("../x", "/abs/path", "a/b", ".hidden", "x" * 65, ""):
+        with pytest.raises(StepstoneError, match="invalid zoo entry name"):
+            zoo.get(bad)
+
+
+def test_truncated_weights_are_refused(trained, tmp_path):
+    path = copy_of(trained, "bn-cls", tmp_path)
+    weights = path / "adapter.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(StepstoneError, match="adapter.safetensors is corrupted"):
+        pipelines.load_for_inference(path)

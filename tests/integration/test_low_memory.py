@@ -99,3 +99,75 @@ def test_length_grouped_training_is_reproducible(tmp_path):
     assert first.manifest["spec"]["train"]["group_by_length"] is True
     assert first.manifest["history"] == second.manifest["history"]
     assert first.manifest["metrics"] == second.manifest["metrics"]
+
+
+def _adapted(kind: MethodKind, quantize: Quantize = Quantize.NONE):
+    from stepstone.methods import add_adapter
+
+    backbone = load_backbone(BackboneSpec("tiny", quantize=quantize))
+    model = backbone.model
+    add_adapter(model, "a", MethodSpec(kind=kind))
+    model.add_tagging_head("a", num_labels=3)
+    model.train_adapter("a")
+    model.set_active_adapters("a")
+    return model, torch.randint(5, 100, (4, 9), generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("kind", [MethodKind.BOTTLENECK, MethodKind.LORA], ids=lambda k: k.value)
+def test_lowering_frozen_linears_is_exact(kind):
+    """Autocast would cast the frozen weights to bf16 on every call; casting them once gives bitwise the
+    same loss and adapter gradients, and the fp32 originals come back bitwise."""
+    from stepstone.precision import autocast, frozen_linears_lowered
+
+    model, ids = _adapted(kind)
+    model.eval()  # no dropout: both passes must see the same network
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    def loss_and_grads():
+        model.zero_grad(set_to_none=True)
+        with autocast(Precision.BF16, torch.device("cpu")):
+            loss = model(input_ids=ids, labels=torch.ones_like(ids), head="a").loss
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain = loss_and_grads()
+    with frozen_linears_lowered(model, Precision.BF16) as lowered:
+        assert lowered > 0 and model.roberta.encoder.layer[0].attention.self.query.weight.dtype == torch.bfloat16
+        fast = loss_and_grads()
+    assert fast[0] == plain[0] and fast[1].keys() == plain[1].keys() and plain[1]
+    assert all(torch.equal(fast[1][n], plain[1][n]) for n in plain[1])
+    assert all(p.dtype == torch.float32 and torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+def test_lowering_leaves_quantised_weights_and_fp32_runs_alone():
+    from stepstone.precision import frozen_linears_lowered
+
+    model, _ = _adapted(MethodKind.LORA, Quantize.NF4)
+    with frozen_linears_lowered(model, Precision.BF16) as lowered:
+        assert lowered > 0  # heads, pooler, biases of quantised layers are not lowered: only float weights
+        assert model.roberta.encoder.layer[0].attention.self.query.weight.dtype == torch.uint8
+    with frozen_linears_lowered(model, Precision.FP32) as lowered:
+        assert lowered == 0
+
+
+def test_backbone_dropout_off_is_deterministic_and_restored():
+    from stepstone.methods import backbone_dropout_off
+
+    model, ids = _adapted(MethodKind.BOTTLENECK)
+    model.train()
+    dropouts = {n: m.p for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout)}
+    assert any(dropouts.values())
+    with backbone_dropout_off(model) as switched:
+        assert switched > 0 and model.heads["a"][0].p == dropouts["heads.a.0"] > 0
+        first, second = (model.roberta(input_ids=ids).last_hidden_state for _ in range(2))
+        assert torch.equal(first, second)  # the head's own dropout stays (heads.a.0)
+    assert dropouts == {n: m.p for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout)}
+    first, second = (model.roberta(input_ids=ids).last_hidden_state for _ in range(2))
+    assert not torch.equal(first, second)  # the backbone's dropout is back
+
+
+def test_training_without_backbone_dropout(tmp_path):
+    outcome = run(tmp_path, "d", precision=Precision.BF16, backbone_dropout=False)
+    assert outcome.manifest["spec"]["train"]["backbone_dropout"] is False
+    weights = load_file(str(outcome.path / "adapter.safetensors"))
+    assert all(t.dtype == torch.float32 for t in weights.values())

@@ -264,6 +264,14 @@ def test_yaml_syntax_error_has_line(tmp_path):
     assert message.startswith(f"{path}:4: invalid YAML: ")
 
 
+def test_unclosed_bracket_names_the_line_that_opened_it(tmp_path):
+    path = write(tmp_path, "task: a\ntrain:\n  epochs: [1\n")
+    with pytest.raises(ConfigError) as exc:
+        load_yaml(path)
+    assert problems(exc) == [f"{path}:3: invalid YAML: while parsing a flow sequence; expected ',' or ']', "
+                             "but got '<stream end>'"]
+
+
 def test_control_character_has_line(tmp_path):
     path = write(tmp_path, "name: a\ntrain: \x07\n")
     with pytest.raises(ConfigError) as exc:

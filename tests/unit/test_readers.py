@@ -50,6 +50,18 @@ def test_read_conllu_unknown_column(tmp_path):
         read_conllu(write(tmp_path, "x.conllu", CONLLU), column="pos")
 
 
+def test_labelled_readers_know_the_line_of_every_example(tmp_path):
+    """`Examples.where` is how a label outside a task's set, found after reading, names its file and line."""
+    conllu = read_conllu(write(tmp_path, "x.conllu", CONLLU))
+    assert conllu.lines == [(4, 5, 6, 8), (12,)]
+    assert conllu.where(0, 3) == f"{tmp_path / 'x.conllu'}:8" and conllu.where(1) == f"{tmp_path / 'x.conllu'}:12"
+    tagged = read_tagging_tsv(write(tmp_path, "t.tsv", "\na\tO\nb\tO\n\n\nc\tO"))
+    assert tagged.lines == [(2, 3), (6,)]
+    pairs = read_pairs_tsv(write(tmp_path, "p.tsv", "s1\ts2\tlabel\n\na\tb\t1\nc\td\t0\n"), header=True)
+    assert pairs.lines == [3, 4] and pairs.where(1) == f"{tmp_path / 'p.tsv'}:4"
+    assert read_single_tsv(write(tmp_path, "s.tsv", "sentence\tlabel\nx\t1\n")).lines == [2]
+
+
 def test_read_tagging_tsv(tmp_path):
     path = write(tmp_path, "t.tsv", "R.H.\tB-ORG\r\nSaunders\tI-ORG\r\n\r\n\r\nbar:7\tO\r\n")
     assert read_tagging_tsv(path) == [
@@ -226,6 +238,8 @@ BAD = [  # (reader, file content, expected message after "PATH")
     ("conllu", CONLLU.replace(conllu_line("3", "Haus", "NOUN", "NN"), "3\tHaus\tNOUN"),
      ":6: expected 10 tab-separated columns, found 3"),
     ("conllu", CONLLU.replace("3.1\t", "x\t"), ":7: bad word ID 'x' (expected N, N-M or N.M)"),
+    ("conllu", CONLLU.replace("1-2\t", "2-1\t"), ":3: bad multiword token range '2-1' (expected N-M with N < M)"),
+    ("conllu", CONLLU.replace("1-2\t", "1-1\t"), ":3: bad multiword token range '1-1' (expected N-M with N < M)"),
     ("tagging_tsv", "a\tO\nb\tO\tX\n", ":2: expected 2 tab-separated columns, found 3"),
     ("tagging_tsv", "a\tO\n\nb\n", ":3: expected 2 tab-separated columns, found 1"),
     ("tagging_tsv", "a\t\n", ":1: empty tag"),

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from ..errors import StepstoneError, choices
 from ..tasks.base import OTHER_LABEL, Split, TaskFormat, TaskSpec
+from .readers import Examples
 
 
 def load_examples(task: TaskSpec, split: Split, lang: str, data_dir: Path | None = None,
@@ -19,7 +20,7 @@ def load_examples(task: TaskSpec, split: Split, lang: str, data_dir: Path | None
 
         source = get_task(borrowed)  # e.g. XNLI's English training data is MNLI
     source.check_language(lang)
-    examples = source.source.load(split, lang, data_dir)
+    examples = loaded = source.source.load(split, lang, data_dir)
     if limit is not None:
         examples = [limit_bucc(e, limit) for e in examples] if _is_bucc(task) else examples[:limit]
     where = f"task '{source.name}', {split.value} split, language '{lang}'"
@@ -27,7 +28,7 @@ def load_examples(task: TaskSpec, split: Split, lang: str, data_dir: Path | None
         raise StepstoneError(f"no examples for {where} ({task.source.describe()})")
     if task.open_labels:
         return _map_open_labels(task, examples)
-    _check_labels(task, examples, where)
+    _check_labels(task, examples, where, loaded if isinstance(loaded, Examples) else None)
     return examples
 
 
@@ -64,7 +65,9 @@ def _map_open_labels(task: TaskSpec, examples: list[dict]) -> list[dict]:
     return [{**e, "tags": [t if t in known else OTHER_LABEL for t in e["tags"]]} for e in examples]
 
 
-def _check_labels(task: TaskSpec, examples: list[dict], where: str) -> None:
+def _check_labels(task: TaskSpec, examples: list[dict], where: str, located: Examples | None) -> None:
+    """Every label in the task's set. `located` (the examples as read, before any limit) names the file
+    and line of a bad one; examples from elsewhere (the hub) are named by split and index."""
     valid = set(task.labels)
     for i, example in enumerate(examples):
         if task.format is TaskFormat.CLASSIFICATION:
@@ -73,8 +76,12 @@ def _check_labels(task: TaskSpec, examples: list[dict], where: str) -> None:
             found = example["tags"]
         else:
             continue
-        unknown = [label for label in found if label not in valid]
+        unknown = [j for j, label in enumerate(found) if label not in valid]
         if unknown:
+            label = found[unknown[0]]
+            if located is not None:
+                raise StepstoneError(f"{located.where(i, unknown[0])}: label '{label}' is not a label of task "
+                                     f"'{task.name}' (valid: {choices(valid)})")
             raise StepstoneError(
-                f"{where}, example {i}: label '{unknown[0]}' is not a label of the task (valid: {choices(valid)})"
+                f"{where}, example {i}: label '{label}' is not a label of the task (valid: {choices(valid)})"
             )

@@ -11,6 +11,8 @@ Every malformed input raises `StepstoneError` with one line `PATH[:LINE]: what i
 LF or CRLF and may start with a UTF-8 BOM; fields are kept verbatim (no stripping of inner whitespace).
 Multiple-choice convention: `context` = the passage followed by the question (joined by one space),
 `choices` = the answers alone, `label` = index of the right answer.
+Readers of labelled lines (tagging, classification TSV) return `Examples`: a list that also knows the line
+of every example, so that a label found to be outside a task's set later is reported as `PATH:LINE`.
 """
 from __future__ import annotations
 
@@ -26,6 +28,21 @@ from typing import Callable, Iterable
 from ..errors import StepstoneError, choices
 
 CONLLU_COLUMNS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
+
+
+class Examples(list):
+    """A reader's examples (a plain list to everything that uses them) plus where each came from:
+    `lines[i]` is the line of example i, or for tagging a tuple with the line of each token."""
+
+    def __init__(self, path: Path, examples: Iterable[dict] = (), lines: Iterable[int | tuple[int, ...]] = ()):
+        super().__init__(examples)
+        self.path = Path(path)
+        self.lines = list(lines)
+
+    def where(self, index: int, token: int = 0) -> str:
+        """`PATH:LINE` of example `index` (of its token `token` for tagging)."""
+        line = self.lines[index]
+        return f"{self.path}:{line[token] if isinstance(line, tuple) else line}"
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -63,25 +80,26 @@ def _columns(path: Path, number: int, line: str, expected: int) -> list[str]:
 
 
 # -------------------------------------------------------------------------------------------- tagging
-def _sentences(path: Path, word: Callable[[int, str], tuple[str, str] | None]) -> list[dict]:
+def _sentences(path: Path, word: Callable[[int, str], tuple[str, str] | None]) -> Examples:
     """Blank-line separated sentences; `word` turns a line into (token, tag), or None to skip it."""
-    sentences: list[dict] = []
+    sentences = Examples(path)
     tokens: list[str] = []
     tags: list[str] = []
-    for number, line in enumerate(_lines(path), 1):
+    lines: list[int] = []
+    for number, line in enumerate(_lines(path) + [""], 1):  # the extra blank line ends the last sentence
         if not line.strip():
             if tokens:
                 sentences.append({"tokens": tokens, "tags": tags})
-                tokens, tags = [], []
+                sentences.lines.append(tuple(lines))
+                tokens, tags, lines = [], [], []
         elif (pair := word(number, line)) is not None:
             tokens.append(pair[0])
             tags.append(pair[1])
-    if tokens:
-        sentences.append({"tokens": tokens, "tags": tags})
+            lines.append(number)
     return sentences
 
 
-def read_conllu(path: Path, column: str = "upos") -> list[dict]:
+def read_conllu(path: Path, column: str = "upos") -> Examples:
     """CoNLL-U (Universal Dependencies, universaldependencies.org/format.html) as tagging examples.
 
     10 tab-separated columns per word line; `column` names the tag column (default UPOS). Comment lines
@@ -97,7 +115,12 @@ def read_conllu(path: Path, column: str = "upos") -> list[dict]:
         fields = _columns(path, number, line, 10)
         if fields[0].isdigit():
             return fields[1], fields[index]
-        if re.fullmatch(r"\d+(-\d+|\.\d+)", fields[0]):
+        if re.fullmatch(r"\d+\.\d+", fields[0]):
+            return None
+        if (span := re.fullmatch(r"(\d+)-(\d+)", fields[0])) is not None:
+            if int(span[1]) >= int(span[2]):
+                raise StepstoneError(f"{path}:{number}: bad multiword token range '{fields[0]}' "
+                                     "(expected N-M with N < M)")
             return None
         raise StepstoneError(f"{path}:{number}: bad word ID '{fields[0]}' (expected N, N-M or N.M)")
 
@@ -132,7 +155,7 @@ def read_ccg_auto(path: Path) -> list[dict]:
     return examples
 
 
-def read_tagging_tsv(path: Path, *, lang_prefix: str | None = None) -> list[dict]:
+def read_tagging_tsv(path: Path, *, lang_prefix: str | None = None) -> Examples:
     """XTREME tagging files (UD-POS, PAN-X): `token\\tTAG` per line, a blank line between sentences.
 
     XTREME's raw PAN-X files write every token as `en:token`; pass `lang_prefix="en"` to require and strip
@@ -171,19 +194,21 @@ def _label(path: Path, number: int, value: str) -> str:
     return value
 
 
-def read_pairs_tsv(path: Path, *, header: bool, columns: tuple[int, int, int] = (0, 1, 2)) -> list[dict]:
+def read_pairs_tsv(path: Path, *, header: bool, columns: tuple[int, int, int] = (0, 1, 2)) -> Examples:
     """Sentence-pair classification TSV (XNLI `premise\\thypothesis\\tlabel`, PAWS-X `s1\\ts2\\tlabel`,
     both as in XTREME / google-research-datasets paws-x). `columns` gives the (text, text_pair, label)
     column indexes. No quoting: a field is everything between tabs."""
     a, b, c = columns
-    return [{"text": f[a], "text_pair": f[b], "label": _label(path, n, f[c])}
-            for n, f in _tsv_rows(path, header, max(columns) + 1)]
+    rows = list(_tsv_rows(path, header, max(columns) + 1))
+    return Examples(path, ({"text": f[a], "text_pair": f[b], "label": _label(path, n, f[c])} for n, f in rows),
+                    (n for n, _ in rows))
 
 
-def read_single_tsv(path: Path, *, header: bool = True, columns: tuple[int, int] = (0, 1)) -> list[dict]:
+def read_single_tsv(path: Path, *, header: bool = True, columns: tuple[int, int] = (0, 1)) -> Examples:
     """Single-sentence classification TSV, e.g. SST-2 (GLUE) `sentence\\tlabel` with a header line."""
     a, c = columns
-    return [{"text": f[a], "label": _label(path, n, f[c])} for n, f in _tsv_rows(path, header, max(columns) + 1)]
+    rows = list(_tsv_rows(path, header, max(columns) + 1))
+    return Examples(path, ({"text": f[a], "label": _label(path, n, f[c])} for n, f in rows), (n for n, _ in rows))
 
 
 # ------------------------------------------------------------------------------------------------- QA

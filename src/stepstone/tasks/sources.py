@@ -77,7 +77,10 @@ class Sources:
         candidates = self.local.paths(split, lang)
         for relative, reader in candidates:
             if (data_dir / relative).is_file():
-                return reader(data_dir / relative)
+                examples = reader(data_dir / relative)
+                if not examples:  # e.g. a TSV with only its header line, SQuAD with an empty 'data' list
+                    raise StepstoneError(f"{data_dir / relative}: no examples in the file")
+                return examples
         looked = ", ".join(r for r, _ in candidates) or "no file is defined for this split"
         raise StepstoneError(f"no {split.value} file for language '{lang}' under {data_dir} (looked for: {looked})")
 
