@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -20,6 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("STEPSTONE_SHARED", REPO.parent / "shared"))
 E5_BUILDER = SHARED / "backbones" / "multilingual_e5_small.py"
 E5_CACHE = Path(os.environ.get("STEPSTONE_CACHE", Path.home() / ".cache" / "stepstone")) / "multilingual-e5-small"
+# tokenised rows (stepstone.tokenized) are cached for this session only, never in the user's cache
+os.environ["STEPSTONE_CACHE"] = tempfile.mkdtemp(prefix="stepstone-test-cache-")
 
 
 @pytest.fixture(autouse=True)

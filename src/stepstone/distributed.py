@@ -75,6 +75,14 @@ def processes() -> Processes:
 
     # gloo between CPU processes when there is no GPU (accelerate would otherwise want MPI for CPUs);
     # find_unused_parameters: a multi-task step uses one task's head, the others get no gradient
+    from accelerate.utils import DistributedType
+
+    from .errors import StepstoneError
+
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no",
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    if accelerator.distributed_type not in (DistributedType.MULTI_GPU, DistributedType.MULTI_CPU):
+        raise StepstoneError(f"stepstone trains data-parallel (DDP); this launch asks for "
+                             f"{accelerator.distributed_type.value}, which it does not support: use an accelerate "
+                             f"config with distributed_type MULTI_GPU (see the README's 'Several GPUs')")
     return Processes(accelerator.process_index, accelerator.num_processes, accelerator)

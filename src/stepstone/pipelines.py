@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import torch
 
 from . import composition as comp
-from . import methods
+from . import methods, tokenized
 from .artifacts import CONFIG, atomic_dir, read_manifest, to_json, write_manifest, write_text_atomic
 from .backbone import Backbone, load_backbone, place
 from .checkpoint import SUFFIX as CHECKPOINT_SUFFIX
@@ -177,8 +177,8 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
         handler, (train_examples, dev_examples) = handler_for(t), data[t.name]
         encode = dict(tokenizer=backbone.tokenizer, task=t, max_length=train_spec.max_length,
                       doc_stride=train_spec.doc_stride)
-        dev_rows = handler.encode(dev_examples, train=False, **encode) if dev_examples else []
-        parts.append(TaskData(t, handler, heads[t.name], handler.encode(train_examples, train=True, **encode),
+        dev_rows = tokenized.encode(handler, dev_examples, train=False, **encode) if dev_examples else []
+        parts.append(TaskData(t, handler, heads[t.name], tokenized.encode(handler, train_examples, train=True, **encode),
                               dev_examples, dev_rows))
     procs = processes()  # several under `accelerate launch`: only the first writes and reports
     sink_folder = Path(runs_dir) / "tensorboard" / name
@@ -375,8 +375,8 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
 def _score_task(loaded: Backbone, task: TaskSpec, head: str, examples: list[dict], lang: str, manifest: dict,
                 batch_size: int, max_length: int | None, progress: ProgressFactory) -> dict[str, float]:
     handler, trained = handler_for(task), manifest["spec"]["train"]
-    rows = handler.encode(examples, loaded.tokenizer, task, max_length or trained["max_length"], trained["doc_stride"],
-                          train=False)
+    rows = tokenized.encode(handler, examples, loaded.tokenizer, task, max_length or trained["max_length"],
+                            trained["doc_stride"], train=False)
     return score(loaded.model, handler, task, examples, rows, loaded.tokenizer, batch_size, lang, progress, head=head,
                  precision=Precision(trained.get("precision", Precision.FP32.value)))
 

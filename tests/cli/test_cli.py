@@ -26,7 +26,7 @@ def workdir(tmp_path, monkeypatch):
 
 def test_every_command_has_help():
     for command in ([], ["train"], ["evaluate"], ["zoo"], ["zoo", "list"], ["zoo", "show"], ["zoo", "rm"],
-                    ["tasks"], ["demo"], ["summary"]):
+                    ["tasks"], ["demo"], ["summary"], ["export"], ["import"], ["grid"], ["report"]):
         result = run(*command, "--help")
         assert result.exit_code == 0, command
         assert "Usage" in result.stdout

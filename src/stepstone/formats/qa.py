@@ -35,7 +35,7 @@ class ExtractiveQA:
         for i, offsets in enumerate(enc["offset_mapping"]):
             example_index = enc["overflow_to_sample_mapping"][i]
             sequence_ids = enc.sequence_ids(i)
-            context = [o if s == 1 else None for o, s in zip(offsets, sequence_ids)]
+            context = [list(o) if s == 1 else None for o, s in zip(offsets, sequence_ids)]
             start, end = _answer_tokens(examples[example_index]["answers"], context)
             rows.append({"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i],
                          "start_positions": start, "end_positions": end, "example_index": example_index,
