@@ -51,7 +51,7 @@ def load_backbone(spec: BackboneSpec) -> Backbone:
     quiet.setLevel(logging.ERROR)  # "some weights were not initialised" (the unused pooler) is expected
     try:
         if spec.name == TINY:
-            model, tokenizer = _tiny()
+            model, tokenizer = _tiny(spec.attention.value)
             if spec.quantize is not Quantize.NONE:  # bitsandbytes quantises while loading: go through a folder
                 model = _tiny_quantized(model, tokenizer, spec)
         else:
@@ -121,12 +121,12 @@ def _tiny_quantized(model: Any, tokenizer: Any, spec: BackboneSpec) -> Any:
         tokenizer.save_pretrained(folder)
         with torch.random.fork_rng():
             torch.manual_seed(TINY_INIT_SEED)
-            model = model_from_pretrained(folder, **_quantized_kwargs(spec))
+            model = model_from_pretrained(folder, attn_implementation=spec.attention.value, **_quantized_kwargs(spec))
     wrap_quantized_for_lora(model)
     return model
 
 
-def _tiny() -> tuple[Any, Any]:
+def _tiny(attention: str = "sdpa") -> tuple[Any, Any]:
     from transformers import XLMRobertaConfig
 
     from .methods import model_from_config
@@ -140,7 +140,7 @@ def _tiny() -> tuple[Any, Any]:
     )
     with torch.random.fork_rng():  # same random weights every time, without touching the caller's RNG
         torch.manual_seed(TINY_INIT_SEED)
-        model = model_from_config(config)
+        model = model_from_config(config, attn_implementation=attention)
     return model, tokenizer
 
 
@@ -167,7 +167,8 @@ def _pretrained(spec: BackboneSpec) -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(source, fix_mistral_regex=False, **kwargs)
         with torch.random.fork_rng():  # weights missing from the checkpoint (pooler) init the same way
             torch.manual_seed(TINY_INIT_SEED)
-            model = model_from_pretrained(source, **kwargs, **_quantized_kwargs(spec))
+            model = model_from_pretrained(source, attn_implementation=spec.attention.value, **kwargs,
+                                          **_quantized_kwargs(spec))
         if spec.quantize is not Quantize.NONE:
             wrap_quantized_for_lora(model)
     except (OSError, ValueError) as err:

@@ -49,11 +49,11 @@ def adapter_config(method: MethodSpec) -> Any:
     raise ValueError(f"method '{method.kind.value}' has no adapter config")
 
 
-def model_from_config(config: Any) -> Any:
+def model_from_config(config: Any, **kwargs: Any) -> Any:
     """A randomly initialised adapter model (flexible heads) for a transformers config."""
     from adapters import AutoAdapterModel
 
-    return AutoAdapterModel.from_config(config)
+    return AutoAdapterModel.from_config(config, **kwargs)
 
 
 def model_from_pretrained(name_or_path: str, **kwargs: Any) -> Any:

@@ -28,7 +28,7 @@ from .errors import StepstoneError
 from .evaluation import score
 from .formats import handler_for
 from .progress import ProgressFactory, silent
-from .specs import BackboneSpec, Block, LoRASpec, MethodKind, Precision, Quantize, RunSpec, TrainSpec
+from .specs import Attention, BackboneSpec, Block, LoRASpec, MethodKind, Precision, Quantize, RunSpec, TrainSpec
 from .tasks import Split, TaskSpec, get_task
 from .training import Mode, TaskData, TrainResult, Trainable, set_trainable, train, trainable_names
 from .zoo import Entry, Zoo
@@ -257,7 +257,8 @@ def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Ba
     record = manifest["backbone"]
     # the backbone as it was trained on, quantised or not (older manifests: not)
     backbone = load_backbone(BackboneSpec(backbone_name or record["name"], record.get("revision"),
-                                          Quantize(record.get("quantize", Quantize.NONE.value))))
+                                          Quantize(record.get("quantize", Quantize.NONE.value)),
+                                          Attention(record.get("attention", Attention.SDPA.value))))
     _check_backbone(backbone, manifest["name"], record)
     task = task_of(manifest["task"]) if manifest["tasks"] else None
     model, name = backbone.model, manifest["name"]
@@ -438,7 +439,8 @@ def _peak_rss_mb() -> float:
 
 def _backbone_record(backbone: Backbone) -> dict:
     return {"name": backbone.spec.name, "revision": backbone.spec.revision, "fingerprint": backbone.fingerprint,
-            "parameters": backbone.num_parameters, "quantize": backbone.spec.quantize.value}
+            "parameters": backbone.num_parameters, "quantize": backbone.spec.quantize.value,
+            "attention": backbone.spec.attention.value}
 
 
 def _check_backbone(backbone: Backbone, what: str, record: dict) -> None:

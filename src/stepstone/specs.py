@@ -84,6 +84,13 @@ class Block(str, Enum):
     FUSE = "fuse"
 
 
+class Attention(str, Enum):
+    """How self-attention is computed (transformers' attn_implementation)."""
+
+    SDPA = "sdpa"
+    EAGER = "eager"
+
+
 @dataclass(frozen=True)
 class BackboneSpec:
     """Which pretrained encoder to adapt.
@@ -93,11 +100,15 @@ class BackboneSpec:
     revision: hub revision (branch, tag or commit); recorded in every manifest.
     quantize: none | 8bit | 4bit: load the frozen backbone's linear layers through bitsandbytes
         (adapter methods only: a full fine-tune trains those weights).
+    attention: sdpa (transformers' default: torch's fused scaled_dot_product_attention) | eager (matmul +
+        softmax + dropout). The same function up to float rounding; on a CPU with short sentences eager is
+        faster, and with the backbone's dropout off SDPA takes a fused CPU kernel that is slower still.
     """
 
     name: str = "tiny"
     revision: str | None = None
     quantize: Quantize = Quantize.NONE
+    attention: Attention = Attention.SDPA
 
 
 @dataclass(frozen=True)

@@ -231,7 +231,7 @@ def test_manifest(trained, name):
     assert manifest["kind"] == ("adapter" if standalone else "run")
     assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["backbone"] == {"name": "tiny", "revision": None, "parameters": 402816, "quantize": "none",
-                                    "fingerprint": load_backbone(BackboneSpec()).fingerprint}
+                                    "attention": "sdpa", "fingerprint": load_backbone(BackboneSpec()).fingerprint}
     assert manifest["method"] == {"kind": spec.method.kind.value, "settings": spec.method.settings()}
     assert manifest["task"] == {"name": spec.task[0], "format": task.format.value, "labels": list(task.labels),
                                 "num_choices": task.num_choices, "train_language": "en", "head": name}

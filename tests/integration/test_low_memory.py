@@ -171,3 +171,24 @@ def test_training_without_backbone_dropout(tmp_path):
     assert outcome.manifest["spec"]["train"]["backbone_dropout"] is False
     weights = load_file(str(outcome.path / "adapter.safetensors"))
     assert all(t.dtype == torch.float32 for t in weights.values())
+
+
+def test_eager_attention_is_recorded_reloaded_and_computes_the_same(tmp_path):
+    from stepstone.specs import Attention
+
+    spec = RunSpec(task="toy-tags", name="e", backbone=BackboneSpec("tiny", attention=Attention.EAGER),
+                   train=replace(TRAIN, backbone_dropout=False))
+    outcome = pipelines.train_run(spec, zoo=Zoo(tmp_path / "zoo"), runs_dir=tmp_path / "runs")
+    assert outcome.manifest["backbone"]["attention"] == "eager"
+    loaded, _, _ = pipelines.load_for_inference(outcome.path)
+    assert loaded.model.config._attn_implementation == "eager"
+    sdpa = load_backbone(BackboneSpec("tiny"))
+    eager = load_backbone(BackboneSpec("tiny", attention=Attention.EAGER))
+    assert type(sdpa.model.roberta.encoder.layer[0].attention.self) is not \
+        type(eager.model.roberta.encoder.layer[0].attention.self)
+    ids = torch.randint(5, 100, (3, 11), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[0, 7:] = 0
+    with torch.no_grad():
+        a, b = (m.model.roberta(input_ids=ids, attention_mask=mask).last_hidden_state for m in (sdpa, eager))
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,131 @@
+"""What each training-speed lever buys, one at a time, on the same batches (issue 5).
+
+    python benchmarks/levers.py                     # multilingual-e5-small, PAN-X English, 1 thread
+    python benchmarks/levers.py --backbone tiny --batches 6
+
+Times forward + backward + AdamW step of a sequential bottleneck adapter (reduction 16) with a tagging head on
+`--batches` batches of 16 PAN-X English sentences (the first `--warmup` batches are not timed), for each lever
+added to the previous ones:
+  fp32            batches in file order, padded to their longest row (dynamic padding)
+  grouped         rows of similar length share a batch (train.group_by_length)
+  bf16            autocast to bf16 (train.precision=bf16); frozen linear weights re-cast on every call
+  bf16-lowered    the frozen backbone's linear weights held in bf16 once (what stepstone does under bf16)
+  no-dropout      the frozen backbone's dropout off (train.backbone_dropout=false)
+  eager           eager attention instead of SDPA (backbone.attention=eager), dropout still off
+  eager-dropout   eager attention with the backbone's dropout on (the recipe unchanged)
+Writes JSON (ms/step, real tokens/s, speedup over fp32 and over the previous lever) and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+LEVERS = ("fp32", "grouped", "bf16", "bf16-lowered", "no-dropout", "eager", "eager-dropout")
+DEFAULT_BACKBONE = Path("~/.cache/stepstone/multilingual-e5-small").expanduser()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default=str(DEFAULT_BACKBONE) if DEFAULT_BACKBONE.is_dir() else "tiny")
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("STEPSTONE_SHARED", "../shared")) / "data")
+    parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes over the batches per lever (median)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/levers.json"))
+    args = parser.parse_args()
+
+    import torch
+
+    from stepstone.artifacts import write_text_atomic
+    from stepstone.backbone import load_backbone
+    from stepstone.data import load_examples
+    from stepstone.formats import handler_for
+    from stepstone.methods import add_adapter, backbone_dropout_off
+    from stepstone.precision import autocast, frozen_linears_lowered
+    from stepstone.specs import Attention, BackboneSpec, MethodKind, MethodSpec, Precision
+    from stepstone.tasks import Split, get_task
+    from stepstone.training import GROUP_BATCHES
+    from stepstone.evaluation import row_length
+
+    torch.set_num_threads(args.threads)
+    task = get_task("panx")
+    examples = load_examples(task, Split.TRAIN, "en", args.data_dir, 16 * (args.batches + args.warmup))
+    handler = handler_for(task)
+
+    def build(attention: Attention):
+        loaded = load_backbone(BackboneSpec(args.backbone, attention=attention))
+        torch.manual_seed(0)
+        add_adapter(loaded.model, "a", MethodSpec(kind=MethodKind.BOTTLENECK))
+        handler.add_head(loaded.model, "a", task)
+        loaded.model.train_adapter("a")
+        loaded.model.set_active_adapters("a")
+        optimizer = torch.optim.AdamW([p for p in loaded.model.parameters() if p.requires_grad], lr=1e-4)
+        return loaded.model, loaded.tokenizer, optimizer
+
+    models = {Attention.SDPA: build(Attention.SDPA)}
+    tokenizer = models[Attention.SDPA][1]
+    rows = handler.encode(examples, tokenizer, task, 128, 64, train=True)
+    in_order = [rows[i:i + 16] for i in range(0, len(rows), 16)]
+    by_length = sorted(rows, key=row_length)  # one group (the whole sample), as group_by_length does per 50 batches
+    grouped = [by_length[i:i + 16] for i in range(0, len(by_length), 16)]
+    order = torch.randperm(len(grouped), generator=torch.Generator().manual_seed(0)).tolist()
+    grouped = [grouped[i] for i in order]
+    results = {}
+    for lever in LEVERS:
+        attention = Attention.EAGER if lever.startswith("eager") else Attention.SDPA
+        if attention not in models:
+            models[attention] = build(attention)
+        model, _, optimizer = models[attention]
+        device = next(model.parameters()).device
+        batches = in_order if lever == "fp32" else grouped
+        precision = Precision.FP32 if lever in ("fp32", "grouped") else Precision.BF16
+        times = []
+        with ExitStack() as stack:
+            if lever not in ("fp32", "grouped", "bf16"):
+                stack.enter_context(frozen_linears_lowered(model, precision))
+            if lever in ("no-dropout", "eager"):
+                stack.enter_context(backbone_dropout_off(model))
+            model.train()
+            for _ in range(args.repeats):
+                torch.manual_seed(0)
+                for i, group in enumerate(batches):
+                    batch = handler.collate(group, tokenizer)
+                    start = time.perf_counter()
+                    with autocast(precision, device):
+                        loss = model(**{k: v.to(device) for k, v in batch.items()}, head="a").loss
+                    loss.float().backward()
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    if i >= args.warmup:
+                        times.append((time.perf_counter() - start, int(batch["attention_mask"].sum()),
+                                      int(batch["attention_mask"].numel())))
+        n = len(times) // args.repeats
+        passes = [times[k * n:(k + 1) * n] for k in range(args.repeats)]
+        per_pass = [(sum(t for t, _, _ in p), sum(n for _, n, _ in p), sum(m for _, _, m in p)) for p in passes]
+        seconds = statistics.median(s for s, _, _ in per_pass)
+        real, padded = per_pass[0][1], per_pass[0][2]
+        results[lever] = {"ms_per_step": 1000 * seconds / len(passes[0]), "real_tokens_per_second": real / seconds,
+                          "padding_share": 1 - real / padded}
+    previous = None
+    for lever, row in results.items():
+        row["speedup_vs_fp32"] = row["real_tokens_per_second"] / results["fp32"]["real_tokens_per_second"]
+        row["speedup_vs_previous"] = row["real_tokens_per_second"] / previous if previous else 1.0
+        previous = row["real_tokens_per_second"]
+    print(f"{'lever':>13} | {'ms/step':>8} | {'real tok/s':>10} | {'padding':>7} | {'x fp32':>6} | {'x previous':>10}")
+    for lever, row in results.items():
+        print(f"{lever:>13} | {row['ms_per_step']:8.1f} | {row['real_tokens_per_second']:10.0f} | "
+              f"{row['padding_share']:7.1%} | {row['speedup_vs_fp32']:6.2f} | {row['speedup_vs_previous']:10.2f}")
+    report = {"backbone": args.backbone, "batches": args.batches, "warmup": args.warmup, "repeats": args.repeats,
+              "threads": args.threads, "batch_size": 16, "group_batches": GROUP_BATCHES, "levers": results}
+    write_text_atomic(args.out, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
