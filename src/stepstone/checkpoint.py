@@ -30,6 +30,7 @@ SUFFIX = ".checkpoint"
 STATE = "state.json"
 TENSORS = "tensors.safetensors"
 CHECKPOINT_VERSION = 1
+RESUMABLE_CHANGES = ("threads", "checkpoint_every")  # train settings a resumed run may change
 
 
 @dataclass
@@ -73,8 +74,12 @@ class Checkpoints:
     `spec` = the run's resolved spec as a dict: a checkpoint only resumes the run that wrote it."""
 
     def __init__(self, folder: Path, every: int, spec: dict):
-        # compared with the JSON the checkpoint holds: the same round trip (tuples become lists)
-        self.folder, self.every, self.spec = Path(folder), every, json.loads(json.dumps(spec))
+        # compared with the JSON the checkpoint holds: the same round trip (tuples become lists); settings
+        # that do not change what is computed may differ on resume
+        spec = json.loads(json.dumps(spec))
+        for key in RESUMABLE_CHANGES:
+            spec.get("train", {}).pop(key, None)
+        self.folder, self.every, self.spec = Path(folder), every, spec
 
     def due(self, step: int) -> bool:
         return self.every > 0 and step % self.every == 0
