@@ -209,27 +209,26 @@ def main() -> None:
     tokens = _real_tokens(args) * args.epochs
     runs, failure = [], None
     for setup, seed in ((u, int(s)) for u in args.setups.split(",") for s in args.seeds.split(",")):
-        if failure is None:
-            command = [sys.executable, __file__, "--one", setup, "--seed", str(seed), "--backbone", args.backbone,
-                       "--data-dir", str(args.data_dir), "--train-examples", str(args.train_examples),
-                       "--eval-examples", str(args.eval_examples), "--epochs", str(args.epochs),
-                       "--batch", str(args.batch), "--lr", str(args.lr), "--threads", str(args.threads),
-                       "--stepstone-args", *args.stepstone_args]
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode != 0:  # keep what finished: the report below still gets written
-                failure = f"{setup} seed {seed} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
-                print(failure, flush=True)
-                continue
-            run = {"setup": setup, "seed": seed, **json.loads(done.stdout.strip().splitlines()[-1])}
-            run["real_tokens_per_second"] = tokens / run["train_seconds"]
-            run["seconds_per_step"] = run["train_seconds"] / run["steps"]
-            run["english_f1"] = run["f1"]["en"]
-            run["zero_shot_f1"] = statistics.fmean(v for k, v in run["f1"].items() if k != "en")
-            run["eval_sentences_per_second"] = run["eval_sentences"] / run["eval_seconds"]
-            runs.append(run)
-            print(f"{setup:>16} seed {seed}: {run['real_tokens_per_second']:7.0f} real tok/s  "
-                  f"{run['seconds_per_step']:.3f} s/step  en F1 {run['english_f1']:.1f}  "
-                  f"zero-shot F1 {run['zero_shot_f1']:.1f}  peak RSS {run['peak_rss_mb']:.0f} MB", flush=True)
+        command = [sys.executable, __file__, "--one", setup, "--seed", str(seed), "--backbone", args.backbone,
+                   "--data-dir", str(args.data_dir), "--train-examples", str(args.train_examples),
+                   "--eval-examples", str(args.eval_examples), "--epochs", str(args.epochs),
+                   "--batch", str(args.batch), "--lr", str(args.lr), "--threads", str(args.threads),
+                   "--stepstone-args", *args.stepstone_args]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:  # stop, but keep what finished: the report below still gets written
+            failure = f"{setup} seed {seed} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
+            print(failure, flush=True)
+            break
+        run = {"setup": setup, "seed": seed, **json.loads(done.stdout.strip().splitlines()[-1])}
+        run["real_tokens_per_second"] = tokens / run["train_seconds"]
+        run["seconds_per_step"] = run["train_seconds"] / run["steps"]
+        run["english_f1"] = run["f1"]["en"]
+        run["zero_shot_f1"] = statistics.fmean(v for k, v in run["f1"].items() if k != "en")
+        run["eval_sentences_per_second"] = run["eval_sentences"] / run["eval_seconds"]
+        runs.append(run)
+        print(f"{setup:>16} seed {seed}: {run['real_tokens_per_second']:7.0f} real tok/s  "
+              f"{run['seconds_per_step']:.3f} s/step  en F1 {run['english_f1']:.1f}  "
+              f"zero-shot F1 {run['zero_shot_f1']:.1f}  peak RSS {run['peak_rss_mb']:.0f} MB", flush=True)
     keys = ("real_tokens_per_second", "seconds_per_step", "peak_rss_mb", "english_f1", "zero_shot_f1",
             "eval_sentences_per_second")
     summary = {setup: {k: _summary([r[k] for r in runs if r["setup"] == setup]) for k in keys}

@@ -42,11 +42,12 @@ class Processes:
 
         return nullcontext() if self.world == 1 else self.accelerator.no_sync(wrapped)
 
-    def sum(self, value: float) -> float:
+    def sum(self, *values: float) -> list[float]:
+        """Each value summed over the processes (one all-reduce for all of them)."""
         if self.world == 1:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64, device=self.accelerator.device)
-        return float(self.accelerator.reduce(tensor, reduction="sum").item())
+            return list(values)
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
+        return self.accelerator.reduce(tensor, reduction="sum").tolist()
 
     def gather(self, value: Any) -> list:
         """`value` of every process, in rank order (any picklable object; in memory, between our processes)."""

@@ -187,8 +187,8 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
                     loss = output.loss.float()
                     if procs.world > 1:  # weight each share by its loss units: the update of the whole batch
                         units = loss_units(batch) if mine else 0
-                        total = procs.sum(units)
-                        value = procs.sum(loss.item() * units) / total
+                        total, weighted = procs.sum(units, loss.item() * units)
+                        value = weighted / total
                         loss = loss * (units * procs.world / total)
                     else:
                         value = loss.item()

@@ -125,7 +125,9 @@ def test_a_checkpoint_is_never_resumed_by_another_configuration(tmp_path, monkey
         pipelines.train_run(spec(lr=1e-3), zoo=zoo, runs_dir=runs, resume=True)
     assert zoo.names() == []
     # threads and checkpoint_every do not change what is computed: a resume may change them
-    assert pipelines.train_run(spec(threads=1, checkpoint_every=4), zoo=zoo, runs_dir=runs, resume=True).manifest
+    resumed = pipelines.train_run(spec(threads=1, checkpoint_every=4), zoo=zoo, runs_dir=runs, resume=True)
+    assert resumed.manifest["spec"]["train"]["threads"] == 1 and len(resumed.manifest["history"]) == 2
+    assert [r["step"] for r in resumed.result.log if r["kind"] == "step"] == list(range(1, 11))
 
 
 def test_a_non_finite_loss_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
