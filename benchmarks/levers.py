@@ -13,6 +13,9 @@ added to the previous ones:
   no-dropout      the frozen backbone's dropout off (train.backbone_dropout=false)
   eager           eager attention instead of SDPA (backbone.attention=eager), dropout still off
   eager-dropout   eager attention with the backbone's dropout on (the recipe unchanged)
+  compile         the `eager` row under torch.compile(dynamic=True), with an empty inductor cache: its ms/step
+                  is the median pass after the first; compile_seconds is what the first pass took beyond that
+                  (what a run pays once per process; --no-compile leaves the row out)
 Writes JSON (ms/step, real tokens/s, speedup over fp32 and over the previous lever) and prints a table.
 """
 from __future__ import annotations
@@ -21,11 +24,12 @@ import argparse
 import json
 import os
 import statistics
+import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
-LEVERS = ("fp32", "grouped", "bf16", "bf16-lowered", "no-dropout", "eager", "eager-dropout")
+LEVERS = ("fp32", "grouped", "bf16", "bf16-lowered", "no-dropout", "eager", "eager-dropout", "compile")
 DEFAULT_BACKBONE = Path("~/.cache/stepstone/multilingual-e5-small").expanduser()
 
 
@@ -37,8 +41,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3, help="timed passes over the batches per lever (median)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile row")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/levers.json"))
     args = parser.parse_args()
+    if args.repeats < 2 and not args.no_compile:
+        parser.error("the compile row needs --repeats 2 or more (the first pass compiles); or pass --no-compile")
 
     import torch
 
@@ -78,49 +85,63 @@ def main() -> None:
     grouped = [grouped[i] for i in order]
     results = {}
     for lever in LEVERS:
-        attention = Attention.EAGER if lever.startswith("eager") else Attention.SDPA
+        if lever == "compile" and args.no_compile:
+            continue
+        attention = Attention.EAGER if lever.startswith("eager") or lever == "compile" else Attention.SDPA
         if attention not in models:
             models[attention] = build(attention)
         model, _, optimizer = models[attention]
         device = next(model.parameters()).device
         batches = in_order if lever == "fp32" else grouped
         precision = Precision.FP32 if lever in ("fp32", "grouped") else Precision.BF16
-        times = []
+        times, pass_seconds, forward = [], [], model
         with ExitStack() as stack:
             if lever not in ("fp32", "grouped", "bf16"):
                 stack.enter_context(frozen_linears_lowered(model, precision))
-            if lever in ("no-dropout", "eager"):
+            if lever in ("no-dropout", "eager", "compile"):
                 stack.enter_context(backbone_dropout_off(model))
+            if lever == "compile":  # a cold start: no kernels compiled by an earlier run
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = stack.enter_context(tempfile.TemporaryDirectory())
+                forward = torch.compile(model, dynamic=True)
             model.train()
             for _ in range(args.repeats):
+                pass_start = time.perf_counter()
                 torch.manual_seed(0)
                 for i, group in enumerate(batches):
                     batch = handler.collate(group, tokenizer)
                     start = time.perf_counter()
                     with autocast(precision, device):
-                        loss = model(**{k: v.to(device) for k, v in batch.items()}, head="a").loss
+                        loss = forward(**{k: v.to(device) for k, v in batch.items()}, head="a").loss
                     loss.float().backward()
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                     if i >= args.warmup:
                         times.append((time.perf_counter() - start, int(batch["attention_mask"].sum()),
                                       int(batch["attention_mask"].numel())))
+                pass_seconds.append(time.perf_counter() - pass_start)
         n = len(times) // args.repeats
         passes = [times[k * n:(k + 1) * n] for k in range(args.repeats)]
+        extra = {}
+        if lever == "compile":  # the first pass compiled; time steady state on the others
+            passes, per_pass_seconds = passes[1:], pass_seconds[1:]
+            extra["compile_seconds"] = pass_seconds[0] - statistics.median(per_pass_seconds)
         per_pass = [(sum(t for t, _, _ in p), sum(n for _, n, _ in p), sum(m for _, _, m in p)) for p in passes]
         seconds = statistics.median(s for s, _, _ in per_pass)
         real, padded = per_pass[0][1], per_pass[0][2]
         results[lever] = {"ms_per_step": 1000 * seconds / len(passes[0]), "real_tokens_per_second": real / seconds,
-                          "padding_share": 1 - real / padded}
+                          "padding_share": 1 - real / padded, **extra}
     previous = None
     for lever, row in results.items():
+        if lever == "compile":  # compared with the eager row it compiles, not with eager-dropout
+            previous = results["eager"]["real_tokens_per_second"]
         row["speedup_vs_fp32"] = row["real_tokens_per_second"] / results["fp32"]["real_tokens_per_second"]
         row["speedup_vs_previous"] = row["real_tokens_per_second"] / previous if previous else 1.0
         previous = row["real_tokens_per_second"]
     print(f"{'lever':>13} | {'ms/step':>8} | {'real tok/s':>10} | {'padding':>7} | {'x fp32':>6} | {'x previous':>10}")
     for lever, row in results.items():
         print(f"{lever:>13} | {row['ms_per_step']:8.1f} | {row['real_tokens_per_second']:10.0f} | "
-              f"{row['padding_share']:7.1%} | {row['speedup_vs_fp32']:6.2f} | {row['speedup_vs_previous']:10.2f}")
+              f"{row['padding_share']:7.1%} | {row['speedup_vs_fp32']:6.2f} | {row['speedup_vs_previous']:10.2f}"
+              + (f" | compiling took {row['compile_seconds']:.0f} s" if "compile_seconds" in row else ""))
     report = {"backbone": args.backbone, "batches": args.batches, "warmup": args.warmup, "repeats": args.repeats,
               "threads": args.threads, "batch_size": 16, "group_batches": GROUP_BATCHES, "levers": results}
     write_text_atomic(args.out, json.dumps(report, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,61 @@
+"""The benchmark scripts still run end to end (issue 5: "the benchmark runs with one command"), on the tiny
+backbone and a few examples. Timings are not checked (they are the scripts' output, never a test's); what is
+checked is that every setup ran the same training and the report holds what the README's tables are built from."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(script: str, *args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True,
+                          text=True, timeout=900, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.real
+def test_speed_benchmark_runs_every_setup_on_the_same_training(tmp_path, shared_data):
+    out = tmp_path / "speed.json"
+    done = run("speed.py", "--backbone", "tiny", "--data-dir", str(shared_data), "--train-examples", "32",
+               "--eval-examples", "8", "--epochs", "1", "--seeds", "0", "--threads", "1", "--out", str(out),
+               "--stepstone-args", "train.precision=bf16", "train.group_by_length=true")
+    report = json.loads(out.read_text())
+    assert [(r["setup"], r["seed"]) for r in report["runs"]] == \
+        [("adapters-maxlen", 0), ("adapters-dynamic", 0), ("stepstone", 0)]
+    assert {r["steps"] for r in report["runs"]} == {2}  # 32 sentences / batch 16, one epoch, in every setup
+    langs = {lang for r in report["runs"] for lang in r["f1"]}
+    assert "en" in langs and all(set(r["f1"]) == langs for r in report["runs"])  # the same languages scored
+    assert all(0 <= f1 <= 100 for r in report["runs"] for f1 in r["f1"].values())
+    assert set(report["speedups"]) == {"stepstone/adapters-maxlen", "stepstone/adapters-dynamic",
+                                       "adapters-dynamic/adapters-maxlen"}
+    assert report["failure"] is None and report["stepstone_args"] == ["train.precision=bf16",
+                                                                       "train.group_by_length=true"]
+    assert report["real_tokens"] > 0 and "speedup stepstone/adapters-dynamic" in done.stdout
+
+
+@pytest.mark.real
+def test_levers_benchmark_times_every_lever(tmp_path, shared_data):
+    out = tmp_path / "levers.json"
+    run("levers.py", "--backbone", "tiny", "--data-dir", str(shared_data), "--batches", "2", "--warmup", "1",
+        "--repeats", "2", "--no-compile", "--out", str(out))
+    levers = json.loads(out.read_text())["levers"]
+    assert list(levers) == ["fp32", "grouped", "bf16", "bf16-lowered", "no-dropout", "eager", "eager-dropout"]
+    assert levers["fp32"]["padding_share"] > levers["grouped"]["padding_share"]  # grouping removes padding
+    assert all(row["ms_per_step"] > 0 for row in levers.values())
+
+
+def test_memory_benchmark_reports_each_configuration(tmp_path):
+    out = tmp_path / "memory.json"
+    run("memory.py", "--backbone", "tiny", "--batch", "2", "--length", "16", "--steps", "1",
+        "--configs", "none,fp32,bottleneck;none,bf16,lora", "--out", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["quantize"], r["precision"], r["method"]) for r in rows] == \
+        [("none", "fp32", "bottleneck"), ("none", "bf16", "lora")]
+    assert all("error" not in r and r["trainable_parameters"] > 0 and r["tokens_per_second"] > 0 for r in rows)
