@@ -46,7 +46,7 @@ def test_levers_benchmark_times_every_lever(tmp_path, shared_data):
     run("levers.py", "--backbone", "tiny", "--data-dir", str(shared_data), "--batches", "2", "--warmup", "1",
         "--repeats", "2", "--no-compile", "--out", str(out))
     levers = json.loads(out.read_text())["levers"]
-    assert list(levers) == ["fp32", "grouped", "bf16", "bf16-lowered", "no-dropout", "eager", "eager-dropout"]
+    assert set(levers) == {"fp32", "grouped", "bf16", "bf16-lowered", "no-dropout", "eager", "eager-dropout"}
     assert levers["fp32"]["padding_share"] > levers["grouped"]["padding_share"]  # grouping removes padding
     assert all(row["ms_per_step"] > 0 for row in levers.values())
 
