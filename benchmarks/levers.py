@@ -57,8 +57,7 @@ def main() -> None:
     from stepstone.precision import autocast, frozen_linears_lowered
     from stepstone.specs import Attention, BackboneSpec, MethodKind, MethodSpec, Precision
     from stepstone.tasks import Split, get_task
-    from stepstone.training import GROUP_BATCHES
-    from stepstone.evaluation import row_length
+    from stepstone.training import GROUP_BATCHES, TaskData, _batches
 
     torch.set_num_threads(args.threads)
     task = get_task("panx")
@@ -79,10 +78,9 @@ def main() -> None:
     tokenizer = models[Attention.SDPA][1]
     rows = handler.encode(examples, tokenizer, task, 128, 64, train=True)
     in_order = [rows[i:i + 16] for i in range(0, len(rows), 16)]
-    by_length = sorted(rows, key=row_length)  # one group (the whole sample), as group_by_length does per 50 batches
-    grouped = [by_length[i:i + 16] for i in range(0, len(by_length), 16)]
-    order = torch.randperm(len(grouped), generator=torch.Generator().manual_seed(0)).tolist()
-    grouped = [grouped[i] for i in order]
+    # train.group_by_length's own batches (one pass; under GROUP_BATCHES batches, the whole sample is one group)
+    stream = _batches(TaskData(task, handler, "a", rows, [], []), 16, torch.Generator().manual_seed(0), by_length=True)
+    grouped = [next(stream) for _ in in_order]
     results = {}
     for lever in LEVERS:
         if lever == "compile" and args.no_compile:
