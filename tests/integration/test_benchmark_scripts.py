@@ -43,7 +43,7 @@ def test_speed_benchmark_runs_every_setup_on_the_same_training(tmp_path, shared_
 @pytest.mark.real
 def test_levers_benchmark_times_every_lever(tmp_path, shared_data):
     out = tmp_path / "levers.json"
-    run("levers.py", "--backbone", "tiny", "--data-dir", str(shared_data), "--batches", "2", "--warmup", "1",
+    run("levers.py", "--backbone", "tiny", "--data-dir", str(shared_data), "--batches", "4", "--warmup", "1",
         "--repeats", "2", "--no-compile", "--out", str(out))
     levers = json.loads(out.read_text())["levers"]
     assert set(levers) == {"fp32", "grouped", "bf16", "bf16-lowered", "no-dropout", "eager", "eager-dropout"}
