@@ -9,6 +9,7 @@ from rich.console import Console
 
 console = Console()
 EXIT_USER_ERROR = 2
+GLOBAL = {"quiet": False}  # `stepstone -q COMMAND`: set by the app's callback on every invocation
 
 
 @contextmanager
@@ -25,4 +26,11 @@ def user_errors() -> Iterator[None]:
 def progress_factory(quiet: bool):
     from stepstone.progress import rich_progress, silent
 
-    return silent if quiet else rich_progress
+    return silent if quiet or GLOBAL["quiet"] else rich_progress
+
+
+def complete_task(incomplete: str) -> list[str]:
+    """Shell completion of --task: the registered task names starting with what was typed."""
+    from stepstone.tasks import TASKS
+
+    return [name for name in TASKS if name.startswith(incomplete)]

@@ -6,12 +6,13 @@ from typing import Optional
 
 import typer
 
-from .common import console, progress_factory, user_errors
+from .common import complete_task, console, progress_factory, user_errors
 
 
 def evaluate(
     run: Optional[str] = typer.Argument(None, help="A run folder or a zoo entry name (omit for a bare --backbone)."),
-    task: Optional[str] = typer.Option(None, help="Task to evaluate (default: the run's); bucc / tatoeba work with any run."),
+    task: Optional[str] = typer.Option(None, help="Task to evaluate (default: the run's); bucc / tatoeba work with any run.",
+                                       autocompletion=complete_task),
     langs: Optional[str] = typer.Option(None, help="Comma-separated languages (default: all of the task's)."),
     split: str = typer.Option("test", help="train, validation or test."),
     batch_size: int = typer.Option(32, min=1, help="Evaluation batch size."),
@@ -47,4 +48,9 @@ def evaluate(
     table.add_row("average", *(f"{sum(s[n] for s in result.scores.values()) / len(result.scores):.2f}"
                                for n in names), style="bold")
     console.print(table)
+    if result.zero_shot is not None:  # the headline: transfer to the languages not trained on
+        langs = result.zero_shot_languages
+        shown = ", ".join(langs) if len(langs) <= 6 else f"{len(langs)} languages"
+        console.print(f"[bold]zero-shot {result.metric}: {result.zero_shot:.2f}[/] (mean of {shown}; "
+                      f"{result.train_language} apart)", highlight=False)
     console.print(f"wrote {result.output}")

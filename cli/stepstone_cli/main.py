@@ -10,15 +10,23 @@ from typing import List, Optional
 import typer
 
 from . import evaluate, grid, interop, train, zoo
-from .common import console, progress_factory, user_errors
+from .common import GLOBAL, console, progress_factory, user_errors
 
 app = typer.Typer(
     name="stepstone",
     help="Parameter-efficient intermediate-task transfer for zero-shot cross-lingual NLP.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
 )
+
+
+@app.callback()
+def _options(quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars, for any command "
+                                                                       "(as each command's own -q).")) -> None:
+    GLOBAL["quiet"] = quiet
+
+
 app.command("train", no_args_is_help=True)(train.train)
 app.command("evaluate", no_args_is_help=True)(evaluate.evaluate)
 app.command("grid", no_args_is_help=True)(grid.grid)
@@ -29,11 +37,17 @@ app.add_typer(zoo.app, name="zoo")
 
 
 @app.command("tasks")
-def tasks() -> None:
+def tasks(as_json: bool = typer.Option(False, "--json", help="Every task with all its fields, as JSON.")) -> None:
     """List the registered tasks: format, metric, languages, data source."""
     from rich.table import Table
 
-    from stepstone.tasks import TASKS
+    from stepstone.tasks import TASKS, task_record
+
+    if as_json:
+        from stepstone.artifacts import to_json
+
+        typer.echo(to_json({"tasks": [task_record(task) for _, task in TASKS.items()]}), nl=False)
+        return
 
     table = Table()
     for column in ("task", "format", "metric", "labels", "languages"):

@@ -6,15 +6,17 @@ from typing import List, Optional
 
 import typer
 
-from .common import console, progress_factory, user_errors
+from .common import complete_task, console, progress_factory, user_errors
 
 
 def train(
     overrides: Optional[List[str]] = typer.Argument(None, help="KEY=VALUE settings, e.g. train.lr=3e-4 method.lora.r=16."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML run config (see adapters_zoo/*.yaml)."),
-    task: Optional[List[str]] = typer.Option(None, help="Task to train on (`stepstone tasks`); repeat for multi-task."),
+    task: Optional[List[str]] = typer.Option(None, help="Task to train on (`stepstone tasks`); repeat for multi-task.",
+                                             autocompletion=complete_task),
     method: Optional[str] = typer.Option(None, help="Adapter method: bottleneck or lora."),
-    on: Optional[str] = typer.Option(None, "--on", help="Train on top of zoo adapters: 'Stack(a, b)' or 'Fuse(a, b)'."),
+    on: Optional[str] = typer.Option(None, "--on", help="Train on top of zoo adapters: 'Stack(a, b)' or 'Fuse(a, b)' "
+                                                        "(on their backbone unless --backbone says otherwise)."),
     full_finetune: bool = typer.Option(False, "--full-finetune", help="Train every backbone weight (the paper's baseline)."),
     init_from: Optional[Path] = typer.Option(None, help="Full fine-tune: start from this full fine-tune run's encoder."),
     backbone: Optional[str] = typer.Option(None, help="'tiny', a local model folder or a hub id (e.g. xlm-roberta-large)."),
@@ -62,8 +64,9 @@ def train(
             settings["data_dir"] = str(data_dir)
         if log not in (None, "tensorboard"):
             raise StepstoneError(f"unknown --log '{log}' (valid: tensorboard; train_log.jsonl is always written)")
-        spec = load_run_spec(config, settings, overrides or [])
-        outcome = train_run(spec, zoo=Zoo(zoo_dir), runs_dir=runs_dir, progress=progress_factory(quiet),
+        zoo = Zoo(zoo_dir)
+        spec = load_run_spec(config, settings, overrides or [], zoo=zoo)
+        outcome = train_run(spec, zoo=zoo, runs_dir=runs_dir, progress=progress_factory(quiet),
                             tensorboard=log == "tensorboard", resume=resume)
     if not outcome.primary:  # another process of `accelerate launch`: the first one reports
         return

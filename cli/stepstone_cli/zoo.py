@@ -36,14 +36,15 @@ def list_entries(zoo_dir: Optional[Path] = ZooOption) -> None:
 
 
 @app.command("show")
-def show(name: str = typer.Argument(..., help="Zoo entry name."), zoo_dir: Optional[Path] = ZooOption) -> None:
-    """Print an entry's manifest (JSON) after checking its weights against their hashes."""
+def show(name: str = typer.Argument(..., help="Zoo entry name, or a run folder (any artifact folder)."),
+         zoo_dir: Optional[Path] = ZooOption) -> None:
+    """Print an entry's or a run's manifest (JSON) after checking its weights against their hashes."""
     from stepstone.artifacts import to_json
-    from stepstone.zoo import Zoo
+    from stepstone.zoo import Zoo, show_artifact
 
     with user_errors():
-        entry = Zoo(zoo_dir).get(name)
-    console.print_json(to_json(entry.manifest))
+        _, manifest = show_artifact(name, Zoo(zoo_dir))
+    console.print_json(to_json(manifest))
 
 
 @app.command("rm")

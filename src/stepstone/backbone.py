@@ -29,13 +29,15 @@ TINY_INIT_SEED = 1234
 
 @dataclass
 class Backbone:
-    """A loaded encoder. `fingerprint` identifies the weights adapters were trained on."""
+    """A loaded encoder. `fingerprint` identifies the weights adapters were trained on; `source` says
+    where they came from (stepstone.provenance.backbone_source: None for tiny)."""
 
     model: Any
     tokenizer: Any
     spec: BackboneSpec
     fingerprint: str
     num_parameters: int  # backbone parameters before any adapter or head is added
+    source: dict | None = None
 
     @property
     def description(self) -> str:
@@ -61,7 +63,11 @@ def load_backbone(spec: BackboneSpec) -> Backbone:
     if spec.quantize is Quantize.NONE:
         model.to(device())
     model.eval()
-    return Backbone(model, tokenizer, spec, fingerprint(model, tokenizer), count_parameters(model))
+    from .provenance import backbone_source
+
+    # transformers records the hub commit it loaded from (None for local folders)
+    source = backbone_source(spec.name, spec.revision, getattr(model.config, "_commit_hash", None))
+    return Backbone(model, tokenizer, spec, fingerprint(model, tokenizer), count_parameters(model), source)
 
 
 def device() -> torch.device:

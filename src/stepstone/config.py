@@ -8,7 +8,6 @@ go the other way, so that a resolved config can be saved next to what it produce
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import types
 from enum import Enum
@@ -17,7 +16,7 @@ from typing import Any, Literal, Mapping, Sequence, TypeVar, Union, get_args, ge
 
 import yaml
 
-from stepstone.errors import ConfigError, choices
+from stepstone.errors import ConfigError, choices, did_you_mean
 
 T = TypeVar("T")
 LineMap = dict[tuple[str, ...], int]  # key path -> 1-based line of that key in the YAML file
@@ -194,8 +193,7 @@ class _Builder:
         for key in data:
             if key not in fields:
                 msg = f"unknown key '{dotted_path(path + (str(key),))}' (valid: {choices(fields)})"
-                close = difflib.get_close_matches(str(key), list(fields), n=1)
-                msg += f", did you mean '{close[0]}'?" if close else ""
+                msg += did_you_mean(str(key), fields)
                 self.problems.append(self.where(path + (str(key),)) + msg)
         kwargs = {}
         for name, field in fields.items():

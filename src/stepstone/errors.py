@@ -6,6 +6,7 @@ bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import difflib
 from typing import Iterable
 
 
@@ -24,3 +25,9 @@ class ConfigError(StepstoneError):
 def choices(values: Iterable[str]) -> str:
     """Format valid choices for an error message: `a, b, c`."""
     return ", ".join(sorted(values))
+
+
+def did_you_mean(value: str, options: Iterable[str]) -> str:
+    """`, did you mean 'x'?` naming the closest of `options` (difflib's default cutoff 0.6), else ''."""
+    close = difflib.get_close_matches(str(value), sorted(options), n=1)
+    return f", did you mean '{close[0]}'?" if close else ""

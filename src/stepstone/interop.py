@@ -361,7 +361,10 @@ def _import_backbone(path: Path, config: dict, source: dict | None, name: str | 
     if name:
         spec = BackboneSpec(name)
     elif recorded is not None:
-        spec = BackboneSpec(recorded["name"], recorded.get("revision"), Quantize(recorded.get("quantize", "none")))
+        from .provenance import location
+
+        # a local folder by the absolute path recorded (the name may be relative to another directory)
+        spec = BackboneSpec(location(recorded), recorded.get("revision"), Quantize(recorded.get("quantize", "none")))
     elif config.get("base_model_name_or_path"):
         spec = BackboneSpec(config["base_model_name_or_path"], config.get("revision"))
     else:

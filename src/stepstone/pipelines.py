@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import torch
 
 from . import composition as comp
-from . import methods, tokenized
+from . import methods, provenance, tokenized
 from .artifacts import CONFIG, atomic_dir, read_manifest, to_json, write_manifest, write_text_atomic
 from .backbone import Backbone, load_backbone, place
 from .checkpoint import SUFFIX as CHECKPOINT_SUFFIX
@@ -58,10 +58,22 @@ class Evaluation:
     metric: str
     scores: dict[str, dict[str, float]]
     output: Path
+    train_language: str = "en"
 
     @property
     def average(self) -> float:
         return sum(s[self.metric] for s in self.scores.values()) / len(self.scores)
+
+    @property
+    def zero_shot_languages(self) -> list[str]:
+        """The evaluated languages other than the one the task trains in (English)."""
+        return [lang for lang in self.scores if lang != self.train_language]
+
+    @property
+    def zero_shot(self) -> float | None:
+        """The main metric averaged over `zero_shot_languages` (the headline); None if only English was scored."""
+        langs = self.zero_shot_languages
+        return sum(self.scores[lang][self.metric] for lang in langs) / len(langs) if langs else None
 
 
 def set_threads(threads: int | None) -> None:
@@ -139,15 +151,24 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
     checkpoints = checkpoints_of(spec, runs_dir)
     checkpoints.check(resume)
     set_threads(train_spec.threads)
-    data = {}
+    data, sources = {}, {}
     for i, t in enumerate(tasks):
         train_split = Split(spec.train_splits.get(t.name, spec.train_split))
-        train_examples = load_examples(t, train_split, t.train_language, spec.data_dir, train_spec.max_train_examples)
-        if t.open_labels:  # e.g. CCG supertags: the label set comes from the training data
-            tasks[i] = t = t.derive_labels(train_examples)
+        with provenance.recording() as read_for_train:
             train_examples = load_examples(t, train_split, t.train_language, spec.data_dir,
                                            train_spec.max_train_examples)
-        data[t.name] = (train_examples, _dev_examples(t, train_split, len(train_examples), spec.data_dir, train_spec))
+            if t.open_labels:  # e.g. CCG supertags: the label set comes from the training data
+                tasks[i] = t = t.derive_labels(train_examples)
+                train_examples = load_examples(t, train_split, t.train_language, spec.data_dir,
+                                               train_spec.max_train_examples)
+        with provenance.recording() as read_for_dev:
+            dev_examples = _dev_examples(t, train_split, len(train_examples), spec.data_dir, train_spec)
+        data[t.name] = (train_examples, dev_examples)
+        sources[t.name] = {role: record for role, record in (
+            ("train", provenance.data_source(read_for_train, train_split.value, t.train_language, len(train_examples),
+                                             spec.data_dir)),
+            ("dev", provenance.data_source(read_for_dev, Split.VALIDATION.value, t.train_language, len(dev_examples),
+                                           spec.data_dir))) if record is not None}
     heads = {t.name: head_name(name, t.name, i) for i, t in enumerate(tasks)}
 
     backbone = load_backbone(spec.backbone)
@@ -203,7 +224,7 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
         "mode": mode.value,
         "spec": to_dict(spec),
         "seed": train_spec.seed,
-        "data": _data_record(parts),
+        "data": _data_record(parts, sources),
         "trainable": {"parameters": trainable.count, "percent_of_backbone": trainable.percent,
                       "backbone_parameters": trainable.backbone},
         "metrics": {"dev": result.dev_metrics, "best_epoch": result.best_epoch, "main": task.metric.main,
@@ -255,8 +276,13 @@ def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Ba
     an adapter without a head, e.g. one imported from PEFT)."""
     manifest = read_manifest(path)
     record = manifest["backbone"]
-    # the backbone as it was trained on, quantised or not (older manifests: not)
-    backbone = load_backbone(BackboneSpec(backbone_name or record["name"], record.get("revision"),
+    source = record.get("source") or {}
+    if backbone_name is None and source.get("local") and not Path(source["local"]).is_dir():
+        raise StepstoneError(f"'{manifest['name']}' was trained on the backbone folder '{source['local']}', which is "
+                             f"not there: pass --backbone with where it is now (its fingerprint is checked)")
+    # the backbone as it was trained on, quantised or not (older manifests: not); a local folder by its
+    # absolute path, so a relative name recorded elsewhere still finds it
+    backbone = load_backbone(BackboneSpec(backbone_name or provenance.location(record), record.get("revision"),
                                           Quantize(record.get("quantize", Quantize.NONE.value)),
                                           Attention(record.get("attention", Attention.SDPA.value))))
     _check_backbone(backbone, manifest["name"], record)
@@ -327,7 +353,7 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
         raise StepstoneError(f"'{name}' has no task head (an imported adapter): evaluate it on a retrieval task "
                              f"(--task bucc or tatoeba), or train a head on it: --on \"Stack({name})\"")
     name_asked = task or manifest["task"]["name"]
-    spec_task = task_of(records[name_asked]) if name_asked in records else get_task(name_asked)
+    spec_task = task_of(records[name_asked]) if name_asked in records else get_task(name_asked, suggest=True)
     heads = {name: t["head"] for name, t in records.items()}
     if spec_task.trainable and spec_task.name not in heads:
         # a sibling task with the same output space serves too: an NLI head (ANLI) scores XNLI,
@@ -347,7 +373,13 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
     languages = list(langs) if langs else list(spec_task.languages)
     recorded = manifest["spec"].get("data_dir") if manifest else None
     data_dir = data_dir if data_dir is not None else (Path(recorded) if recorded else None)
-    examples = {lang: load_examples(spec_task, split_value, lang, data_dir, max_examples) for lang in languages}
+    examples, sources = {}, {}
+    for lang in languages:
+        with provenance.recording() as read:
+            examples[lang] = load_examples(spec_task, split_value, lang, data_dir, max_examples)
+        record = provenance.data_source(read, split_value.value, lang, len(examples[lang]), data_dir)
+        if record is not None:  # files or hub datasets; generated toy data have none
+            sources[lang] = record["sources"]
     settings = RetrievalSettings(layer=layer, pooling=pooling, batch_size=batch_size, max_length=max_length or 128)
     if manifest is not None:
         loaded, manifest, _ = load_for_inference(path, backbone)
@@ -363,14 +395,19 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
     name = manifest["name"] if manifest else loaded.spec.name
     default = (path / "evaluations" if path is not None else Path("evaluations") / _slug(name))
     destination = output or default / f"{spec_task.name}.{split_value.value}.json"
+    result = Evaluation(path or destination.parent, spec_task.name, split_value.value, spec_task.metric.main, scores,
+                        destination, spec_task.train_language)
     report = {"artifact": name, "task": spec_task.name, "split": split_value.value, "metric": spec_task.metric.main,
               "scores": scores, "examples": {lang: len(ex) for lang, ex in examples.items()}}
+    if result.zero_shot is not None:  # the headline: the main metric over the languages other than English
+        report["zero_shot"] = {"mean": result.zero_shot, "languages": result.zero_shot_languages}
+    if sources:
+        report["sources"] = sources
     if not spec_task.trainable:
         report["retrieval"] = {"layer": settings.resolve_layer(loaded.model), "pooling": settings.pooling.value,
                                "max_length": settings.max_length}
     write_text_atomic(destination, to_json(report))
-    return Evaluation(path or destination.parent, spec_task.name, split_value.value, spec_task.metric.main, scores,
-                      destination)
+    return result
 
 
 def _score_task(loaded: Backbone, task: TaskSpec, head: str, examples: list[dict], lang: str, manifest: dict,
@@ -420,13 +457,15 @@ def _task_record(task: TaskSpec, head: str) -> dict:
             "num_choices": task.num_choices, "train_language": task.train_language}
 
 
-def _data_record(parts: list[TaskData]) -> dict:
+def _data_record(parts: list[TaskData], sources: dict[str, dict] | None = None) -> dict:
     first = parts[0]
     record = {"train_examples": sum(len({r.get("example_index", i) for i, r in enumerate(p.rows)}) for p in parts),
               "train_features": sum(len(p.rows) for p in parts), "dev_examples": len(first.dev_examples)}
     if len(parts) > 1:
         record["by_task"] = {p.task.name: {"train_features": len(p.rows), "dev_examples": len(p.dev_examples)}
                              for p in parts}
+    if sources and any(sources.values()):  # files or hub datasets read; generated toy data have none
+        record["sources"] = sources
     return record
 
 
@@ -438,9 +477,12 @@ def _peak_rss_mb() -> float:
 
 
 def _backbone_record(backbone: Backbone) -> dict:
-    return {"name": backbone.spec.name, "revision": backbone.spec.revision, "fingerprint": backbone.fingerprint,
-            "parameters": backbone.num_parameters, "quantize": backbone.spec.quantize.value,
-            "attention": backbone.spec.attention.value}
+    record = {"name": backbone.spec.name, "revision": backbone.spec.revision, "fingerprint": backbone.fingerprint,
+              "parameters": backbone.num_parameters, "quantize": backbone.spec.quantize.value,
+              "attention": backbone.spec.attention.value}
+    if backbone.source is not None:  # where it came from (hub commit, or a local folder's content hash); not tiny
+        record["source"] = backbone.source
+    return record
 
 
 def _check_backbone(backbone: Backbone, what: str, record: dict) -> None:
@@ -476,22 +518,58 @@ def _load_encoder(model: Any, weights: Path) -> None:
 
 
 def load_run_spec(config: Path | None = None, settings: dict | None = None,
-                  overrides: Sequence[str] = ()) -> RunSpec:
+                  overrides: Sequence[str] = (), zoo: Zoo | None = None) -> RunSpec:
     """Resolve a RunSpec from a YAML file, then explicit settings (CLI flags, as nested dicts), then
-    `key=value` overrides; every problem (unknown key, bad value) is reported at once, with file:line."""
+    `key=value` overrides; every problem (unknown key, bad value) is reported at once, with file:line.
+    A composition with no backbone named trains on its members' (read from their manifests in `zoo`)."""
     from .config import load_yaml, merge, parse_overrides
+    from .errors import ConfigError
+    from .tasks import TASKS
 
     data, lines, source = {}, {}, "<command line>"
     if config is not None:
         data, lines = load_yaml(config)
         source = str(config)
-    data = merge(merge(data, settings or {}), parse_overrides(overrides))
+    command_line = merge(settings or {}, parse_overrides(overrides))
+    data = merge(data, command_line)
     if "task" not in data:
-        from .errors import ConfigError
-
         raise ConfigError([f"{source}: no task given (use --task NAME or 'task:' in the config; "
                            "`stepstone tasks` lists them)"])
     spec = build(RunSpec, data, source=source, lines=lines)
-    for task in spec.task:
+    for i, task in enumerate(spec.task):
+        if task not in TASKS and config is not None and "task" not in command_line:
+            # from the file: name its line, and the closest task
+            line = lines.get(("task", f"[{i}]"), lines.get(("task",)))
+            raise ConfigError([f"{source}:{line}: {TASKS.unknown(task, suggest=True)}"])
         get_task(task)  # unknown task names fail here, listing the valid ones
+    if spec.compose is not None:
+        named = isinstance(data.get("backbone"), dict) and "name" in data["backbone"]
+        spec = _members_backbone(spec, named, zoo or Zoo())
+    return spec
+
+
+def _members_backbone(spec: RunSpec, named: bool, zoo: Zoo) -> RunSpec:
+    """`--on` without a backbone trains on the members' backbone: where their manifests say it came from
+    (the local folder by its absolute path, or the hub id and revision). A backbone that is `named` and
+    is not theirs is refused here, before anything is loaded; where that cannot be told without loading it
+    (a local folder against a hub id), the fingerprint check after loading decides."""
+    records = [(m, zoo.get(m, verify=False).manifest["backbone"]) for m in spec.compose.members]
+    _same_backbone(records)
+    member, record = records[0]
+    if not named:
+        if record.get("source") is None:  # tiny, or a manifest older than recorded sources: the default
+            return spec
+        folder = record["source"].get("local")
+        if folder and not Path(folder).is_dir():
+            raise StepstoneError(f"'{member}' was trained on the backbone folder '{folder}', which is not there: "
+                                 "pass --backbone with where it is now (its content is checked)")
+        revision = spec.backbone.revision or record.get("revision")
+        return replace(spec, backbone=replace(spec.backbone, name=provenance.location(record), revision=revision))
+    source = provenance.backbone_source(spec.backbone.name, spec.backbone.revision)
+    if provenance.same_backbone(source, spec.backbone.name, record) is False:
+        given = provenance.describe({"name": spec.backbone.name, "source": source})
+        hint = ("leave --backbone out to train on theirs" if record.get("source") is not None
+                else f"train on theirs: --backbone {record['name']}")  # an older manifest: by its name
+        raise StepstoneError(f"backbone {given} is not the one the composition members were trained on: "
+                             f"'{member}' was trained on {provenance.describe(record)}; {hint}")
     return spec

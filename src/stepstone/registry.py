@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Generic, Iterator, TypeVar
 
-from .errors import StepstoneError, choices
+from .errors import StepstoneError, choices, did_you_mean
 
 T = TypeVar("T")
 
@@ -21,11 +21,16 @@ class Registry(Generic[T]):
         self._items[name] = item
         return item
 
-    def get(self, name: str) -> T:
+    def get(self, name: str, *, suggest: bool = False) -> T:
         try:
             return self._items[name]
         except KeyError:
-            raise StepstoneError(f"unknown {self.kind} '{name}' (valid: {choices(self._items)})") from None
+            raise StepstoneError(self.unknown(name, suggest)) from None
+
+    def unknown(self, name: str, suggest: bool = False) -> str:
+        """The message for a name not registered: the valid choices, and with `suggest` the closest one."""
+        return f"unknown {self.kind} '{name}' (valid: {choices(self._items)})" + (
+            did_you_mean(name, self._items) if suggest else "")
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

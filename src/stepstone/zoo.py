@@ -67,3 +67,17 @@ class Zoo:
         os.rename(entry.path, trash)
         shutil.rmtree(trash)
         return entry
+
+
+def show_artifact(target: str, zoo: Zoo | None = None) -> tuple[Path, dict]:
+    """What `zoo show` prints: a zoo entry by name, or any artifact folder (a run, an entry) by path; its
+    manifest, with the weights checked against their hashes. A folder holding no manifest is named as such,
+    unless a zoo entry has that name."""
+    zoo = zoo or Zoo()
+    path = Path(target)
+    if (path / MANIFEST).is_file():
+        return path, read_manifest(path)
+    if path.is_dir() and not (NAME_PATTERN.match(target) and (zoo.root / target / MANIFEST).is_file()):
+        raise StepstoneError(f"'{target}' is neither a zoo entry in {zoo.root} nor a run folder: it holds no {MANIFEST}")
+    entry = zoo.get(target)
+    return entry.path, entry.manifest

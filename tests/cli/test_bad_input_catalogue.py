@@ -108,6 +108,17 @@ def lora_method(manifest: dict) -> None:
     manifest["method"] = {"kind": "lora", "settings": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q", "v"]}}
 
 
+ELSEWHERE = "/elsewhere/multilingual-e5-small"  # a backbone folder that is not on this machine
+# the folder digest of a folder holding only config.json = "{}": sha256 over "NAME\0SHA256\n" lines
+MODEL_DIGEST = hashlib.sha256(f"config.json\0{hashlib.sha256(b'{}').hexdigest()}\n".encode()).hexdigest()
+
+
+def folder_backbone(manifest: dict) -> None:
+    """The member as trained on a local backbone folder elsewhere (a manifest written since issue 13)."""
+    manifest["backbone"].update(name=ELSEWHERE, fingerprint="0123456789abcdef",
+                                source={"local": ELSEWHERE, "sha256": "ab" * 32, "files": {"config.json": "cd" * 32}})
+
+
 def newer_format(manifest: dict) -> None:
     manifest["format_version"] = 99
 
@@ -347,6 +358,33 @@ CASES = [
          "x.json: not a stepstone evaluation report (missing key 'metric')", files={"x.json": '{"task": "xnli"}'}),
     case("evaluate-folder-without-manifest", ("evaluate", "runs/empty", "--zoo", ZOO),
          "'runs/empty' is not a stepstone artifact: manifest.json is missing", files={"runs/empty/notes.txt": "x"}),
+    # ---- cli (issue 13): backbones against composition members, zoo show, task names
+    case("backbone-differs-from-members", on("Stack(sent-b)", "--backbone", "tiny"),
+         "backbone 'tiny' is not the one the composition members were trained on: 'sent-b' was trained on "
+         f"'{ELSEWHERE}' (folder sha256 {'ab' * 8}); leave --backbone out to train on theirs",
+         zoo=("sent-b",), setup=manifest_edit("sent-b", folder_backbone)),
+    case("backbone-folder-differs-from-members", on("Stack(sent-b)", "--backbone", "model"),
+         f"backbone 'model' (folder sha256 {MODEL_DIGEST[:16]}) is not the one the composition members were trained "
+         f"on: 'sent-b' was trained on '{ELSEWHERE}' (folder sha256 {'ab' * 8}); leave --backbone out to train on "
+         "theirs", zoo=("sent-b",), setup=manifest_edit("sent-b", folder_backbone), files={"model/config.json": "{}"}),
+    case("backbone-differs-from-older-members", on("Stack(sent-b)", "--backbone", "tiny"),
+         "backbone 'tiny' is not the one the composition members were trained on: 'sent-b' was trained on "
+         "'xlm-roberta-base' (fingerprint 0123456789abcdef); train on theirs: --backbone xlm-roberta-base",
+         zoo=("sent-b",), setup=manifest_edit("sent-b", other_backbone)),
+    case("backbone-folder-moved", ("evaluate", "sent-b", "--zoo", ZOO, "--langs", "en", "-q"),
+         f"'sent-b' was trained on the backbone folder '{ELSEWHERE}', which is not there: pass --backbone with "
+         "where it is now (its fingerprint is checked)", zoo=("sent-b",), setup=manifest_edit("sent-b", folder_backbone)),
+    case("on-backbone-folder-moved", on("Stack(sent-b)"),
+         f"'sent-b' was trained on the backbone folder '{ELSEWHERE}', which is not there: pass --backbone with "
+         "where it is now (its content is checked)", zoo=("sent-b",), setup=manifest_edit("sent-b", folder_backbone)),
+    case("zoo-show-folder-without-manifest", ("zoo", "show", "notes", "--zoo", ZOO),
+         "'notes' is neither a zoo entry in zoo nor a run folder: it holds no manifest.json",
+         zoo=("sent-a",), files={"notes/todo.txt": "x"}),
+    case("evaluate-unknown-task-suggests", ("evaluate", "sent-a", "--task", "xnlii", "--zoo", ZOO),
+         f"unknown task 'xnlii' (valid: {ALL_TASKS}), did you mean 'xnli'?", zoo=("sent-a",)),
+    case("yaml-unknown-task-suggests", ("train", "--config", "run.yaml", "--zoo", ZOO),
+         f"run.yaml:2: unknown task 'toy-tagz' (valid: {ALL_TASKS}), did you mean 'toy-tags'?",
+         files={"run.yaml": "name: tags\ntask: [toy-tagz]\n"}),
 ]
 
 

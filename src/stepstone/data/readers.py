@@ -25,6 +25,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .. import provenance
 from ..errors import StepstoneError, choices
 
 CONLLU_COLUMNS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
@@ -54,6 +55,7 @@ def _read_text(path: Path) -> str:
     if not path.is_file():
         raise StepstoneError(f"{path}: not a file")
     data = path.read_bytes()
+    provenance.read_file(path, data)  # manifests record what each run read (a no-op otherwise)
     if not data.strip():
         raise StepstoneError(f"{path}: empty file")
     try:

@@ -99,6 +99,9 @@ class Sources:
             reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
             raise StepstoneError(f"cannot load {hub.path} ({config or 'default'}, {hub.splits[split]}) from the hub: "
                                  f"{reason}; use --data-dir for local files") from None
+        from ..provenance import read_hub
+
+        read_hub(hub.path, config, hub.splits[split])  # manifests record what each run read
         return hub.convert(rows, lang)
 
 
