@@ -13,7 +13,7 @@ def evaluate(
     run: Optional[str] = typer.Argument(None, help="A run folder or a zoo entry name (omit for a bare --backbone)."),
     task: Optional[str] = typer.Option(None, help="Task to evaluate (default: the run's); bucc / tatoeba work with any run.",
                                        autocompletion=complete_task),
-    langs: Optional[str] = typer.Option(None, help="Comma-separated languages (default: all of the task's)."),
+    langs: Optional[str] = typer.Option(None, help="Comma-separated languages (default: the benchmark's list; others need a local file)."),
     split: str = typer.Option("test", help="train, validation or test."),
     batch_size: int = typer.Option(32, min=1, help="Evaluation batch size."),
     max_examples: Optional[int] = typer.Option(None, min=1, help="Only the first N examples per language."),
@@ -48,6 +48,11 @@ def evaluate(
     table.add_row("average", *(f"{sum(s[n] for s in result.scores.values()) / len(result.scores):.2f}"
                                for n in names), style="bold")
     console.print(table)
+    for lang, reason in result.skipped.items():
+        console.print(f"skipped {lang}: {reason}", highlight=False, soft_wrap=True)
+    if result.outside_benchmark:
+        console.print(f"outside the benchmark's language list for {result.task} (read from local files): "
+                      f"{', '.join(result.outside_benchmark)}", highlight=False, soft_wrap=True)
     if result.zero_shot is not None:  # the headline: transfer to the languages not trained on
         langs = result.zero_shot_languages
         shown = ", ".join(langs) if len(langs) <= 6 else f"{len(langs)} languages"

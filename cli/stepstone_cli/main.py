@@ -59,9 +59,12 @@ def tasks(as_json: bool = typer.Option(False, "--json", help="Every task with al
             labels = f"{task.num_choices} choices"
         else:
             labels = ", ".join(task.labels) if 0 < len(task.labels) <= 3 else (f"{len(task.labels)}" if task.labels else "-")
-        shown = " ".join(task.languages[:12]) + (" ..." if len(task.languages) > 12 else "")
+        official = task.official_languages  # the benchmark's list; "+N": more the source has (XQuAD ro, ...)
+        shown = " ".join(official[:12]) + (" ..." if len(official) > 12 else "")
+        extra = len(task.languages) - len(official)
         english = "-" if not task.trainable else (task.train_from or "own train split")
-        table.add_row(name, task.format.value, task.metric.main, labels, f"{len(task.languages)}: {shown}", english,
+        table.add_row(name, task.format.value, task.metric.main, labels,
+                      f"{len(official)}{f' (+{extra})' if extra else ''}: {shown}", english,
                       task.source.describe())
     console.print(table)
 

@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -59,6 +59,8 @@ class Evaluation:
     scores: dict[str, dict[str, float]]
     output: Path
     train_language: str = "en"
+    skipped: dict[str, str] = field(default_factory=dict)  # language -> why it was not scored (no file)
+    outside_benchmark: tuple[str, ...] = ()  # languages scored from local files beyond the benchmark's list
 
     @property
     def average(self) -> float:
@@ -333,7 +335,8 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
              max_examples: int | None = None, data_dir: Path | None = None, max_length: int | None = None,
              backbone: str | None = None, output: Path | None = None, layer: int | None = None,
              pooling: str = "mean", progress: ProgressFactory = silent) -> Evaluation:
-    """Zero-shot evaluation in every language asked for (default: all of the task's).
+    """Zero-shot evaluation in every language asked for (default: the benchmark's list for the task).
+    A language without a local file is skipped (recorded with the reason); none with data is an error.
 
     `target` is a run folder or zoo entry; `task` defaults to its (first) task and may name another
     task it has a head for, or a retrieval task (bucc, tatoeba: embeddings with the artifact's adapters
@@ -370,16 +373,12 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
         split_value = Split(split)
     except ValueError:
         raise StepstoneError(f"unknown split '{split}' (valid: {', '.join(s.value for s in Split)})") from None
-    languages = list(langs) if langs else list(spec_task.languages)
+    languages = list(dict.fromkeys(langs)) if langs else list(spec_task.official_languages)
     recorded = manifest["spec"].get("data_dir") if manifest else None
     data_dir = data_dir if data_dir is not None else (Path(recorded) if recorded else None)
-    examples, sources = {}, {}
-    for lang in languages:
-        with provenance.recording() as read:
-            examples[lang] = load_examples(spec_task, split_value, lang, data_dir, max_examples)
-        record = provenance.data_source(read, split_value.value, lang, len(examples[lang]), data_dir)
-        if record is not None:  # files or hub datasets; generated toy data have none
-            sources[lang] = record["sources"]
+    examples, skipped, sources = _examples_by_language(spec_task, split_value, languages, data_dir, max_examples)
+    languages = [lang for lang in languages if lang in examples]
+    outside = tuple(lang for lang in languages if lang not in spec_task.official_languages)
     settings = RetrievalSettings(layer=layer, pooling=pooling, batch_size=batch_size, max_length=max_length or 128)
     if manifest is not None:
         loaded, manifest, _ = load_for_inference(path, backbone)
@@ -396,18 +395,48 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
     default = (path / "evaluations" if path is not None else Path("evaluations") / _slug(name))
     destination = output or default / f"{spec_task.name}.{split_value.value}.json"
     result = Evaluation(path or destination.parent, spec_task.name, split_value.value, spec_task.metric.main, scores,
-                        destination, spec_task.train_language)
+                        destination, spec_task.train_language, skipped, outside)
     report = {"artifact": name, "task": spec_task.name, "split": split_value.value, "metric": spec_task.metric.main,
               "scores": scores, "examples": {lang: len(ex) for lang, ex in examples.items()}}
     if result.zero_shot is not None:  # the headline: the main metric over the languages other than English
         report["zero_shot"] = {"mean": result.zero_shot, "languages": result.zero_shot_languages}
     if sources:
         report["sources"] = sources
+    if skipped:
+        report["skipped"] = skipped
+    if outside:
+        report["outside_benchmark"] = list(outside)
     if not spec_task.trainable:
         report["retrieval"] = {"layer": settings.resolve_layer(loaded.model), "pooling": settings.pooling.value,
                                "max_length": settings.max_length}
     write_text_atomic(destination, to_json(report))
     return result
+
+
+def _examples_by_language(task: TaskSpec, split: Split, languages: list[str], data_dir: Path | None,
+                          limit: int | None) -> tuple[dict[str, list[dict]], dict[str, str], dict[str, list]]:
+    """The examples of every language that has data, why each other one has none (no local file), and
+    where each language's data came from (files or hub datasets; generated toy data have none). Any
+    other problem (a malformed file, an unknown language) is an error. No language with data: error."""
+    from .data import missing_data
+
+    examples, skipped, sources = {}, {}, {}
+    for lang in languages:
+        reason = missing_data(task, split, lang, data_dir)
+        if reason is None:
+            with provenance.recording() as read:
+                examples[lang] = load_examples(task, split, lang, data_dir, limit)
+            record = provenance.data_source(read, split.value, lang, len(examples[lang]), data_dir)
+            if record is not None:
+                sources[lang] = record["sources"]
+        else:
+            skipped[lang] = reason
+    if not examples:
+        first, *rest = languages
+        more = f" (and likewise for {len(rest)} more: {', '.join(rest)})" if rest else ""
+        raise StepstoneError(f"no {split.value} data for task '{task.name}' in any language asked for: "
+                             f"{skipped[first]}{more}")
+    return examples, skipped, sources
 
 
 def _score_task(loaded: Backbone, task: TaskSpec, head: str, examples: list[dict], lang: str, manifest: dict,

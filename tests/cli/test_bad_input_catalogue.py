@@ -70,6 +70,16 @@ BUCC = "data/target/bucc2018/zh-en.dev."
 COSMOS_HEADER = "id,context,question,answer0,answer1,answer2,answer3,label\n"
 
 
+TYDIQA_TRAIN = "data/target/tydiqa/tydiqa-goldp-v1.1-train/tydiqa.goldp.en.train.json"
+TYDIQA_DEV = "data/target/tydiqa/tydiqa-goldp-v1.1-dev/tydiqa.goldp.en.dev.json"
+
+
+def blank_squad(context: str, questions: int) -> str:
+    """A SQuAD file as XTREME ships its test sets: every answer blanked to "" at 0."""
+    qas = [{"id": f"q{i}", "question": "Where?", "answers": [{"text": "", "answer_start": 0}]} for i in range(questions)]
+    return json.dumps({"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": context, "qas": qas}]}]})
+
+
 def squad(context: str, answer: str, start: int) -> str:
     qa = {"id": "q1", "question": "Where?", "answers": [{"text": answer, "answer_start": start}]}
     return json.dumps({"version": "1.1", "data": [{"title": "t", "paragraphs": [{"context": context, "qas": [qa]}]}]})
@@ -385,6 +395,42 @@ CASES = [
     case("yaml-unknown-task-suggests", ("train", "--config", "run.yaml", "--zoo", ZOO),
          f"run.yaml:2: unknown task 'toy-tagz' (valid: {ALL_TASKS}), did you mean 'toy-tags'?",
          files={"run.yaml": "name: tags\ntask: [toy-tagz]\n"}),
+    # ---- task data, languages and upstream layouts (issue 13)
+    case("mc-hellaswag-wrong-ending-count", train("hellaswag"), f"{HELLASWAG}:2: expected 4 endings, found 5",
+         files={HELLASWAG: '{"ctx": "A", "endings": ["a", "b", "c", "d"], "label": 0}\n'
+                           '{"ctx": "B", "endings": ["a", "b", "c", "d", "e"], "label": 4}\n'}),
+    case("mc-commonsenseqa-wrong-choice-count", train("commonsenseqa"), f"{CSQA}:1: expected 5 choices, found 4",
+         files={CSQA: '{"question": "q", "choices": {"label": ["A", "B", "C", "D"], "text": ["w", "x", "y", "z"]}, '
+                      '"answerKey": "B"}\n'}),
+    case("mc-siqa-wrong-answer-count", train("siqa"), f"{SIQA}:1: expected 3 answers, found 4",
+         files={SIQA: '{"context": "c", "question": "q", "answerA": "a", "answerB": "b", "answerC": "c", '
+                      '"answerD": "d", "correct": "A"}\n'}),
+    case("mc-copa-wrong-choice-count", train("copa"), f"{COPA}:1: expected 2 choices, found 3",
+         files={COPA: '{"premise": "p", "choice1": "a", "choice2": "b", "choice3": "c", "question": "cause", '
+                      '"label": 0}\n'}),
+    case("mc-cosmosqa-wrong-answer-count", train("cosmosqa"), f"{COSMOS}:1: expected 4 answers, found 5",
+         files={COSMOS: "id,context,question,answer0,answer1,answer2,answer3,answer4,label\n1,c,q,a,b,c,d,e,0\n"}),
+    case("dev-file-with-blank-answers", train("tydiqa"),
+         f"{TYDIQA_DEV}: no gold answers: all 2 questions have an answer with empty text; to train without a dev "
+         "set, pass train.dev=false train.select_best=false",
+         files={TYDIQA_TRAIN: squad("It is Paris.", "Paris", 6),
+                TYDIQA_DEV: blank_squad("It is Paris.", 2)}),
+    case("dev-file-without-labels", train("pawsx"),
+         "data/target/pawsx/dev-en.tsv:1: expected at least 3 tab-separated columns, found 2; to train without a "
+         "dev set, pass train.dev=false train.select_best=false",
+         files={PAWSX: "a\tb\t1\n", "data/target/pawsx/dev-en.tsv": "a\tb\nc\td\n"}),
+    case("xtreme-test-file-without-its-labels", retrieval("tatoeba", "de"),
+         "data/target/tatoeba/de-en.de: found, but not data/labels/tatoeba/test-de.tsv that goes with it (XTREME "
+         "ships its test labels separately)",
+         files={"data/target/tatoeba/de-en.de": "Hallo.\n", "data/target/tatoeba/de-en.en": "Hello.\n"}),
+    case("unknown-language-without-local-file", retrieval("bucc", "xx", "validation"),
+         "task 'bucc' has no language 'xx' (valid: de, fr, ru, zh; or any language with a local validation file, "
+         "none under data: looked for target/bucc2018/xx-en.dev.gold)"),
+    case("evaluate-no-language-has-data", ("evaluate", "--backbone", "tiny", "--task", "bucc", "--split",
+                                           "validation", "--data-dir", "data", "--zoo", ZOO, "-q"),
+         "no validation data for task 'bucc' in any language asked for: no validation file for language 'de' under "
+         "data (looked for: target/bucc2018/de-en.dev.gold) (and likewise for 3 more: fr, ru, zh)",
+         files={"data/target/bucc2018/README": "nothing here"}),
 ]
 
 

@@ -107,3 +107,61 @@ def test_anli_plus_concatenates_anli_mnli_snli_for_training(hub):
 
 def test_only_squad_v2_has_unanswerable_questions():
     assert [name for name, task in TASKS.items() if task.unanswerable] == ["squad-v2"]
+
+
+# The benchmark's official lists: google-research/xtreme evaluate.py TASK2LANGS (Hu et al. 2020); XCOPA from
+# XTREME-R's scripts/download_data.sh (download_xcopa).
+OFFICIAL = {
+    "xnli": "ar bg de el en es fr hi ru sw th tr ur vi zh",
+    "pawsx": "de en es fr ja ko zh",
+    "udpos": "af ar bg de el en es et eu fa fi fr he hi hu id it ja kk ko mr nl pt ru ta te th tl tr ur vi yo zh",
+    "panx": "ar he vi id jv ms tl eu ml ta te af nl en de el bn hi mr ur fa fr it pt es bg ru ja ka ko th sw yo my zh "
+            "kk tr et fi hu",
+    "xquad": "en es de el ru tr ar vi th zh hi",
+    "mlqa": "en es de ar hi vi zh",
+    "tydiqa": "en ar bn fi id ko ru sw te",
+    "bucc": "de fr ru zh",
+    "tatoeba": "ar he vi id jv tl eu ml ta te af nl de el bn hi mr ur fa fr it pt es bg ru ja ka ko th sw zh kk tr et fi "
+               "hu",
+    "xcopa": "et ht id it qu sw ta th tr vi zh",
+}
+
+
+@pytest.mark.parametrize("name", OFFICIAL)
+def test_official_language_lists(name):
+    task = get_task(name)
+    assert sorted(task.official_languages) == sorted(OFFICIAL[name].split())
+    assert len(task.official_languages) == len(set(task.official_languages))
+
+
+def test_languages_beyond_the_benchmark_are_the_sources_extras():
+    extra = {name: sorted(set(get_task(name).languages) - set(get_task(name).official_languages)) for name in OFFICIAL}
+    assert extra == {**{name: [] for name in OFFICIAL}, "xquad": ["ro"],
+                     "mlqa": sorted(f"{c}.{q}" for c in OFFICIAL["mlqa"].split() for q in OFFICIAL["mlqa"].split()
+                                    if c != q)}
+
+
+def test_tatoeba_three_letter_codes_are_xtremes():
+    from stepstone.tasks.sources import ISO3
+
+    # google-research/xtreme utils_preprocess.py, tatoeba_preprocess: lang3_dict
+    xtreme = {"af": "afr", "ar": "ara", "bg": "bul", "bn": "ben", "de": "deu", "el": "ell", "es": "spa", "et": "est",
+              "eu": "eus", "fa": "pes", "fi": "fin", "fr": "fra", "he": "heb", "hi": "hin", "hu": "hun", "id": "ind",
+              "it": "ita", "ja": "jpn", "jv": "jav", "ka": "kat", "kk": "kaz", "ko": "kor", "ml": "mal", "mr": "mar",
+              "nl": "nld", "pt": "por", "ru": "rus", "sw": "swh", "ta": "tam", "te": "tel", "th": "tha", "tl": "tgl",
+              "tr": "tur", "ur": "urd", "vi": "vie", "zh": "cmn", "az": "aze", "lt": "lit", "pl": "pol", "uk": "ukr",
+              "ro": "ron"}
+    assert {lang: ISO3[lang] for lang in xtreme} == xtreme
+
+
+def test_english_splits_are_borrowed_only_where_the_task_has_none():
+    """train_from / dev_from never shadow a split the task has in English itself (MLQA's and TyDiQA's dev)."""
+    for name, task in TASKS.items():
+        for split, other in ((Split.TRAIN, task.train_from), (Split.VALIDATION, task.dev_from)):
+            if other is None:
+                continue
+            local, hub = getattr(task.source, "local", None), getattr(task.source, "hub", None)
+            own = task.train_language in task.languages and (
+                (local is not None and split in local.files) or (hub is not None and split in hub.splits))
+            assert not own, (name, split)
+    assert get_task("mlqa").dev_from is None and get_task("tydiqa").dev_from is None

@@ -13,13 +13,8 @@ def load_examples(task: TaskSpec, split: Split, lang: str, data_dir: Path | None
     """The first `limit` examples of one split and language; empty data and unknown labels are errors."""
     if not task.trainable and split is Split.TRAIN:
         raise StepstoneError(f"task '{task.name}' is evaluation-only (retrieval): it has no train split")
-    source = task
-    borrowed = {Split.TRAIN: task.train_from, Split.VALIDATION: task.dev_from}.get(split)
-    if borrowed is not None and lang == task.train_language:
-        from ..tasks import get_task
-
-        source = get_task(borrowed)  # e.g. XNLI's English training data is MNLI
-    source.check_language(lang)
+    source = _source_of(task, split, lang)
+    source.check_language(lang, split, data_dir)
     examples = loaded = source.source.load(split, lang, data_dir)
     if limit is not None:
         examples = [limit_bucc(e, limit) for e in examples] if _is_bucc(task) else examples[:limit]
@@ -30,6 +25,25 @@ def load_examples(task: TaskSpec, split: Split, lang: str, data_dir: Path | None
         return _map_open_labels(task, examples)
     _check_labels(task, examples, where, loaded if isinstance(loaded, Examples) else None)
     return examples
+
+
+def _source_of(task: TaskSpec, split: Split, lang: str) -> TaskSpec:
+    """The task whose files hold this split: another task's for an English split the task has not got."""
+    borrowed = {Split.TRAIN: task.train_from, Split.VALIDATION: task.dev_from}.get(split)
+    if borrowed is not None and lang == task.train_language:
+        from ..tasks import get_task
+
+        return get_task(borrowed)  # e.g. XNLI's English training data is MNLI
+    return task
+
+
+def missing_data(task: TaskSpec, split: Split, lang: str, data_dir: Path | None) -> str | None:
+    """Why there is no local file for this split and language (a language evaluation skips), or None: the
+    file exists, or the data come from the hub. A language the task does not know, without a file, is an error."""
+    source = _source_of(task, split, lang)
+    source.check_language(lang, split, data_dir)
+    missing = getattr(source.source, "missing", None)
+    return missing(split, lang, Path(data_dir)) if data_dir is not None and missing is not None else None
 
 
 BUCC_DISTRACTORS = 9  # non-gold sentences kept per gold pair on each side when a BUCC problem is limited
@@ -70,6 +84,10 @@ def _check_labels(task: TaskSpec, examples: list[dict], where: str, located: Exa
     and line of a bad one; examples from elsewhere (the hub) are named by split and index."""
     valid = set(task.labels)
     for i, example in enumerate(examples):
+        if task.format is TaskFormat.MULTIPLE_CHOICE and len(example["choices"]) != task.num_choices:
+            # the readers check their own rows; this holds for rows from anywhere (the hub, a union)
+            found = f"expected {task.num_choices} choices, found {len(example['choices'])}"
+            raise StepstoneError(f"{located.where(i)}: {found}" if located is not None else f"{where}, example {i}: {found}")
         if task.format is TaskFormat.CLASSIFICATION:
             found = [example["label"]]
         elif task.format is TaskFormat.TAGGING:

@@ -11,8 +11,13 @@ Every malformed input raises `StepstoneError` with one line `PATH[:LINE]: what i
 LF or CRLF and may start with a UTF-8 BOM; fields are kept verbatim (no stripping of inner whitespace).
 Multiple-choice convention: `context` = the passage followed by the question (joined by one space),
 `choices` = the answers alone, `label` = index of the right answer.
-Readers of labelled lines (tagging, classification TSV) return `Examples`: a list that also knows the line
-of every example, so that a label found to be outside a task's set later is reported as `PATH:LINE`.
+Readers of labelled lines (tagging, classification TSV, multiple-choice JSONL) return `Examples`: a list that
+also knows the line of every example, so that a label found to be outside a task's set later is reported as
+`PATH:LINE`.
+A file that carries no labels at all (XTREME removes them from its test files: a missing label column, tokens
+without tags, every SQuAD answer blank) raises `Unlabelled`, a `StepstoneError` the task sources complete with
+what to do (pair it with its labels file, or train without dev). XTREME's separate label files pair with
+their inputs through the `read_*_with_labels` readers.
 """
 from __future__ import annotations
 
@@ -29,6 +34,10 @@ from .. import provenance
 from ..errors import StepstoneError, choices
 
 CONLLU_COLUMNS = ("id", "form", "lemma", "upos", "xpos", "feats", "head", "deprel", "deps", "misc")
+
+
+class Unlabelled(StepstoneError):
+    """The file has no labels (or gold answers) at all, e.g. one of XTREME's unlabelled test files."""
 
 
 class Examples(list):
@@ -79,6 +88,23 @@ def _columns(path: Path, number: int, line: str, expected: int) -> list[str]:
     if len(fields) != expected:
         raise StepstoneError(f"{path}:{number}: expected {expected} tab-separated columns, found {len(fields)}")
     return fields
+
+
+def _unless_unlabelled(read: Callable[[], Examples], unlabelled: Callable[[], bool]) -> Examples:
+    """`read()`, except that its error becomes `Unlabelled` (same message) when the file has no labels at
+    all (`unlabelled()`): the first bad line is still named, and the sources can say what to do."""
+    try:
+        return read()
+    except Unlabelled:
+        raise
+    except StepstoneError as err:
+        try:
+            bare = unlabelled()
+        except StepstoneError:  # unreadable: the original error says why
+            bare = False
+        if bare:
+            raise Unlabelled(str(err)) from None
+        raise
 
 
 # -------------------------------------------------------------------------------------------- tagging
@@ -175,7 +201,26 @@ def read_tagging_tsv(path: Path, *, lang_prefix: str | None = None) -> Examples:
             raise StepstoneError(f"{path}:{number}: empty {'token' if not token else 'tag'}")
         return token, tag
 
-    return _sentences(path, word)
+    def untagged() -> bool:  # XTREME's test files: one token per line, no tag column
+        fields = [line.split("\t") for line in _lines(path) if line.strip()]
+        return all(len(f) == 1 or (len(f) == 2 and not f[1].strip()) for f in fields)
+
+    return _unless_unlabelled(lambda: _sentences(path, word), untagged)
+
+
+def read_tagging_with_labels(inputs: Path, labels: Path) -> Examples:
+    """XTREME's unlabelled tagging test files (UD-POS, PAN-X `test-LANG.tsv`: one token per line, a blank line
+    between sentences) paired with their labels file (one tag per line, the same sentence breaks; XTREME's
+    label-folder layout `labels/TASK/test-LANG.tsv`). Lines are the labels file's."""
+    tokens = _sentences(inputs, lambda n, line: (_columns(inputs, n, line, 1)[0], ""))
+    tags = _sentences(labels, lambda n, line: ("", _columns(labels, n, line, 1)[0]))
+    if len(tokens) != len(tags):
+        raise StepstoneError(f"{labels} has {len(tags)} sentences but {inputs} has {len(tokens)}: not aligned")
+    for k, (words, tagged) in enumerate(zip(tokens, tags)):
+        if len(words["tokens"]) != len(tagged["tags"]):
+            raise StepstoneError(f"{labels}:{tags.lines[k][0]}: sentence {k + 1} has {len(tagged['tags'])} tags but "
+                                 f"{len(words['tokens'])} tokens in {inputs} (line {tokens.lines[k][0]})")
+    return Examples(labels, ({"tokens": w["tokens"], "tags": t["tags"]} for w, t in zip(tokens, tags)), tags.lines)
 
 
 # ------------------------------------------------------------------------------------- classification
@@ -201,16 +246,44 @@ def read_pairs_tsv(path: Path, *, header: bool, columns: tuple[int, int, int] = 
     both as in XTREME / google-research-datasets paws-x). `columns` gives the (text, text_pair, label)
     column indexes. No quoting: a field is everything between tabs."""
     a, b, c = columns
-    rows = list(_tsv_rows(path, header, max(columns) + 1))
-    return Examples(path, ({"text": f[a], "text_pair": f[b], "label": _label(path, n, f[c])} for n, f in rows),
-                    (n for n, _ in rows))
+
+    def read() -> Examples:
+        rows = list(_tsv_rows(path, header, max(columns) + 1))
+        return Examples(path, ({"text": f[a], "text_pair": f[b], "label": _label(path, n, f[c])} for n, f in rows),
+                        (n for n, _ in rows))
+    return _unless_unlabelled(read, lambda: _no_label_column(path, header, (a, b), c))
 
 
 def read_single_tsv(path: Path, *, header: bool = True, columns: tuple[int, int] = (0, 1)) -> Examples:
     """Single-sentence classification TSV, e.g. SST-2 (GLUE) `sentence\\tlabel` with a header line."""
     a, c = columns
-    rows = list(_tsv_rows(path, header, max(columns) + 1))
-    return Examples(path, ({"text": f[a], "label": _label(path, n, f[c])} for n, f in rows), (n for n, _ in rows))
+
+    def read() -> Examples:
+        rows = list(_tsv_rows(path, header, max(columns) + 1))
+        return Examples(path, ({"text": f[a], "label": _label(path, n, f[c])} for n, f in rows),
+                        (n for n, _ in rows))
+    return _unless_unlabelled(read, lambda: _no_label_column(path, header, (a,), c))
+
+
+def _no_label_column(path: Path, header: bool, text: tuple[int, ...], label: int) -> bool:
+    """Every row has its text columns but no label (the column missing or blank): an unlabelled file."""
+    rows = [line.split("\t") for line in _lines(path) if line.strip()][1 if header else 0:]
+    return bool(rows) and all(len(f) > max(text) and (len(f) <= label or not f[label].strip()) for f in rows)
+
+
+def read_pairs_with_labels(inputs: Path, labels: Path) -> Examples:
+    """XTREME's unlabelled sentence-pair test files (XNLI, PAWS-X `test-LANG.tsv`: `s1\\ts2`, no header) paired
+    with their labels file (one label per line; XTREME's label-folder layout `labels/TASK/test-LANG.tsv`).
+    Lines are the labels file's, where a bad label is."""
+    rows = list(_tsv_rows(inputs, False, 2))
+    if rows and len(rows[0][1]) != 2:
+        raise StepstoneError(f"{inputs}:{rows[0][0]}: expected 2 tab-separated columns (no label), "
+                             f"found {len(rows[0][1])}")
+    gold = [(n, line.strip()) for n, line in enumerate(_lines(labels), 1) if line.strip()]
+    if len(gold) != len(rows):
+        raise StepstoneError(f"{labels} has {len(gold)} labels but {inputs} has {len(rows)} rows: not aligned")
+    return Examples(labels, ({"text": f[0], "text_pair": f[1], "label": label} for (_, f), (_, label) in zip(rows, gold)),
+                    (n for n, _ in gold))
 
 
 # ------------------------------------------------------------------------------------------------- QA
@@ -251,8 +324,7 @@ def read_squad_json(path: Path, *, allow_blank_answers: bool = False) -> list[di
                         if not text:
                             if allow_blank_answers:
                                 continue
-                            raise StepstoneError(f"{path}: {where_q}: answer with empty text (no gold answer; "
-                                                 "allow_blank_answers=True reads it as unanswered)")
+                            _blank_answer(path, doc, where_q)
                         if start < 0 or context[start:start + len(text)] != text:
                             raise StepstoneError(f"{path}: {where_q}: answer '{text}' is not at offset {start} "
                                                  f"of its context")
@@ -267,6 +339,22 @@ def read_squad_json(path: Path, *, allow_blank_answers: bool = False) -> list[di
                                  "question": _field(path, question, "question", str, where_q),
                                  "answers": {"text": texts, "answer_start": starts}})
     return examples
+
+
+def _blank_answer(path: Path, doc: dict, where: str):
+    """Raise for a blank answer: `Unlabelled` when every answer in the file is blank (XTREME's test files:
+    each answer replaced by "" at 0), else the question's own error."""
+    one = f"{path}: {where}: answer with empty text (no gold answer; allow_blank_answers=True reads it as unanswered)"
+    try:
+        questions = [q for article in doc["data"] for paragraph in article["paragraphs"] for q in paragraph["qas"]]
+        bare = all(not q.get("is_impossible", False) and all(not a["text"] for a in q["answers"]) for q in questions)
+    except (KeyError, TypeError):  # malformed further on: that question's own error comes later
+        bare = False
+    if not bare:
+        raise StepstoneError(one)
+    if len(questions) == 1:
+        raise Unlabelled(one)
+    raise Unlabelled(f"{path}: no gold answers: all {len(questions)} questions have an answer with empty text")
 
 
 def _field(path: Path, obj, key: str, kind, where: str):
@@ -337,7 +425,7 @@ def _join(*parts: str) -> str:
 _ANLI_LABELS = {"e": "entailment", "n": "neutral", "c": "contradiction"}
 
 
-def _anli(row: dict) -> dict:
+def _anli(row: dict, n: int | None = None) -> dict:
     """ANLI (facebookresearch/anli): context, hypothesis, label e/n/c -> classification."""
     label = _get(row, "label")
     label = _ANLI_LABELS.get(label, label) if isinstance(label, str) else label
@@ -346,39 +434,67 @@ def _anli(row: dict) -> dict:
     return {"text": _text(row, "context"), "text_pair": _text(row, "hypothesis"), "label": label}
 
 
-def _hellaswag(row: dict) -> dict:
+def _count(found: int, n: int | None, noun: str) -> None:
+    """A multiple-choice row has exactly the task's number of options (else collation would fail later)."""
+    if n is not None and found != n:
+        raise _RowError(f"expected {n} {noun}, found {found}")
+
+
+def _numbered(row: dict, pattern: str) -> int:
+    """How many option keys (e.g. choice1, choice2, ...) a row has."""
+    return sum(1 for key in row if re.fullmatch(pattern, key))
+
+
+def _hellaswag(row: dict, n: int | None = None) -> dict:
     """HellaSwag (rowanz/hellaswag): ctx, endings[], label (int or digit string)."""
     endings = _get(row, "endings")
     if not isinstance(endings, list) or len(endings) < 2 or not all(isinstance(e, str) for e in endings):
         raise _RowError("'endings' must be a list of at least 2 strings")
-    return {"context": _text(row, "ctx"), "choices": list(endings), "label": _index(_get(row, "label"), len(endings))}
+    example = {"context": _text(row, "ctx"), "choices": list(endings), "label": _index(_get(row, "label"), len(endings))}
+    _count(len(endings), n, "endings")
+    return example
 
 
-def _commonsenseqa(row: dict) -> dict:
-    """CommonsenseQA (tau/commonsense_qa): question, choices{label[], text[]}, answerKey (a choice label)."""
-    options = _get(row, "choices")
+def _commonsenseqa(row: dict, n: int | None = None) -> dict:
+    """CommonsenseQA: the hub's flat rows (tau/commonsense_qa: question, choices{label[], text[]}, answerKey) or
+    the original release's (train_rand_split.jsonl: question{stem, choices[{label, text}]}, answerKey)."""
+    question = _get(row, "question")
+    if isinstance(question, dict) and isinstance(question.get("choices"), list):  # the original release
+        listed = question["choices"]
+        if not all(isinstance(c, dict) and "label" in c and "text" in c for c in listed):
+            raise _RowError("'question.choices' must be a list of {'label', 'text'}")
+        options = {"label": [c["label"] for c in listed], "text": [c["text"] for c in listed]}
+        row = {**row, "question": _text(question, "stem")}
+    else:
+        options = _get(row, "choices")
     if (not isinstance(options, dict) or not isinstance(options.get("label"), list)
             or not isinstance(options.get("text"), list) or len(options["label"]) != len(options["text"])):
         raise _RowError("'choices' must be {'label': [...], 'text': [...]} of equal length")
     label = _letter(_get(row, "answerKey"), options["label"], "answerKey")
-    return {"context": _text(row, "question"), "choices": list(options["text"]), "label": label}
+    example = {"context": _text(row, "question"), "choices": list(options["text"]), "label": label}
+    _count(len(options["text"]), n, "choices")
+    return example
 
 
-def _siqa(row: dict) -> dict:
+def _siqa(row: dict, n: int | None = None) -> dict:
     """Social IQa (allenai socialiqa v1.4 jsonl): context, question, answerA-C, correct A/B/C."""
-    return {"context": _join(_text(row, "context"), _text(row, "question")),
-            "choices": [_text(row, f"answer{x}") for x in "ABC"],
-            "label": _letter(_get(row, "correct"), ["A", "B", "C"], "correct")}
+    example = {"context": _join(_text(row, "context"), _text(row, "question")),
+               "choices": [_text(row, f"answer{x}") for x in "ABC"],
+               "label": _letter(_get(row, "correct"), ["A", "B", "C"], "correct")}
+    _count(_numbered(row, r"answer[A-Z]"), n, "answers")  # e.g. an answerD the task would silently drop
+    return example
 
 
-def _copa(row: dict) -> dict:
+def _copa(row: dict, n: int | None = None) -> dict:
     """COPA (SuperGLUE jsonl): premise, choice1, choice2, question cause/effect, label 0/1.
     context = "PREMISE What was the cause?" (or "... effect?")."""
     question = _get(row, "question")
     if question not in ("cause", "effect"):
         raise _RowError(f"question '{question}' is not one of cause, effect")
-    return {"context": f"{_text(row, 'premise')} What was the {question}?",
-            "choices": [_text(row, "choice1"), _text(row, "choice2")], "label": _index(_get(row, "label"), 2)}
+    example = {"context": f"{_text(row, 'premise')} What was the {question}?",
+               "choices": [_text(row, "choice1"), _text(row, "choice2")], "label": _index(_get(row, "label"), 2)}
+    _count(_numbered(row, r"choice\d+"), n, "choices")  # e.g. a choice3 the task would silently drop
+    return example
 
 
 class JsonlShape(str, Enum):
@@ -391,35 +507,49 @@ class JsonlShape(str, Enum):
     COPA = "copa"
 
 
-_CONVERTERS: dict[JsonlShape, Callable[[dict], dict]] = {
+_CONVERTERS: dict[JsonlShape, Callable[[dict, int | None], dict]] = {
     JsonlShape.ANLI: _anli, JsonlShape.HELLASWAG: _hellaswag, JsonlShape.COMMONSENSEQA: _commonsenseqa,
     JsonlShape.SIQA: _siqa, JsonlShape.COPA: _copa,
 }
+# the key that holds each shape's answer: a file where no row has one is unlabelled (e.g. SuperGLUE's test files)
+_LABEL_KEYS = {JsonlShape.ANLI: "label", JsonlShape.HELLASWAG: "label", JsonlShape.COMMONSENSEQA: "answerKey",
+               JsonlShape.SIQA: "correct", JsonlShape.COPA: "label"}
 
 
-def _convert(numbered: Iterable[tuple[int, dict]], shape: JsonlShape | str, source: str) -> list[dict]:
+def _convert(numbered: Iterable[tuple[int, dict]], shape: JsonlShape | str, source: str,
+             num_choices: int | None = None) -> tuple[list[dict], list[int]]:
     try:
-        convert = _CONVERTERS[JsonlShape(shape)]
+        shape = JsonlShape(shape)
     except ValueError:
         raise StepstoneError(f"unknown row shape '{shape}' (valid: {choices(s.value for s in JsonlShape)})") from None
-    examples = []
+    convert, key = _CONVERTERS[shape], _LABEL_KEYS[shape]
+    numbered = list(numbered)
+    examples, lines = [], []
     for number, row in numbered:
         try:
-            examples.append(convert(row))
+            examples.append(convert(row, num_choices))
+            lines.append(number)
         except _RowError as err:
-            raise StepstoneError(f"{source}:{number}: {err}") from None
-    return examples
+            message = f"{source}:{number}: {err}"
+            about_label = str(err).startswith((f"missing key '{key}'", f"{key} '"))
+            if about_label and all(other.get(key) in (None, "", -1, "-1") for _, other in numbered):
+                raise Unlabelled(message) from None
+            raise StepstoneError(message) from None
+    return examples, lines
 
 
-def read_task_jsonl(path: Path, shape: JsonlShape | str) -> list[dict]:
+def read_task_jsonl(path: Path, shape: JsonlShape | str, num_choices: int | None = None) -> Examples:
     """A task's JSONL file converted to canonical examples; errors name the file and line.
-    ANLI -> classification (label entailment/neutral/contradiction); the others -> multiple choice."""
-    return _convert(_jsonl(path), shape, str(path))
+    ANLI -> classification (label entailment/neutral/contradiction); the others -> multiple choice, each
+    row required to have `num_choices` options when given (`FILE:LINE: expected 4 endings, found 5`)."""
+    examples, lines = _convert(_jsonl(path), shape, str(path), num_choices)
+    return Examples(path, examples, lines)
 
 
-def convert_rows(rows: Iterable[dict], shape: JsonlShape | str, source: str) -> list[dict]:
+def convert_rows(rows: Iterable[dict], shape: JsonlShape | str, source: str,
+                 num_choices: int | None = None) -> list[dict]:
     """The same conversion for rows from elsewhere (e.g. a hub dataset); errors say `SOURCE:ROW` (1-based)."""
-    return _convert(enumerate(rows, 1), shape, source)
+    return _convert(enumerate(rows, 1), shape, source, num_choices)[0]
 
 
 # ----------------------------------------------------------------------------------------------- CSV
@@ -435,6 +565,9 @@ def read_cosmosqa_csv(path: Path) -> list[dict]:
         missing = [c for c in _COSMOS_COLUMNS if c not in header]
         if missing:
             raise StepstoneError(f"{path}:1: missing column(s) {', '.join(missing)} (found: {', '.join(header)})")
+        answers = sum(1 for c in header if re.fullmatch(r"answer\d+", c))
+        if answers != 4:  # e.g. an extra answer4 column: the task has 4 options, collation needs exactly that
+            raise StepstoneError(f"{path}:1: expected 4 answers, found {answers}")
         at = {c: header.index(c) for c in _COSMOS_COLUMNS}
         examples, line = [], reader.line_num
         for fields in reader:
@@ -462,6 +595,23 @@ def read_tatoeba(src_path: Path, eng_path: Path) -> list[tuple[str, str]]:
     if len(src) != len(eng):
         raise StepstoneError(f"{src_path} has {len(src)} lines but {eng_path} has {len(eng)}: not aligned")
     return list(zip(src, eng))
+
+
+def read_tatoeba_with_labels(src_path: Path, eng_path: Path, labels: Path) -> list[tuple[str, str]]:
+    """XTREME's Tatoeba test files (`LANG-en.LANG`, and `LANG-en.en` sorted so that line order gives nothing
+    away) with their labels file (`labels/tatoeba/test-LANG.tsv`: line i = the 0-based line of `LANG-en.en`
+    that translates line i of `LANG-en.LANG`). Returns (xxx, eng) pairs, as `read_tatoeba`."""
+    src, eng = _lines(src_path), _lines(eng_path)
+    gold = [(n, line.strip()) for n, line in enumerate(_lines(labels), 1) if line.strip()]
+    if len(gold) != len(src):
+        raise StepstoneError(f"{labels} has {len(gold)} labels but {src_path} has {len(src)} lines: not aligned")
+    pairs = []
+    for (number, value), sentence in zip(gold, src):
+        if not value.isdigit() or int(value) >= len(eng):
+            raise StepstoneError(f"{labels}:{number}: '{value}' is not a line index of {eng_path} "
+                                 f"(0-{len(eng) - 1})")
+        pairs.append((sentence, eng[int(value)]))
+    return pairs
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,13 @@ class TaskSpec:
 
     labels: label names in head order (classification / tagging); empty for QA and multiple choice.
     num_choices: options per example (multiple choice only).
-    languages: every language the task can be evaluated in; train_language: where training data is.
-    train_from / dev_from: the task whose English train / dev split this one uses (XNLI trains on MNLI,
-    XQuAD and MLQA on SQuAD v1.1, XCOPA on COPA); None = its own.
+    languages: every language the source provides (also by hub); train_language: where training data is.
+    benchmark_languages: the benchmark's official list (XTREME's, Hu et al. 2020), a subset of `languages`
+    and the default of `evaluate`; empty = all of `languages`. Any other language evaluates when its local
+    file exists, reported as outside the benchmark's list.
+    train_from / dev_from: the task whose English train / dev split this one uses, only where the task has
+    no English split of its own (XNLI trains on MNLI; XQuAD, which has only a test set, on SQuAD v1.1;
+    XCOPA, which has no English, on COPA); None = its own.
     open_labels: > 0 for tasks whose label set comes from the training data (CCG supertags): tags seen at
     least this many times, in order of frequency, plus OTHER_LABEL for the rest; recorded in manifests.
     """
@@ -64,6 +68,11 @@ class TaskSpec:
     dev_from: str | None = None
     open_labels: int = 0
     unanswerable: bool = False  # extractive QA with questions that have no answer (SQuAD v2.0)
+    benchmark_languages: tuple[str, ...] = ()
+
+    @property
+    def official_languages(self) -> tuple[str, ...]:
+        return self.benchmark_languages or self.languages
 
     @property
     def trainable(self) -> bool:
@@ -75,6 +84,8 @@ class TaskSpec:
             raise ValueError(f"task {self.name}: labels are required exactly for classification and tagging")
         if (self.format is TaskFormat.MULTIPLE_CHOICE) != (self.num_choices > 1):
             raise ValueError(f"task {self.name}: num_choices > 1 is required exactly for multiple choice")
+        if not set(self.benchmark_languages) <= set(self.languages):
+            raise ValueError(f"task {self.name}: benchmark languages must be among its languages")
 
     def derive_labels(self, examples: list[dict]) -> "TaskSpec":
         """This task with its open label set taken from training `examples` (tagging)."""
@@ -85,10 +96,19 @@ class TaskSpec:
         kept = [t for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n >= self.open_labels]
         return replace(self, labels=(*kept, OTHER_LABEL))
 
-    def check_language(self, lang: str) -> str:
-        if lang not in self.languages:
+    def check_language(self, lang: str, split: Split | None = None, data_dir: Path | None = None) -> str:
+        """`lang` if the task has it, or (with a data dir) if a local file for `split` in it exists: e.g.
+        XTREME-R's extra languages."""
+        if lang in self.languages:
+            return lang
+        has_local = getattr(self.source, "has_local", None)
+        if data_dir is None or split is None or has_local is None:
             raise StepstoneError(f"task '{self.name}' has no language '{lang}' (valid: {choices(self.languages)})")
-        return lang
+        if has_local(split, lang, Path(data_dir)):
+            return lang
+        looked = self.source.local.looked_for(split, lang)
+        raise StepstoneError(f"task '{self.name}' has no language '{lang}' (valid: {choices(self.languages)}; or "
+                             f"any language with a local {split.value} file, none under {data_dir}: looked for {looked})")
 
 
 TASKS: Registry[TaskSpec] = Registry("task")

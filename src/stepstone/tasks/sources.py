@@ -1,5 +1,6 @@
 """Where a task's examples come from: local files in their native format (`--data-dir`, laid out as in
-../shared/data) or the Hugging Face hub (`datasets.load_dataset`, on a machine that reaches it).
+../shared/data, or as the upstream downloads unpack) or the Hugging Face hub (`datasets.load_dataset`, on a
+machine that reaches it).
 
 A `Sources` value holds both; `load` uses the local layout when a data dir is given, else the hub.
 """
@@ -9,10 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..data.readers import Unlabelled
 from ..errors import StepstoneError
 from .base import Split
 
-Reader = Callable[[Path], list[dict]]
+Reader = Callable[..., list[dict]]  # one Path per file of its candidate
 Converter = Callable[[Any, str], list[dict]]  # (hub datasets.Dataset, language) -> canonical examples
 
 # ISO 639-1 -> the 3-letter codes Tatoeba (LASER) file names use.
@@ -20,21 +22,48 @@ ISO3 = {"ar": "ara", "zh": "cmn", "de": "deu", "fr": "fra", "hi": "hin", "ru": "
         "ja": "jpn", "ko": "kor", "nl": "nld", "pt": "por", "tr": "tur", "vi": "vie", "id": "ind", "fi": "fin",
         "he": "heb", "hu": "hun", "et": "est", "el": "ell", "bg": "bul", "fa": "pes", "th": "tha", "ur": "urd",
         "bn": "ben", "ta": "tam", "te": "tel", "ml": "mal", "mr": "mar", "af": "afr", "eu": "eus", "jv": "jav",
-        "ka": "kat", "kk": "kaz", "sw": "swh", "tl": "tgl"}
+        "ka": "kat", "kk": "kaz", "sw": "swh", "tl": "tgl",
+        # XTREME-R's extra Tatoeba languages (google-research/xtreme utils_preprocess.py, lang3_dict)
+        "az": "aze", "lt": "lit", "pl": "pol", "uk": "ukr", "ro": "ron"}
+LABELS = "labels/"  # XTREME's --label_folder layout under the data dir: labels/TASK/test-LANG.EXT
+
+
+@dataclass(frozen=True)
+class Together:
+    """Files one reader reads together: XTREME's test inputs, whose labels it removed, and their labels file
+    (`labels/TASK/test-LANG.EXT`, as XTREME's own evaluate.py --label_folder has them); `read(*paths)`."""
+
+    patterns: tuple[str, ...]
+    read: Reader
 
 
 @dataclass(frozen=True)
 class Local:
-    """Per split, candidate file patterns (relative to the data dir; `{lang}`, `{lang3}` filled in) with
-    the reader for each; the first existing file wins."""
+    """Per split, candidates in order: a file pattern (relative to the data dir; `{lang}`, `{lang3}`, `{name}`
+    filled in) with its reader, or `Together` files; the first candidate whose files all exist wins.
+    `names`: language -> the name upstream file names use (TyDiQA's `tydiqa-goldp-dev-arabic.json`)."""
 
-    files: dict[Split, Sequence[tuple[str, Reader]]]
+    files: dict[Split, Sequence[tuple[str, Reader] | Together]]
+    names: dict[str, str] = field(default_factory=dict)
 
-    def paths(self, split: Split, lang: str) -> list[tuple[str, Reader]]:
+    def candidates(self, split: Split, lang: str) -> list[tuple[tuple[str, ...], Reader]]:
         # MLQA-style languages "ctx.question" fill {ctx} and {qst}; plain ones fill both with the language.
         ctx, _, qst = lang.partition(".")
-        codes = dict(lang=lang, lang3=ISO3.get(lang, lang), ctx=ctx, qst=qst or ctx)
-        return [(p.format(**codes), r) for p, r in self.files.get(split, ())]
+        codes = dict(lang=lang, lang3=ISO3.get(lang, lang), ctx=ctx, qst=qst or ctx, name=self.names.get(lang, lang))
+        found = []
+        for candidate in self.files.get(split, ()):
+            patterns, read = (candidate.patterns, candidate.read) if isinstance(candidate, Together) else (
+                (candidate[0],), candidate[1])
+            found.append((tuple(p.format(**codes) for p in patterns), read))
+        return found
+
+    def paths(self, split: Split, lang: str) -> list[tuple[str, Reader]]:
+        """The first file of each candidate (the one whose presence says the language has data)."""
+        return [(files[0], read) for files, read in self.candidates(split, lang)]
+
+    def looked_for(self, split: Split, lang: str) -> str:
+        files = dict.fromkeys(f for fs, _ in self.candidates(split, lang) for f in fs)  # unique, in order
+        return ", ".join(files) or "no file is defined for this split"
 
 
 @dataclass(frozen=True)
@@ -67,22 +96,54 @@ class Sources:
         if self.hub is not None:
             parts.append(f"hub {self.hub.path}" + (f" ({self.hub.config})" if self.hub.config else ""))
         if self.local is not None:
-            first = next(iter(self.local.files.values()))[0][0]
+            patterns = [p for candidates in self.local.files.values() for c in candidates
+                        for p in (c.patterns if isinstance(c, Together) else (c[0],))]
+            first = next(p for p in patterns if not p.startswith(LABELS))  # the task's folder, not XTREME's labels
             parts.append(f"local {first.rsplit('/', 1)[0]}/")
         return "; ".join(parts) or "none"
+
+    def has_local(self, split: Split, lang: str, data_dir: Path) -> bool:
+        """Whether `data_dir` holds a file for this split and language (the first file of a candidate)."""
+        return self.local is not None and any((Path(data_dir) / files[0]).is_file()
+                                              for files, _ in self.local.candidates(split, lang))
 
     def _local(self, split: Split, lang: str, data_dir: Path) -> list[dict]:
         if self.local is None:
             raise StepstoneError(f"no local file layout for this task; it loads from the hub ({self.describe()})")
-        candidates = self.local.paths(split, lang)
-        for relative, reader in candidates:
-            if (data_dir / relative).is_file():
-                examples = reader(data_dir / relative)
+        candidates = self.local.candidates(split, lang)
+        for files, reader in candidates:
+            paths = [data_dir / f for f in files]
+            if all(path.is_file() for path in paths):
+                try:
+                    examples = reader(*paths)
+                except Unlabelled as err:  # no labels at all: say what to do about it
+                    raise StepstoneError(f"{err}{self._unlabelled_advice(split, candidates, data_dir)}") from None
                 if not examples:  # e.g. a TSV with only its header line, SQuAD with an empty 'data' list
-                    raise StepstoneError(f"{data_dir / relative}: no examples in the file")
+                    raise StepstoneError(f"{paths[0]}: no examples in the file")
                 return examples
-        looked = ", ".join(r for r, _ in candidates) or "no file is defined for this split"
-        raise StepstoneError(f"no {split.value} file for language '{lang}' under {data_dir} (looked for: {looked})")
+        for files, _ in candidates:  # XTREME's test inputs without the labels that go with them: not "no data"
+            if len(files) > 1 and (data_dir / files[0]).is_file():
+                missing = ", ".join(str(data_dir / f) for f in files[1:] if not (data_dir / f).is_file())
+                raise StepstoneError(f"{data_dir / files[0]}: found, but not {missing} that goes with it "
+                                     f"(XTREME ships its test labels separately)")
+        raise StepstoneError(self.missing(split, lang, data_dir))
+
+    def missing(self, split: Split, lang: str, data_dir: Path) -> str | None:
+        """Why `data_dir` has no data for this split and language (evaluation skips such a language), or None
+        when a candidate's first file is there (reading it may still fail) or the task has no local layout."""
+        if self.local is None or self.has_local(split, lang, data_dir):
+            return None
+        return (f"no {split.value} file for language '{lang}' under {data_dir} "
+                f"(looked for: {self.local.looked_for(split, lang)})")
+
+    @staticmethod
+    def _unlabelled_advice(split: Split, candidates: list[tuple[tuple[str, ...], Reader]], data_dir: Path) -> str:
+        if split is Split.VALIDATION:
+            return "; to train without a dev set, pass train.dev=false train.select_best=false"
+        labels = next((f for files, _ in candidates for f in files if f.startswith(LABELS)), None)
+        if labels is not None:  # XTREME's test files: their labels come separately
+            return f"; XTREME keeps test labels in separate files: put this one's at {data_dir / labels}"
+        return ""
 
     def _hub(self, split: Split, lang: str) -> list[dict]:
         hub = self.hub
