@@ -56,6 +56,8 @@ def evaluate(
     if result.zero_shot is not None:  # the headline: transfer to the languages not trained on
         langs = result.zero_shot_languages
         shown = ", ".join(langs) if len(langs) <= 6 else f"{len(langs)} languages"
-        console.print(f"[bold]zero-shot {result.metric}: {result.zero_shot:.2f}[/] (mean of {shown}; "
-                      f"{result.train_language} apart)", highlight=False)
+        from rich.text import Text
+
+        console.print(Text.assemble((f"zero-shot {result.metric}: {result.zero_shot:.2f}", "bold"),
+                                    f" (mean of {shown}; {result.train_language} apart)"))
     console.print(f"wrote {result.output}")

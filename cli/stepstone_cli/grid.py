@@ -24,7 +24,7 @@ def grid(
         set_threads(None)
         loaded = load_grid(spec, tuple(overrides or ()))
         folder = out or Path("grids") / spec.stem
-        result = run_grid(loaded, folder, progress=progress_factory(quiet), echo=console.print)
+        result = run_grid(loaded, folder, progress=progress_factory(quiet), echo=console.print, isolate=isolate)
     console.print(f"{result.ran} cells ran, {result.skipped} already done, {len(result.failed)} failed: {folder}")
     for cell in result.failed:
         console.print(f"  failed: {cell}")

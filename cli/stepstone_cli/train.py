@@ -29,12 +29,13 @@ def train(
     grad_checkpointing: bool = typer.Option(False, "--grad-checkpointing", help="Recompute activations in backward: less memory."),
     checkpoint_every: Optional[int] = typer.Option(None, help="Optimizer steps between checkpoints (default 500; 0 = none)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run's latest checkpoint (RUNS_DIR/NAME.checkpoint)."),
-    log: Optional[str] = typer.Option(None, "--log", help="Also log live to: tensorboard (RUNS_DIR/tensorboard/NAME)."),
+    log: Optional[List[str]] = typer.Option(None, "--log", help="Also log live to: tensorboard (RUNS_DIR/tensorboard/NAME), "
+                                            "wandb (offline unless WANDB_MODE is set), mlflow; repeat or comma-separate."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Train an adapter (saved to the zoo) or a target adapter on a Stack / Fuse of zoo adapters, or
     a full fine-tune (saved to RUNS_DIR/NAME). Settings: --config file, then options, then KEY=VALUE."""
-    from stepstone import composition
+    from stepstone import composition, tracking
     from stepstone.errors import StepstoneError
     from stepstone.pipelines import load_run_spec, train_run
     from stepstone.zoo import Zoo
@@ -62,12 +63,11 @@ def train(
             settings["init_from"] = str(init_from)
         if data_dir is not None:
             settings["data_dir"] = str(data_dir)
-        if log not in (None, "tensorboard"):
-            raise StepstoneError(f"unknown --log '{log}' (valid: tensorboard; train_log.jsonl is always written)")
+        trackers = tracking.parse(log or [])
         zoo = Zoo(zoo_dir)
         spec = load_run_spec(config, settings, overrides or [], zoo=zoo)
         outcome = train_run(spec, zoo=zoo, runs_dir=runs_dir, progress=progress_factory(quiet),
-                            tensorboard=log == "tensorboard", resume=resume)
+                            log=trackers, resume=resume)
     if not outcome.primary:  # another process of `accelerate launch`: the first one reports
         return
     manifest = outcome.manifest

@@ -20,7 +20,7 @@ from .artifacts import read_manifest, write_text_atomic
 from .composition import parse
 from .config import dotted_path, build, dump_yaml, load_yaml, merge, parse_overrides, to_dict
 from .errors import ConfigError, StepstoneError, choices
-from .progress import ProgressFactory, silent
+from .progress import Countdown, ProgressFactory, note, silent
 from .specs import BackboneSpec, MethodKind, MethodSpec, RunSpec, TrainSpec
 from .tasks import TASKS, Split, TaskSpec, get_task
 
@@ -321,16 +321,20 @@ def load_records(path: Path) -> dict[str, dict]:
 
 def run_grid(grid: GridSpec, folder: Path, *, progress: ProgressFactory = silent,
              echo: Callable[[str], None] = lambda line: None, isolate: bool = True,
-             limit: int | None = None) -> GridResult:
+             limit: int | None = None, clock: Callable[[], float] = time.monotonic) -> GridResult:
     """Run (or continue) `grid` in `folder`. isolate: each training / evaluation in its own forked process
     (a crash cannot take the grid down, and peak memory is per cell). limit: stop after that many cells
-    (tests use it to simulate an interruption)."""
+    (tests use it to simulate an interruption). Progress notes (`progress.note`): cell k of n, elapsed,
+    an estimate of the time left; `echo`: failures."""
     folder = Path(folder)
     _pin_spec(grid, folder)
     log = folder / CELLS
     done = load_records(log)
     ran = skipped = 0
     failed: list[str] = []
+    todo, finished = planned(grid, done)
+    countdown = Countdown(todo if limit is None else min(todo, limit), clock())
+    note(progress, f"grid {folder}: {countdown.total} cells to run, {finished} already done")
     for cell in cells(grid):
         if done.get(cell.id, {}).get("status") == "ok":
             skipped += 1
@@ -339,11 +343,12 @@ def run_grid(grid: GridSpec, folder: Path, *, progress: ProgressFactory = silent
             continue
         if limit is not None and ran >= limit:
             break
-        echo(f"cell {cell.id}")
-        start = time.monotonic()
+        start = clock()
+        note(progress, countdown.begin(cell.id, start))
         record = (_isolated if isolate else _run_cell)(grid, folder, cell, progress)
         record = {"id": cell.id, "kind": cell.kind, "train_language": "en", **cell.record, **record,
-                  "cell_seconds": round(time.monotonic() - start, 1)}  # wall time: training + evaluation
+                  "cell_seconds": round(clock() - start, 1)}  # wall time: training + evaluation
+        countdown.finish()
         with open(log, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
             handle.flush()
@@ -352,8 +357,28 @@ def run_grid(grid: GridSpec, folder: Path, *, progress: ProgressFactory = silent
         ran += 1
         if record["status"] != "ok":
             failed.append(cell.id)
-            echo(f"  failed: {record['error']}")
+            echo(f"  failed: {cell.id}: {record['error']}")
+    if ran:
+        note(progress, countdown.summary(clock()))
     return GridResult(folder, ran, skipped, failed)
+
+
+def planned(grid: GridSpec, done: dict[str, dict]) -> tuple[int, int]:
+    """(cells a run will start, cells already recorded ok). Of the best-stack seed cells (`after`), one
+    per gate and seed runs: the best intermediate's, unless one of them is done already or the target
+    has no dev score to pick by."""
+    todo = finished = 0
+    gates, gates_done = set(), set()
+    for cell in cells(grid):
+        key = (cell.after, cell.record.get("seed"))
+        if done.get(cell.id, {}).get("status") == "ok":
+            finished += 1
+            gates_done.add(key)
+        elif cell.after is None:
+            todo += 1
+        elif cell.target is not None and cell.target.dev:
+            gates.add(key)
+    return todo + len(gates - gates_done), finished
 
 
 def _pin_spec(grid: GridSpec, folder: Path) -> None:

@@ -117,18 +117,20 @@ def _member(entry: Entry) -> comp.Member:
 
 
 def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("runs"),
-              progress: ProgressFactory = silent, tensorboard: bool = False, resume: bool = False) -> Outcome:
+              progress: ProgressFactory = silent, tensorboard: bool = False, resume: bool = False,
+              log: Sequence[str] = ()) -> Outcome:
     """Train `spec`. A standalone adapter goes to the zoo; a composed or full fine-tune run goes to
     `runs_dir/<name>`. Every artifact holds train_log.jsonl (loss and learning rate per step, dev
-    metrics per epoch); `tensorboard` also writes them live under `runs_dir/tensorboard/<name>`.
+    metrics per epoch); `log` also sends them live to trackers (`tracking.Tracker`: tensorboard under
+    `runs_dir/tensorboard/<name>`, wandb, mlflow; `tensorboard=True` is `log=["tensorboard"]`).
     Checkpoints go to `runs_dir/<name>.checkpoint` every `train.checkpoint_every` steps; `resume`
     continues from the latest (the same settings required). Returns where it went and what it measured."""
     from contextlib import nullcontext
 
     from . import tracking
 
-    if tensorboard:
-        tracking.check_tensorboard()
+    chosen = tracking.parse([*log, *([tracking.Tracker.TENSORBOARD] if tensorboard else [])])
+    tracking.check(chosen)
     zoo = zoo or Zoo()
     tasks = [get_task(t) for t in spec.task]
     untrainable = [t.name for t in tasks if not t.trainable]
@@ -173,13 +175,16 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
                                            spec.data_dir))) if record is not None}
     heads = {t.name: head_name(name, t.name, i) for i, t in enumerate(tasks)}
 
-    backbone = load_backbone(spec.backbone)
-    for entry in members:
-        _check_backbone(backbone, entry.name, entry.manifest["backbone"])
-        methods.load_adapter(backbone.model, entry.path, entry.name, with_head=False)
-    if init is not None:
-        _check_backbone(backbone, str(spec.init_from), init["backbone"])
-        _load_encoder(backbone.model, Path(spec.init_from) / FULL_WEIGHTS)
+    if not processes().primary:  # under `accelerate launch` the first process reports progress
+        progress = silent
+    with progress(f"load backbone {spec.backbone.name}", None):
+        backbone = load_backbone(spec.backbone)
+        for entry in members:
+            _check_backbone(backbone, entry.name, entry.manifest["backbone"])
+            methods.load_adapter(backbone.model, entry.path, entry.name, with_head=False)
+        if init is not None:
+            _check_backbone(backbone, str(spec.init_from), init["backbone"])
+            _load_encoder(backbone.model, Path(spec.init_from) / FULL_WEIGHTS)
     model = backbone.model
     torch.manual_seed(train_spec.seed)  # adapter, fusion and head initialisation
     if mode is not Mode.FULL:
@@ -200,12 +205,15 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
         handler, (train_examples, dev_examples) = handler_for(t), data[t.name]
         encode = dict(tokenizer=backbone.tokenizer, task=t, max_length=train_spec.max_length,
                       doc_stride=train_spec.doc_stride)
-        dev_rows = tokenized.encode(handler, dev_examples, train=False, **encode) if dev_examples else []
-        parts.append(TaskData(t, handler, heads[t.name], tokenized.encode(handler, train_examples, train=True, **encode),
+        dev_rows = tokenized.encode(handler, dev_examples, train=False, **encode, progress=progress,
+                                    description=f"tokenize {t.name} dev") if dev_examples else []
+        parts.append(TaskData(t, handler, heads[t.name],
+                              tokenized.encode(handler, train_examples, train=True, **encode, progress=progress,
+                                               description=f"tokenize {t.name} train"),
                               dev_examples, dev_rows))
     procs = processes()  # several under `accelerate launch`: only the first writes and reports
-    sink_folder = Path(runs_dir) / "tensorboard" / name
-    with (tracking.tensorboard(sink_folder) if tensorboard and procs.primary else nullcontext()) as sink:
+    live = tracking.open_trackers(chosen, name, Path(runs_dir), to_dict(spec)) if chosen and procs.primary else None
+    with (live or nullcontext()) as sink:
         result = train(model, parts, backbone.tokenizer, train_spec, mode, trainable,
                        progress if procs.primary else silent, sink, checkpoints, resume)
     task = tasks[0]
@@ -239,7 +247,7 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
     }
     try:
         if procs.primary:  # one writer; the other processes wait for it
-            with atomic_dir(destination) as tmp:
+            with progress(f"save {destination}", None), atomic_dir(destination) as tmp:
                 for t in tasks[1:]:  # extra multi-task heads; the first task's head travels with the adapter
                     (tmp / "heads" / t.name).mkdir(parents=True)
                     model.save_head(str(tmp / "heads" / t.name), heads[t.name], use_safetensors=True)
@@ -380,17 +388,18 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
     languages = [lang for lang in languages if lang in examples]
     outside = tuple(lang for lang in languages if lang not in spec_task.official_languages)
     settings = RetrievalSettings(layer=layer, pooling=pooling, batch_size=batch_size, max_length=max_length or 128)
-    if manifest is not None:
-        loaded, manifest, _ = load_for_inference(path, backbone)
-    else:
-        loaded = load_backbone(BackboneSpec(backbone))
+    with progress(f"load {path if path is not None else backbone}", None):
+        if manifest is not None:
+            loaded, manifest, _ = load_for_inference(path, backbone)
+        else:
+            loaded = load_backbone(BackboneSpec(backbone))
     scores = {}
     for lang in languages:
         if spec_task.trainable:
             scores[lang] = _score_task(loaded, spec_task, heads[spec_task.name], examples[lang], lang, manifest,
                                        batch_size, max_length, progress)
         else:
-            scores[lang] = _score_retrieval(loaded, spec_task, examples[lang], settings, progress)
+            scores[lang] = _score_retrieval(loaded, spec_task, examples[lang], lang, settings, progress)
     name = manifest["name"] if manifest else loaded.spec.name
     default = (path / "evaluations" if path is not None else Path("evaluations") / _slug(name))
     destination = output or default / f"{spec_task.name}.{split_value.value}.json"
@@ -443,12 +452,13 @@ def _score_task(loaded: Backbone, task: TaskSpec, head: str, examples: list[dict
                 batch_size: int, max_length: int | None, progress: ProgressFactory) -> dict[str, float]:
     handler, trained = handler_for(task), manifest["spec"]["train"]
     rows = tokenized.encode(handler, examples, loaded.tokenizer, task, max_length or trained["max_length"],
-                            trained["doc_stride"], train=False)
+                            trained["doc_stride"], train=False, progress=progress,
+                            description=f"tokenize {task.name} [{lang}]")
     return score(loaded.model, handler, task, examples, rows, loaded.tokenizer, batch_size, lang, progress, head=head,
                  precision=Precision(trained.get("precision", Precision.FP32.value)))
 
 
-def _score_retrieval(loaded: Backbone, task: TaskSpec, examples: list[dict], settings: Any,
+def _score_retrieval(loaded: Backbone, task: TaskSpec, examples: list[dict], lang: str, settings: Any,
                      progress: ProgressFactory) -> dict[str, float]:
     from .data.readers import BuccData
     from .metrics import Metric
@@ -457,9 +467,9 @@ def _score_retrieval(loaded: Backbone, task: TaskSpec, examples: list[dict], set
     if task.metric is Metric.BUCC_F1:
         (problem,) = examples
         data = BuccData(problem["source"], problem["target"], problem["gold"])
-        return evaluate_bucc(loaded.model, loaded.tokenizer, data, settings, progress)
+        return evaluate_bucc(loaded.model, loaded.tokenizer, data, settings, progress, f"{task.name} [{lang}]")
     pairs = [(e["source"], e["target"]) for e in examples]
-    return evaluate_tatoeba(loaded.model, loaded.tokenizer, pairs, settings, progress)
+    return evaluate_tatoeba(loaded.model, loaded.tokenizer, pairs, settings, progress, f"{task.name} [{lang}]")
 
 
 def _slug(name: str) -> str:

@@ -75,7 +75,8 @@ class _Reached(Exception):
 
 
 def embed(model: Any, tokenizer: Any, sentences: Sequence[str], *, layer: int, batch_size: int = 64,
-          max_length: int = 128, progress: ProgressFactory = silent, pooling: Pooling = Pooling.MEAN) -> np.ndarray:
+          max_length: int = 128, progress: ProgressFactory = silent, pooling: Pooling = Pooling.MEAN,
+          description: str = "embed") -> np.ndarray:
     """float32 [n, hidden], unit rows: `hidden_states[layer]` of `model.base_model`, mean-pooled (or the
     first token's vector with `pooling=cls`).
 
@@ -103,7 +104,7 @@ def embed(model: Any, tokenizer: Any, sentences: Sequence[str], *, layer: int, b
     device = next(model.parameters()).device
     handle = module.register_forward_hook(hook)
     try:
-        with torch.inference_mode(), progress("embedding", len(ids)) as bar:
+        with torch.inference_mode(), progress(description, len(ids)) as bar:
             for start in range(0, len(order), batch_size):
                 rows = order[start:start + batch_size]
                 width = len(ids[rows[0]])
@@ -208,24 +209,27 @@ def bucc_f1(candidates: Sequence[tuple[str, str, float]], gold: Sequence[tuple[s
 
 
 def evaluate_tatoeba(model: Any, tokenizer: Any, pairs: list[tuple[str, str]], settings: RetrievalSettings,
-                     progress: ProgressFactory = silent) -> dict[str, float]:
-    """{"accuracy": xx -> en top-1 %, "layer"} on aligned (xx, eng) pairs (`readers.read_tatoeba`)."""
+                     progress: ProgressFactory = silent, label: str = "tatoeba") -> dict[str, float]:
+    """{"accuracy": xx -> en top-1 %, "layer"} on aligned (xx, eng) pairs (`readers.read_tatoeba`).
+    `label` names the progress phases (`embed LABEL source`, `embed LABEL english`)."""
     layer = settings.resolve_layer(model)
     kw = dict(layer=layer, batch_size=settings.batch_size, max_length=settings.max_length, progress=progress,
               pooling=settings.pooling)
-    source = embed(model, tokenizer, [x for x, _ in pairs], **kw)
-    english = embed(model, tokenizer, [e for _, e in pairs], **kw)
+    source = embed(model, tokenizer, [x for x, _ in pairs], **kw, description=f"embed {label} source")
+    english = embed(model, tokenizer, [e for _, e in pairs], **kw, description=f"embed {label} english")
     return {**tatoeba_accuracy(source, english), "layer": layer}
 
 
 def evaluate_bucc(model: Any, tokenizer: Any, data: BuccData, settings: RetrievalSettings,
-                  progress: ProgressFactory = silent) -> dict[str, float]:
+                  progress: ProgressFactory = silent, label: str = "bucc") -> dict[str, float]:
     """{"f1", "precision", "recall" (%), "threshold" (margin), "layer"}: forward margin mining over all of
-    `data.source` x `data.target`, scored against `data.gold` at the F1-optimal threshold."""
+    `data.source` x `data.target`, scored against `data.gold` at the F1-optimal threshold. `label` names
+    the progress phases (`embed LABEL source` / `target`, then the status `mine LABEL`)."""
     layer = settings.resolve_layer(model)
     kw = dict(layer=layer, batch_size=settings.batch_size, max_length=settings.max_length, progress=progress,
               pooling=settings.pooling)
     src_ids, tgt_ids = list(data.source), list(data.target)
-    source = embed(model, tokenizer, [data.source[i] for i in src_ids], **kw)
-    target = embed(model, tokenizer, [data.target[i] for i in tgt_ids], **kw)
-    return {**bucc_f1(bucc_mine(src_ids, source, tgt_ids, target), data.gold), "layer": layer}
+    source = embed(model, tokenizer, [data.source[i] for i in src_ids], **kw, description=f"embed {label} source")
+    target = embed(model, tokenizer, [data.target[i] for i in tgt_ids], **kw, description=f"embed {label} target")
+    with progress(f"mine {label}", None):
+        return {**bucc_f1(bucc_mine(src_ids, source, tgt_ids, target), data.gold), "layer": layer}

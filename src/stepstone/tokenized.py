@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from .formats import FormatHandler
+from .progress import Bar, ProgressFactory, silent
 from .tasks.base import TaskSpec
 
 ENCODING_VERSION = 1
 MIN_EXAMPLES = 256  # below this, encoding is faster than hashing + reading the cache
+CHUNK = 2000  # examples encoded per call, between progress updates (MNLI: ~200 chunks)
 
 
 def cache_root() -> Path | None:
@@ -32,11 +34,37 @@ def cache_root() -> Path | None:
 
 
 def encode(handler: FormatHandler, examples: list[dict], tokenizer: Any, task: TaskSpec, max_length: int,
-           doc_stride: int, train: bool) -> list[dict]:
-    """`handler.encode(...)`, from the cache when the same encoding was done before."""
+           doc_stride: int, train: bool, progress: ProgressFactory = silent,
+           description: str | None = None) -> list[dict]:
+    """`handler.encode(...)`, from the cache when the same encoding was done before; progress in
+    examples (default description: `tokenize TASK`)."""
+    with progress(description or f"tokenize {task.name}", len(examples)) as bar:
+        return _encode(handler, examples, tokenizer, task, max_length, doc_stride, train, bar)
+
+
+def _chunked(handler: FormatHandler, examples: list[dict], tokenizer: Any, task: TaskSpec, max_length: int,
+             doc_stride: int, train: bool, bar: Bar) -> list[dict]:
+    """`handler.encode` over CHUNK examples at a time: the same rows as one call (each example is
+    tokenised on its own; a row's `example_index`, QA's link to its example, is shifted by the chunk's
+    start), with progress between chunks."""
+    rows: list[dict] = []
+    for start in range(0, len(examples), CHUNK):
+        chunk = examples[start:start + CHUNK]
+        part = handler.encode(chunk, tokenizer, task, max_length, doc_stride, train)
+        if start:
+            for row in part:
+                if "example_index" in row:
+                    row["example_index"] += start
+        rows += part
+        bar.advance(len(chunk))
+    return rows
+
+
+def _encode(handler: FormatHandler, examples: list[dict], tokenizer: Any, task: TaskSpec, max_length: int,
+            doc_stride: int, train: bool, bar: Bar) -> list[dict]:
     root = cache_root()
     if root is None or len(examples) < MIN_EXAMPLES:
-        return handler.encode(examples, tokenizer, task, max_length, doc_stride, train)
+        return _chunked(handler, examples, tokenizer, task, max_length, doc_stride, train, bar)
     key = hashlib.sha256(json.dumps({
         "version": ENCODING_VERSION, "handler": type(handler).__qualname__, "format": task.format.value,
         "labels": list(task.labels), "num_choices": task.num_choices, "tokenizer": tokenizer_fingerprint(tokenizer),
@@ -47,10 +75,12 @@ def encode(handler: FormatHandler, examples: list[dict], tokenizer: Any, task: T
 
     if (folder / "dataset_info.json").is_file():
         try:
-            return Dataset.load_from_disk(str(folder)).to_list()
+            rows = Dataset.load_from_disk(str(folder)).to_list()
+            bar.advance(len(examples), "cached")
+            return rows
         except (OSError, ValueError):  # unreadable (e.g. a disk filled up mid-write elsewhere): encode again
             pass
-    rows = handler.encode(examples, tokenizer, task, max_length, doc_stride, train)
+    rows = _chunked(handler, examples, tokenizer, task, max_length, doc_stride, train, bar)
     if rows:
         _store(folder, rows)
     return rows

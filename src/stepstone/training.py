@@ -228,7 +228,7 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
                         procs.barrier()
             record: dict[str, Any] = {"epoch": epoch, "step": result.steps, "train_loss": sum(losses) / len(losses)}
             if spec.dev and (spec.select_best or epoch == spec.epochs):
-                scores = [_dev_score(model, p, tokenizer, spec, procs) for p in parts]
+                scores = [_dev_score(model, p, tokenizer, spec, procs, progress) for p in parts]
                 record["dev"] = scores[0]
                 if len(parts) > 1:
                     record["dev_by_task"] = {p.task.name: s for p, s in zip(parts, scores)}
@@ -260,12 +260,14 @@ def loss_units(batch: dict) -> int:
     return int(batch["input_ids"].shape[0])
 
 
-def _dev_score(model: Any, part: TaskData, tokenizer: Any, spec: TrainSpec, procs: Processes) -> dict[str, float]:
+def _dev_score(model: Any, part: TaskData, tokenizer: Any, spec: TrainSpec, procs: Processes,
+               progress: ProgressFactory = silent) -> dict[str, float]:
     """Dev metrics of one task: each process predicts its share of the rows, the outputs are gathered,
     and every process scores the whole set (so all select the same best epoch)."""
     mine = list(range(procs.rank, len(part.dev_rows), procs.world))
     outputs = predict(model, part.handler, [part.dev_rows[i] for i in mine], tokenizer, spec.eval_batch_size,
-                      head=part.head, precision=spec.precision)
+                      progress, f"dev {part.task.name} [{part.task.train_language}]", head=part.head,
+                      precision=spec.precision)
     ordered: list[Any] = [None] * len(part.dev_rows)
     for indexes, values in zip(procs.gather(mine), procs.gather(outputs)):
         for i, value in zip(indexes, values):

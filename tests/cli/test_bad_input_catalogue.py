@@ -431,6 +431,20 @@ CASES = [
          "no validation data for task 'bucc' in any language asked for: no validation file for language 'de' under "
          "data (looked for: target/bucc2018/de-en.dev.gold) (and likewise for 3 more: fr, ru, zh)",
          files={"data/target/bucc2018/README": "nothing here"}),
+    # ---- progress, printing and tracking (issue 13)
+    # user text in an error prints as it is: square brackets are not rich markup, :x: is not an emoji code
+    case("log-unknown-tracker", ("train", "--task", "toy-tags", "--log", "tensorboard,comet", "--zoo", ZOO),
+         "unknown --log 'comet' (valid: tensorboard, wandb, mlflow; train_log.jsonl is always written)"),
+    case("config-path-with-brackets", ("train", "--config", "run[x].yaml", "--zoo", ZOO),
+         "config file not found: run[x].yaml"),
+    case("unknown-task-like-markup", ("train", "--task", "[bold]x[/]", "--zoo", ZOO),
+         f"unknown task '[bold]x[/]' (valid: {ALL_TASKS})"),
+    case("unknown-task-like-an-emoji-code", ("train", "--task", ":x:", "--zoo", ZOO),
+         f"unknown task ':x:' (valid: {ALL_TASKS})"),
+    case("run-name-with-brackets-and-backslash", ("train", "--task", "toy-tags", "--name", "[red]a\\", "--zoo", ZOO),
+         f"<command line>: invalid run name '[red]a\\': {NAME_RULE}"),
+    case("evaluate-run-path-with-brackets", ("evaluate", "runs/[b]ghost", "--zoo", ZOO),
+         "'runs/[b]ghost' is neither a run directory nor a zoo entry in zoo"),
 ]
 
 

@@ -109,7 +109,7 @@ BAD_INPUT = [
     (["train", "--task", "toy-tags", "--name", "../escape"], "invalid run name '../escape'"),
     (["train", "--task", "toy-tags", "--full-finetune", "--on", "Stack(a)"], "a full fine-tune has no adapters"),
     (["train", "--task", "toy-tags", "train.max_train_examples=0"], "no examples for task 'toy-tags'"),
-    (["train", "--task", "toy-tags", "--log", "wandb"], "unknown --log 'wandb' (valid: tensorboard"),
+    (["train", "--task", "toy-tags", "--log", "comet"], "unknown --log 'comet' (valid: tensorboard, wandb, mlflow"),
     (["train", "--task", "toy-tags", "--quantize", "3bit"], "'backbone.quantize' must be one of: 4bit, 8bit, none"),
     (["train", "--task", "toy-tags", "--precision", "fp8"], "'train.precision' must be one of: bf16, fp16, fp32"),
     (["train", "--task", "toy-tags", "--full-finetune", "--quantize", "4bit"], "cannot be 4bit-quantised"),

@@ -36,7 +36,8 @@ def test_a_missing_language_is_skipped_and_recorded(data):
     assert result.scores == {"de": {"accuracy": 100.0, "layer": 1}}
     assert result.skipped == {"es": LOOKED_ES.format(data=data)} and result.outside_benchmark == ()
     report = json.loads(result.output.read_text())
-    assert set(report) == {"artifact", "task", "split", "metric", "scores", "examples", "retrieval", "skipped"}
+    assert set(report) == {"artifact", "task", "split", "metric", "scores", "examples", "retrieval", "skipped",
+                           "sources", "zero_shot"}
     assert report["skipped"] == {"es": LOOKED_ES.format(data=data)} and report["examples"] == {"de": 4}
 
 

@@ -63,3 +63,30 @@ def test_small_sets_and_off_are_not_cached(cache, tokenizer, monkeypatch):
     monkeypatch.setenv("STEPSTONE_CACHE", "off")
     tokenized.encode(handler, generate("toy-tags", "train", "en"), tokenizer, task, 64, 16, True)
     assert not cache.exists()
+
+
+@pytest.mark.parametrize("name", ["toy-sentiment", "toy-pair", "toy-tags", "toy-qa", "toy-choice"])
+def test_encoding_in_chunks_equals_one_call_with_progress_per_chunk(tokenizer, monkeypatch, name):
+    from contextlib import contextmanager
+
+    monkeypatch.setenv("STEPSTONE_CACHE", "off")
+    monkeypatch.setattr(tokenized, "CHUNK", 7)
+    task, examples = get_task(name), generate(name, "train", "en", n=20)
+    handler = handler_for(task)
+    calls = []
+
+    @contextmanager
+    def progress(description, total):
+        calls.append((description, total))
+
+        class Bar:
+            def advance(self, steps=1, status=""):
+                calls.append(steps)
+
+        yield Bar()
+
+    # 24 tokens, stride 8: a QA example overflows into several rows (48 rows of 20 examples)
+    rows = tokenized.encode(handler, examples, tokenizer, task, 24, 8, False, progress, f"tokenize {name} [en]")
+    assert rows == handler.encode(examples, tokenizer, task, 24, 8, False)  # QA's example_index shifted back
+    assert len(rows) == (48 if name == "toy-qa" else 20)
+    assert calls == [(f"tokenize {name} [en]", 20), 7, 7, 6]
