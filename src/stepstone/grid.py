@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 from .artifacts import read_manifest, write_text_atomic
 from .composition import parse
 from .config import dotted_path, build, dump_yaml, load_yaml, merge, parse_overrides, to_dict
-from .errors import ConfigError, StepstoneError, choices
+from .errors import ConfigError, StepstoneError, choices, did_you_mean
 from .progress import Countdown, ProgressFactory, note, silent
 from .specs import BackboneSpec, MethodKind, MethodSpec, RunSpec, TrainSpec
 from .tasks import TASKS, Split, TaskSpec, get_task
@@ -162,7 +162,7 @@ def load_grid(path: Path, overrides: tuple[str, ...] = ()) -> GridSpec:
         named += [(("targets", f"[{i}]", "intermediates", f"[{j}]"), t)
                   for j, t in enumerate(target.intermediates or ())]
     problems = [(f"{path}:{lines[key]}: " if key in lines else f"{path}: ")
-                + f"unknown task '{name}' in '{dotted_path(key)}' (valid: {choices(TASKS)})"
+                + f"unknown task '{name}' in '{dotted_path(key)}' (valid: {choices(TASKS)})" + did_you_mean(name, TASKS)
                 for key, name in named if name not in TASKS]
     if problems:
         raise ConfigError(problems)

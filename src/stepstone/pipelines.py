@@ -364,7 +364,7 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
         raise StepstoneError(f"'{name}' has no task head (an imported adapter): evaluate it on a retrieval task "
                              f"(--task bucc or tatoeba), or train a head on it: --on \"Stack({name})\"")
     name_asked = task or manifest["task"]["name"]
-    spec_task = task_of(records[name_asked]) if name_asked in records else get_task(name_asked, suggest=True)
+    spec_task = task_of(records[name_asked]) if name_asked in records else get_task(name_asked)
     heads = {name: t["head"] for name, t in records.items()}
     if spec_task.trainable and spec_task.name not in heads:
         # a sibling task with the same output space serves too: an NLI head (ANLI) scores XNLI,
@@ -579,7 +579,7 @@ def load_run_spec(config: Path | None = None, settings: dict | None = None,
         if task not in TASKS and config is not None and "task" not in command_line:
             # from the file: name its line, and the closest task
             line = lines.get(("task", f"[{i}]"), lines.get(("task",)))
-            raise ConfigError([f"{source}:{line}: {TASKS.unknown(task, suggest=True)}"])
+            raise ConfigError([f"{source}:{line}: {TASKS.unknown(task)}"])
         get_task(task)  # unknown task names fail here, listing the valid ones
     if spec.compose is not None:
         named = isinstance(data.get("backbone"), dict) and "name" in data["backbone"]

@@ -21,16 +21,15 @@ class Registry(Generic[T]):
         self._items[name] = item
         return item
 
-    def get(self, name: str, *, suggest: bool = False) -> T:
+    def get(self, name: str) -> T:
         try:
             return self._items[name]
         except KeyError:
-            raise StepstoneError(self.unknown(name, suggest)) from None
+            raise StepstoneError(self.unknown(name)) from None
 
-    def unknown(self, name: str, suggest: bool = False) -> str:
-        """The message for a name not registered: the valid choices, and with `suggest` the closest one."""
-        return f"unknown {self.kind} '{name}' (valid: {choices(self._items)})" + (
-            did_you_mean(name, self._items) if suggest else "")
+    def unknown(self, name: str) -> str:
+        """The message for a name not registered: the valid choices, and the closest one if any is close."""
+        return f"unknown {self.kind} '{name}' (valid: {choices(self._items)})" + did_you_mean(name, self._items)
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

@@ -299,7 +299,8 @@ CASES = [
     case("override-wrong-type", ("train", "--task", "toy-tags", "--zoo", ZOO, "train.epochs=[1"),
          "bad override 'train.epochs=[1': invalid value: <*>"),
     # -------------------------------------------------------------- unknown names
-    case("unknown-task", ("train", "--task", "xnlii", "--zoo", ZOO), f"unknown task 'xnlii' (valid: {ALL_TASKS})"),
+    case("unknown-task", ("train", "--task", "xnlii", "--zoo", ZOO),
+         f"unknown task 'xnlii' (valid: {ALL_TASKS}), did you mean 'xnli'?"),
     case("unknown-method", ("train", "--task", "toy-tags", "--method", "adapter", "--zoo", ZOO),
          "<command line>: 'method.kind' must be one of: bottleneck, full, lora (got 'adapter')"),
     case("unknown-backbone-folder", ("train", "--task", "toy-tags", "--backbone", "./no-such-model", "--zoo", ZOO,
@@ -359,7 +360,7 @@ CASES = [
     case("grid-yaml-typo", ("grid", "grid.yaml", "-q"), "grid.yaml:3: unknown key 'seedz' (valid: <*>), did you mean 'seeds'?",
          files={"grid.yaml": "intermediate: [toy-sentiment]\ntargets: [{task: toy-tags}]\nseedz: [0]\n"}),
     case("grid-unknown-target-task", ("grid", "grid.yaml", "-q"),
-         f"grid.yaml:2: unknown task 'toy-tagz' in 'targets[0].task' (valid: {ALL_TASKS})",
+         f"grid.yaml:2: unknown task 'toy-tagz' in 'targets[0].task' (valid: {ALL_TASKS}), did you mean 'toy-tags'?",
          files={"grid.yaml": "intermediate: [toy-sentiment]\ntargets: [{task: toy-tagz}]\nseeds: [0]\n"}),
     case("report-not-a-grid-folder", ("report", "grids/none"),
          "grids/none/cells.jsonl: not found; is 'grids/none' a grid folder? Run the grid first",

@@ -5,9 +5,9 @@ from .base import TASKS, DataSource, Split, TaskFormat, TaskSpec, register
 __all__ = ["TASKS", "DataSource", "Split", "TaskFormat", "TaskSpec", "register", "get_task", "task_record"]
 
 
-def get_task(name: str, *, suggest: bool = False) -> TaskSpec:
-    """The registered task `name`; an unknown name lists the valid ones (`suggest`: and the closest)."""
-    return TASKS.get(name, suggest=suggest)
+def get_task(name: str) -> TaskSpec:
+    """The registered task `name`; an unknown name lists the valid ones and suggests the closest."""
+    return TASKS.get(name)
 
 
 def task_record(task: TaskSpec) -> dict:
