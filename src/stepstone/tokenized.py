@@ -19,7 +19,7 @@ from typing import Any
 from .formats import FormatHandler
 from .tasks.base import TaskSpec
 
-ENCODING_VERSION = 1
+ENCODING_VERSION = 2  # 2: QA cuts long questions and clips the overlap per example
 MIN_EXAMPLES = 256  # below this, encoding is faster than hashing + reading the cache
 
 
