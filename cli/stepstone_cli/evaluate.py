@@ -21,6 +21,8 @@ def evaluate(
     backbone: Optional[str] = typer.Option(None, help="Backbone to load instead of the recorded one; alone: evaluate it bare."),
     layer: Optional[int] = typer.Option(None, help="Retrieval: layer to pool (default: XTREME's 14 of 24, scaled)."),
     pooling: str = typer.Option("mean", help="Retrieval: mean (XTREME's, special tokens included) or cls."),
+    max_length: Optional[int] = typer.Option(None, help="Tokens per example (default: the run's train.max_length; retrieval 128)."),
+    doc_stride: Optional[int] = typer.Option(None, help="QA: window overlap in tokens (default: the run's train.doc_stride)."),
     output: Optional[Path] = typer.Option(None, help="JSON path (default: RUN/evaluations/TASK.SPLIT.json)."),
     zoo_dir: Optional[Path] = typer.Option(None, "--zoo", help="Zoo folder (default: $STEPSTONE_ZOO or ./adapters_zoo)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -40,7 +42,8 @@ def evaluate(
         set_threads(None)
         result = run_evaluation(run, task=task, layer=layer, pooling=pooling, zoo=Zoo(zoo_dir), langs=languages,
                                 split=split, batch_size=batch_size, max_examples=max_examples, data_dir=data_dir,
-                                backbone=backbone, output=output, progress=progress_factory(quiet))
+                                backbone=backbone, output=output, max_length=max_length, doc_stride=doc_stride,
+                                progress=progress_factory(quiet))
     names = sorted(next(iter(result.scores.values())))
     table = Table("language", *names, title=f"{result.task} ({result.split}), main metric: {result.metric}")
     for lang, scores in result.scores.items():

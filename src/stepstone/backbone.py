@@ -5,12 +5,15 @@ model with flexible heads (adapters, fusion layers and heads are added to it by 
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -44,6 +47,27 @@ class Backbone:
         c = self.model.config
         return (f"{self.spec.name} ({c.model_type}, {c.num_hidden_layers} layers x {c.hidden_size}, "
                 f"{self.num_parameters / 1e6:.1f}M params)")
+
+    @property
+    def max_tokens(self) -> int:
+        """The longest input the position embeddings cover: max_position_embeddings, less the offset
+        RoBERTa-family models (XLM-R) start their positions at (padding_idx + 1: 514 -> 512 tokens)."""
+        return self.model.config.max_position_embeddings - self._position_offset
+
+    @property
+    def _position_offset(self) -> int:
+        padding = getattr(self.model.base_model.embeddings, "padding_idx", None)
+        return padding + 1 if padding is not None else 0
+
+    def check_max_length(self, max_length: int, what: str = "train.max_length") -> None:
+        """Refuse a length the position embeddings do not cover: the first longer example would crash
+        inside the model, possibly hours into a run."""
+        if max_length > self.max_tokens:
+            offset = f", positions start at {self._position_offset}" if self._position_offset else ""
+            raise StepstoneError(f"{what} is {max_length}, but backbone '{self.spec.name}' takes at most "
+                                 f"{self.max_tokens} tokens (max_position_embeddings "
+                                 f"{self.model.config.max_position_embeddings}{offset}): set {what} to "
+                                 f"{self.max_tokens} or less")
 
 
 def load_backbone(spec: BackboneSpec) -> Backbone:
@@ -201,6 +225,34 @@ def fingerprint(model: Any, tokenizer: Any) -> str:
     for tensor in (emb.word_embeddings.weight[:64], emb.LayerNorm.weight):
         h.update(tensor.detach().to(torch.bfloat16).to(torch.float32).cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+@contextmanager
+def training_layout_kept(model: Any) -> Iterator[int]:
+    """Give every 4-bit layer its training-time weight back, bitwise, on exit; yields how many layers are kept.
+
+    On a CPU with AVX512-BF16, bitsandbytes' Linear4bit repacks its weight for a faster inference kernel
+    the first time it runs in eval mode without gradients (the layout of `_convert_weight_packed_for_cpu`:
+    absmax de-nested and cast to bf16, `quant_state.packing_format_for_cpu = True`), and nothing unpacks it.
+    From then on `matmul_4bit` takes that kernel (`gemv_4bit`) in training too; autograd does not see
+    through it (no gradient reaches the layer's input) and its in-place bias add fails ("a view of a leaf
+    Variable that requires grad is being used in an in-place operation"): the second epoch after a dev
+    evaluation crashed. bitsandbytes' inverse is best-effort (it re-quantises absmax), so the original
+    tensors are kept here and put back instead. 8-bit layers keep their layout; other models: a no-op."""
+    bnb = sys.modules.get("bitsandbytes")  # not imported: no 4-bit layer can exist
+    kept = []
+    if bnb is not None:
+        for module in model.modules():
+            state = getattr(module.weight, "quant_state", None) if isinstance(module, bnb.nn.Linear4bit) else None
+            if state is not None:  # the packing rewrites the state in place: keep a copy of its fields
+                kept.append((module, module.weight.data, copy.copy(state)))
+    try:
+        yield len(kept)
+    finally:
+        for module, data, state in kept:
+            if getattr(module.weight.quant_state, "packing_format_for_cpu", False):
+                module.weight.data = data
+                module.weight.quant_state = module.quant_state = state
 
 
 def place(model: Any) -> None:

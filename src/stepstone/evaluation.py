@@ -1,11 +1,13 @@
 """Batched prediction and scoring of one task split in one language with whatever setup is active."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import torch
 
+from .backbone import training_layout_kept
 from .formats import FormatHandler
 from .precision import autocast, frozen_linears_lowered
 from .progress import ProgressFactory, silent
@@ -16,13 +18,17 @@ from .tasks.base import TaskSpec
 def predict(model: Any, handler: FormatHandler, rows: list[dict], tokenizer: Any, batch_size: int,
             progress: ProgressFactory = silent, description: str = "predict", head: str | None = None,
             precision: Precision = Precision.FP32) -> list[np.ndarray]:
-    """Model outputs per row, in row order. Rows are batched by length (less padding), then restored."""
+    """Model outputs per row, in row order. Rows are batched by length (less padding), then restored.
+    A model in training mode (a dev evaluation between epochs) comes back as it was: mode and weights."""
     order = sorted(range(len(rows)), key=lambda i: row_length(rows[i]))
     outputs: list[np.ndarray | None] = [None] * len(rows)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    with frozen_linears_lowered(model, precision), torch.inference_mode(), progress(description, len(rows)) as bar:
+    # a model that trains on gets its 4-bit layers' training layout back; one that only evaluates keeps
+    # the faster inference layout bitsandbytes switches to (repacking per language would cost seconds)
+    with (training_layout_kept(model) if was_training else nullcontext()), frozen_linears_lowered(model, precision), \
+            torch.inference_mode(), progress(description, len(rows)) as bar:
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             batch = handler.collate([rows[i] for i in chunk], tokenizer)

@@ -22,7 +22,7 @@ from .config import dotted_path, build, dump_yaml, load_yaml, merge, parse_overr
 from .errors import ConfigError, StepstoneError, choices, did_you_mean
 from .progress import Countdown, ProgressFactory, note, silent
 from .specs import BackboneSpec, MethodKind, MethodSpec, RunSpec, TrainSpec
-from .tasks import TASKS, Split, TaskSpec, get_task
+from .tasks import TASKS, Split, TaskFormat, TaskSpec, get_task
 
 CELLS = "cells.jsonl"
 
@@ -81,6 +81,17 @@ class TargetSpec:
     full_finetune: bool | None = None
     intermediates: tuple[str, ...] | None = None  # stack only these (e.g. not the target's own training task)
 
+    def __post_init__(self):
+        if self.train_split not in ("train", "validation"):
+            raise ValueError(f"target '{self.task}': train_split must be train or validation (got '{self.train_split}')")
+        if self.split not in {s.value for s in Split}:
+            raise ValueError(f"target '{self.task}': split must be one of: {choices(s.value for s in Split)} "
+                             f"(got '{self.split}')")
+        for name in ("methods", "intermediates"):  # an empty list would silently mean all of them
+            if getattr(self, name) is not None and not getattr(self, name):
+                what = "methods" if name == "methods" else "intermediate tasks"
+                raise ValueError(f"target '{self.task}' has an empty {name} list: omit it for all of the grid's {what}")
+
 
 @dataclass(frozen=True)
 class GridSpec:
@@ -114,6 +125,17 @@ class GridSpec:
         if unknown:
             raise ValueError(f"no_dev names tasks that are not intermediate tasks: {', '.join(unknown)} "
                              f"(intermediate: {', '.join(self.intermediate)})")
+        unknown = sorted(set(self.intermediate_splits) - set(self.intermediate) - set(self.full_after))
+        if unknown:
+            raise ValueError(f"intermediate_splits names tasks that are not intermediate tasks: {', '.join(unknown)} "
+                             f"(intermediate: {', '.join(dict.fromkeys(self.intermediate + self.full_after))})")
+        bad = sorted(f"{t}: {s}" for t, s in self.intermediate_splits.items() if s not in ("train", "validation"))
+        if bad:
+            raise ValueError(f"intermediate_splits must be train or validation (got {', '.join(bad)})")
+        stray = sorted(m.value for m in set(self.method_setups) - set(self.methods))
+        if stray:
+            raise ValueError(f"method_setups names methods the grid does not train: {', '.join(stray)} "
+                             f"(grid methods: {', '.join(m.value for m in self.methods)})")
         for target in self.targets:
             extra = set(target.methods or ()) - set(self.methods)
             if extra:
@@ -153,7 +175,8 @@ class Cell:
 def load_grid(path: Path, overrides: tuple[str, ...] = ()) -> GridSpec:
     """Read and check a grid file: keys, types, and every task name (file:line) before anything runs."""
     data, lines = load_yaml(path)
-    grid = build(GridSpec, merge(data, parse_overrides(overrides)), source=str(path), lines=lines)
+    data = merge(data, parse_overrides(overrides))
+    grid = build(GridSpec, data, source=str(path), lines=lines)
     named = [(("intermediate", f"[{i}]"), t) for i, t in enumerate(grid.intermediate)]
     named += [(("full_after", f"[{i}]"), t) for i, t in enumerate(grid.full_after)]
     for i, target in enumerate(grid.targets):
@@ -166,7 +189,116 @@ def load_grid(path: Path, overrides: tuple[str, ...] = ()) -> GridSpec:
                 for key, name in named if name not in TASKS]
     if problems:
         raise ConfigError(problems)
+    for full in (False, True):  # the training settings every cell gets: checked now, with their lines
+        build(TrainSpec, merge(to_dict(PRESETS[grid.preset][2 if full else 1]), grid.train), source=str(path),
+              lines=lines, prefix=("train",))
+    problems = [(f"{path}:{lines[key]}: " if key in lines else f"{path}: ") + message
+                for key, message in expansion_problems(grid, setups_given="setups" in data)]
+    if problems:
+        raise ConfigError(problems)
     return grid
+
+
+DEFAULT_SETUPS = GridSpec.__dataclass_fields__["setups"].default
+
+
+def _no_cell(grid: GridSpec, method: MethodKind, setup: Setup) -> str | None:
+    """Why `setup` makes no target cell with `method` (None: it makes them)."""
+    count = len(grid.intermediate)
+    if setup is Setup.FUSE and method is not MethodKind.BOTTLENECK:
+        return "Fuse composes bottleneck adapters only"
+    if setup in (Setup.FUSE, Setup.MULTITASK) and count < 2:
+        return (f"{setup.value} needs at least two intermediate tasks (intermediate: "
+                f"{', '.join(grid.intermediate) or 'none'})")
+    if setup is Setup.STACK and count == 0:
+        return "stack needs an intermediate task (intermediate is empty)"
+    return None
+
+
+def _reasons(grid: GridSpec, methods: list[MethodKind], setup: Setup) -> str:
+    """Why `setup` makes no cell with any of `methods`, each reason once: 'for bottleneck and lora, ...'."""
+    by_reason: dict[str, list[str]] = {}
+    for method in dict.fromkeys(methods):
+        by_reason.setdefault(_no_cell(grid, method, setup), []).append(method.value)
+    return "; ".join(f"for {' and '.join(names)}, {reason}" for reason, names in by_reason.items())
+
+
+def expansion_problems(grid: GridSpec, setups_given: bool = True) -> list[tuple[tuple[str, ...], str]]:
+    """(key path, message) for every listed setting that makes no cell, so would silently run something
+    else: a setup that expands to nothing (Fuse of LoRA adapters or of one task, multitask over one task,
+    a setup no method of a target runs), full_after without a full fine-tune, single_seed or a target's
+    intermediates that narrow nothing, settings on a retrieval target (evaluated, never trained).
+    `setups_given`: False when `setups` is the default, which means every setup that applies."""
+    problems: list[tuple[tuple[str, ...], str]] = []
+    targets = [(i, t) for i, t in enumerate(grid.targets) if t.task in TASKS and get_task(t.task).trainable]
+    pairs = [(t, m) for _, t in targets for m in t.methods or grid.methods]
+    runs = {(id(t), m, s) for t, m in pairs for s in grid.setups_for(m)
+            if (t.setups is None or s in t.setups) and _no_cell(grid, m, s) is None}
+    if setups_given:
+        for j, setup in enumerate(grid.setups):
+            using = [(t, m) for t, m in pairs if m not in grid.method_setups and (t.setups is None or setup in t.setups)]
+            if using and not any((id(t), m, setup) in runs for t, m in using):
+                problems.append((("setups", f"[{j}]"), f"setups lists '{setup.value}', which makes no cell: "
+                                 + _reasons(grid, [m for _, m in using], setup)))
+    for method, listed in grid.method_setups.items():
+        for j, setup in enumerate(listed):
+            reason = _no_cell(grid, method, setup)
+            if reason is not None:
+                problems.append((("method_setups", method.value, f"[{j}]"),
+                                 f"method_setups.{method.value} lists '{setup.value}', which makes no cell: {reason}"))
+    for i, target in targets:
+        methods = target.methods or grid.methods
+        for j, setup in enumerate(target.setups or ()):
+            if any((id(target), m, setup) in runs for m in methods):
+                continue
+            offered = [m for m in methods if setup in grid.setups_for(m)]
+            reason = _reasons(grid, offered, setup) if offered else (
+                "the grid's setups for its methods leave it out (" + ", ".join(
+                    f"{m.value}: {', '.join(s.value for s in grid.setups_for(m))}" for m in methods) + ")")
+            problems.append((("targets", f"[{i}]", "setups", f"[{j}]"),
+                             f"target '{target.task}' lists setup '{setup.value}', which makes no cell: {reason}"))
+        if target.intermediates is not None and not any((id(target), m, Setup.STACK) in runs for m in methods):
+            problems.append((("targets", f"[{i}]", "intermediates"),
+                             f"target '{target.task}' narrows its Stack cells to intermediates, but it runs no "
+                             "stack setup"))
+    for i, target in enumerate(grid.targets):
+        if target.task not in TASKS or get_task(target.task).trainable:
+            continue
+        ignored = [name for name in ("train_task", "methods", "setups", "seeds", "full_finetune", "intermediates")
+                   if getattr(target, name) is not None]
+        ignored += [name for name, default in (("train_split", "train"), ("dev", True))
+                    if getattr(target, name) != default]
+        if ignored:
+            problems.append((("targets", f"[{i}]", ignored[0]),
+                             f"target '{target.task}' is a retrieval task (evaluated with the intermediate adapters, "
+                             f"never trained): {', '.join(ignored)} {'does' if len(ignored) == 1 else 'do'} "
+                             "not apply to it"))
+    qa = [name for name in dict.fromkeys([*grid.intermediate, *grid.full_after, *(t.train_task or t.task for _, t in targets)])
+          if name in TASKS and get_task(name).format is TaskFormat.QA]
+    for message in dict.fromkeys(_window_problem(_train_spec(grid, full, grid.seeds[0])) for full in (False, True)):
+        if qa and message is not None:  # every QA cell would fail on it
+            key = ("train", "doc_stride") if "doc_stride" in grid.train else ("train", "max_length")
+            problems.append((key, f"{message} (QA tasks of the grid: {', '.join(qa)})"))
+    full = [t for _, t in targets if (grid.full_finetune if t.full_finetune is None else t.full_finetune)]
+    if grid.full_after and not full:
+        problems.append((("full_after",), "full_after trains full fine-tunes for the full fine-tune baseline, but "
+                         "no target runs one (full_finetune is false)"))
+    offered = {s for m in grid.methods for s in grid.setups_for(m)}
+    for j, setup in enumerate(grid.single_seed):
+        if setup not in offered:
+            problems.append((("single_seed", f"[{j}]"), f"single_seed lists '{setup.value}', which no method of "
+                             f"the grid runs"))
+    return problems
+
+
+def _window_problem(spec: TrainSpec) -> str | None:
+    from .formats.qa import check_window_settings
+
+    try:
+        check_window_settings(spec.max_length, spec.doc_stride)
+    except StepstoneError as err:
+        return str(err)
+    return None
 
 
 def _train_spec(grid: GridSpec, full: bool, seed: int, dev: bool = True) -> TrainSpec:
@@ -327,6 +459,10 @@ def run_grid(grid: GridSpec, folder: Path, *, progress: ProgressFactory = silent
     (tests use it to simulate an interruption). Progress notes (`progress.note`): cell k of n, elapsed,
     an estimate of the time left; `echo`: failures."""
     folder = Path(folder)
+    problems = expansion_problems(grid, setups_given=grid.setups != DEFAULT_SETUPS)
+    if problems:
+        raise ConfigError([message for _, message in problems])
+    every_cell = cells(grid)  # builds every cell's settings: a bad one fails before anything is written
     _pin_spec(grid, folder)
     log = folder / CELLS
     done = load_records(log)
@@ -335,7 +471,7 @@ def run_grid(grid: GridSpec, folder: Path, *, progress: ProgressFactory = silent
     todo, finished = planned(grid, done)
     countdown = Countdown(todo if limit is None else min(todo, limit), clock())
     note(progress, f"grid {folder}: {countdown.total} cells to run, {finished} already done")
-    for cell in cells(grid):
+    for cell in every_cell:
         if done.get(cell.id, {}).get("status") == "ok":
             skipped += 1
             continue

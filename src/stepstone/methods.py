@@ -49,6 +49,23 @@ def adapter_config(method: MethodSpec) -> Any:
     raise ValueError(f"method '{method.kind.value}' has no adapter config")
 
 
+def check_fits(method: MethodSpec, config: Any) -> None:
+    """Refuse settings the backbone's shape turns into something else: the adapters library silently
+    makes a bottleneck of hidden_size // reduction_factor = 0 units one unit wide, and a LoRA rank above
+    the smaller side of the layers it updates (hidden_size for every target) adds parameters, not rank."""
+    from .errors import StepstoneError
+
+    hidden = config.hidden_size
+    if method.kind is MethodKind.BOTTLENECK and method.bottleneck.reduction_factor > hidden:
+        raise StepstoneError(f"method.bottleneck.reduction_factor is {method.bottleneck.reduction_factor}, larger "
+                             f"than the backbone's hidden size {hidden}: the bottleneck (hidden size / reduction "
+                             f"factor) would have no units; use a reduction factor of at most {hidden}")
+    if method.kind is MethodKind.LORA and method.lora.r > hidden:
+        raise StepstoneError(f"method.lora.r is {method.lora.r}, larger than the backbone's hidden size {hidden}: "
+                             f"the update of a layer with {hidden} inputs or outputs has rank at most {hidden}; "
+                             f"use r <= {hidden}")
+
+
 def model_from_config(config: Any, **kwargs: Any) -> Any:
     """A randomly initialised adapter model (flexible heads) for a transformers config."""
     from adapters import AutoAdapterModel

@@ -27,9 +27,10 @@ from .distributed import processes
 from .errors import StepstoneError
 from .evaluation import score
 from .formats import handler_for
+from .formats.qa import check_window_settings
 from .progress import ProgressFactory, silent
 from .specs import Attention, BackboneSpec, Block, LoRASpec, MethodKind, Precision, Quantize, RunSpec, TrainSpec
-from .tasks import Split, TaskSpec, get_task
+from .tasks import Split, TaskFormat, TaskSpec, get_task
 from .training import Mode, TaskData, TrainResult, Trainable, set_trainable, train, trainable_names
 from .zoo import Entry, Zoo
 
@@ -152,6 +153,8 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
         raise StepstoneError(f"init_from '{spec.init_from}' is not a full fine-tune run")
     train_spec = spec.train.resolved(spec.method.kind)
     spec = replace(spec, train=train_spec)
+    if any(t.format is TaskFormat.QA for t in tasks):  # only QA has windows: doc_stride means nothing elsewhere
+        check_window_settings(train_spec.max_length, train_spec.doc_stride)
     checkpoints = checkpoints_of(spec, runs_dir)
     checkpoints.check(resume)
     set_threads(train_spec.threads)
@@ -179,6 +182,9 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
         progress = silent
     with progress(f"load backbone {spec.backbone.name}", None):
         backbone = load_backbone(spec.backbone)
+        backbone.check_max_length(train_spec.max_length)
+        if mode is not Mode.FULL:
+            methods.check_fits(spec.method, backbone.model.config)
         for entry in members:
             _check_backbone(backbone, entry.name, entry.manifest["backbone"])
             methods.load_adapter(backbone.model, entry.path, entry.name, with_head=False)
@@ -342,13 +348,16 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
              langs: Sequence[str] | None = None, split: str = "test", batch_size: int = 32,
              max_examples: int | None = None, data_dir: Path | None = None, max_length: int | None = None,
              backbone: str | None = None, output: Path | None = None, layer: int | None = None,
-             pooling: str = "mean", progress: ProgressFactory = silent) -> Evaluation:
+             pooling: str = "mean", doc_stride: int | None = None,
+             progress: ProgressFactory = silent) -> Evaluation:
     """Zero-shot evaluation in every language asked for (default: the benchmark's list for the task).
     A language without a local file is skipped (recorded with the reason); none with data is an error.
 
     `target` is a run folder or zoo entry; `task` defaults to its (first) task and may name another
     task it has a head for, or a retrieval task (bucc, tatoeba: embeddings with the artifact's adapters
     active, no head). With no target, `backbone` + a retrieval task evaluates the bare backbone.
+    `max_length` (tokens per example) and, for QA, `doc_stride` (window overlap) default to what the
+    artifact was trained with (retrieval: 128); either one given, the report records both under `encoding`.
     Scores go to `<artifact>/evaluations/<task>.<split>.json`, `evaluations/<backbone>.<task>.<split>.json`
     without an artifact, or `output`."""
     from .retrieval import RetrievalSettings
@@ -381,23 +390,36 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
         split_value = Split(split)
     except ValueError:
         raise StepstoneError(f"unknown split '{split}' (valid: {', '.join(s.value for s in Split)})") from None
+    trained = manifest["spec"]["train"] if spec_task.trainable else {}
+    length, length_name = _setting(max_length, "--max-length", trained.get("max_length", 128),
+                                   "the run's train.max_length" if trained else "the retrieval default max_length")
+    if length < 1:
+        raise StepstoneError(f"--max-length must be at least 1 (got {max_length})")
+    stride = None
+    if spec_task.format is TaskFormat.QA:
+        stride, stride_name = _setting(doc_stride, "--doc-stride", trained["doc_stride"], "the run's train.doc_stride")
+        check_window_settings(length, stride, stride_name, length_name)
+    elif doc_stride is not None:
+        raise StepstoneError(f"--doc-stride applies to QA tasks only: '{spec_task.name}' is a "
+                             f"{spec_task.format.value} task, which has no windows")
     languages = list(dict.fromkeys(langs)) if langs else list(spec_task.official_languages)
     recorded = manifest["spec"].get("data_dir") if manifest else None
     data_dir = data_dir if data_dir is not None else (Path(recorded) if recorded else None)
     examples, skipped, sources = _examples_by_language(spec_task, split_value, languages, data_dir, max_examples)
     languages = [lang for lang in languages if lang in examples]
     outside = tuple(lang for lang in languages if lang not in spec_task.official_languages)
-    settings = RetrievalSettings(layer=layer, pooling=pooling, batch_size=batch_size, max_length=max_length or 128)
+    settings = RetrievalSettings(layer=layer, pooling=pooling, batch_size=batch_size, max_length=length)
     with progress(f"load {path if path is not None else backbone}", None):
         if manifest is not None:
             loaded, manifest, _ = load_for_inference(path, backbone)
         else:
             loaded = load_backbone(BackboneSpec(backbone))
+    loaded.check_max_length(length, length_name)
     scores = {}
     for lang in languages:
         if spec_task.trainable:
             scores[lang] = _score_task(loaded, spec_task, heads[spec_task.name], examples[lang], lang, manifest,
-                                       batch_size, max_length, progress)
+                                       batch_size, length, stride, progress)
         else:
             scores[lang] = _score_retrieval(loaded, spec_task, examples[lang], lang, settings, progress)
     name = manifest["name"] if manifest else loaded.spec.name
@@ -418,6 +440,8 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
     if not spec_task.trainable:
         report["retrieval"] = {"layer": settings.resolve_layer(loaded.model), "pooling": settings.pooling.value,
                                "max_length": settings.max_length}
+    elif max_length is not None or doc_stride is not None:  # chosen here, not the run's (in its manifest)
+        report["encoding"] = {"max_length": length, **({"doc_stride": stride} if stride is not None else {})}
     write_text_atomic(destination, to_json(report))
     return result
 
@@ -448,12 +472,17 @@ def _examples_by_language(task: TaskSpec, split: Split, languages: list[str], da
     return examples, skipped, sources
 
 
+def _setting(given: int | None, flag: str, default: int, name: str) -> tuple[int, str]:
+    """An evaluation setting and how error messages name it: the flag, or where its default came from."""
+    return (given, flag) if given is not None else (default, name)
+
+
 def _score_task(loaded: Backbone, task: TaskSpec, head: str, examples: list[dict], lang: str, manifest: dict,
-                batch_size: int, max_length: int | None, progress: ProgressFactory) -> dict[str, float]:
+                batch_size: int, max_length: int, doc_stride: int | None, progress: ProgressFactory) -> dict[str, float]:
     handler, trained = handler_for(task), manifest["spec"]["train"]
-    rows = tokenized.encode(handler, examples, loaded.tokenizer, task, max_length or trained["max_length"],
-                            trained["doc_stride"], train=False, progress=progress,
-                            description=f"tokenize {task.name} [{lang}]")
+    rows = tokenized.encode(handler, examples, loaded.tokenizer, task, max_length,
+                            trained["doc_stride"] if doc_stride is None else doc_stride, train=False,
+                            progress=progress, description=f"tokenize {task.name} [{lang}]")
     return score(loaded.model, handler, task, examples, rows, loaded.tokenizer, batch_size, lang, progress, head=head,
                  precision=Precision(trained.get("precision", Precision.FP32.value)))
 

@@ -115,7 +115,8 @@ class BackboneSpec:
 class BottleneckSpec:
     """Sequential bottleneck adapter (adapters' SeqBnConfig, Pfeiffer placement: after the FFN).
 
-    reduction_factor: hidden size / bottleneck size; 16 as in AdapterFusion (Pfeiffer et al. 2021).
+    reduction_factor: hidden size / bottleneck size; 16 as in AdapterFusion (Pfeiffer et al. 2021); at most
+        the backbone's hidden size (checked when it is loaded).
     non_linearity: activation inside the bottleneck; relu as in AdapterFusion.
     """
 
@@ -131,7 +132,8 @@ class BottleneckSpec:
 class LoRASpec:
     """LoRA adapter (adapters' LoRAConfig).
 
-    r: rank, 8 by default; alpha: scaling numerator (update scaled by alpha / r), 16 by default;
+    r: rank, 8 by default, at most the backbone's hidden size; alpha: scaling numerator (update scaled by
+    alpha / r), 16 by default, > 0 (0 would zero the update, a negative one only flip its sign);
     dropout: on the LoRA input, 0.0; target_modules: which linear layers get an update, q and v as in
     Hu et al. (2021).
     """
@@ -144,6 +146,9 @@ class LoRASpec:
     def __post_init__(self):
         if self.r < 1:
             raise ValueError("lora.r must be >= 1")
+        if self.alpha <= 0:
+            raise ValueError(f"lora.alpha must be > 0 (got {self.alpha}): the update is scaled by alpha / r, so "
+                             "0 switches it off")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("lora.dropout must be in [0, 1)")
         if not self.target_modules:
@@ -157,6 +162,15 @@ class MethodSpec:
     kind: MethodKind = MethodKind.BOTTLENECK
     bottleneck: BottleneckSpec = field(default_factory=BottleneckSpec)
     lora: LoRASpec = field(default_factory=LoRASpec)
+
+    def __post_init__(self):
+        # settings of another method would be ignored; the defaults are what saved configs repeat
+        unused = [name for name, kind, default in (("bottleneck", MethodKind.BOTTLENECK, BottleneckSpec()),
+                                                   ("lora", MethodKind.LORA, LoRASpec()))
+                  if kind is not self.kind and getattr(self, name) != default]
+        if unused:
+            raise ValueError(f"method.{unused[0]} settings are given, but method.kind is {self.kind.value}, which "
+                             f"does not use them: set method.kind to {unused[0]}, or drop them")
 
     def settings(self) -> dict:
         """The settings that matter for `kind` (what manifests record)."""
@@ -202,7 +216,9 @@ class TrainSpec:
         1e-5 for full fine-tuning (Phang et al. 2020).
     fusion_lr: learning rate of a Fuse layer; None = 5e-5 (Pfeiffer et al. 2021).
     epochs, batch_size, grad_accum: the update is batch_size x grad_accum examples (paper: 4 x 8).
-    max_length: tokens per example (paper: 256; QA 384). doc_stride: QA sliding-window overlap.
+    max_length: tokens per example (paper: 256; QA 384), at most what the backbone's positions cover (512).
+    doc_stride: QA sliding-window overlap, 1 to max_length - 1 (checked for QA tasks only); an example whose
+        question leaves a shorter window overlaps by that window less one token.
     warmup_ratio: linear warm-up share of all steps, then linear decay (paper: 0.1).
     select_best: evaluate on the English dev split after every epoch and keep the best epoch
         (the paper selects on English dev).
@@ -257,12 +273,19 @@ class TrainSpec:
         bad = [name for name in positive if getattr(self, name) < 1]
         if bad:
             raise ValueError(f"must be >= 1: {', '.join(bad)}")
+        if self.threads is not None and self.threads < 1:  # 0 would silently be the default
+            raise ValueError(f"threads must be >= 1, or null for $STEPSTONE_THREADS / torch's default (got {self.threads})")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0 (got {self.weight_decay}): a negative one grows the weights")
+        if self.max_grad_norm <= 0:
+            raise ValueError(f"max_grad_norm must be > 0 (got {self.max_grad_norm}): gradients are clipped to "
+                             "this norm, so 0 would stop every update")
+        if not -2**63 <= self.seed < 2**64:
+            raise ValueError(f"seed must fit torch's 64-bit generator (got {self.seed})")
         if self.checkpoint_every < 0:
             raise ValueError("checkpoint_every must be >= 0 (0 = no checkpoints)")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError("warmup_ratio must be in [0, 1)")
-        if self.doc_stride >= self.max_length:
-            raise ValueError("doc_stride must be smaller than max_length")
         for name in ("lr", "fusion_lr"):
             value = getattr(self, name)
             if value is not None and value <= 0:

@@ -20,7 +20,7 @@ from .formats import FormatHandler
 from .progress import Bar, ProgressFactory, silent
 from .tasks.base import TaskSpec
 
-ENCODING_VERSION = 1
+ENCODING_VERSION = 2  # 2: QA cuts long questions and clips the overlap per example
 MIN_EXAMPLES = 256  # below this, encoding is faster than hashing + reading the cache
 CHUNK = 2000  # examples encoded per call, between progress updates (MNLI: ~200 chunks)
 

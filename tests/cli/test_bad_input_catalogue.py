@@ -168,6 +168,22 @@ def case(id: str, argv, message: str, *, xfail: str | None = None, **kw):
 
 
 NAME_RULE = "use 1-64 letters, digits, '-' or '_', starting with a letter or digit"
+NO_OVERLAP = ("QA windows overlap by doc_stride tokens, and without overlap an answer that crosses a window boundary "
+              "is in no window")
+WINDOWS = "QA windows of max_length tokens overlap by doc_stride tokens"
+GRID = "preset: tiny\ntargets: [{task: toy-tags}]\nseeds: [0]\n"  # + intermediate tasks and setups
+
+
+def toy(task: str, *more: str) -> tuple[str, ...]:
+    """`stepstone train` of a toy task (no data files): settings problems found before or at the backbone's load."""
+    return ("train", "--task", task, "--zoo", ZOO, "-q", *FAST, *more)
+
+
+def trained_qa(root: Path) -> None:
+    """A toy-qa adapter 'qa' (max_length 32, doc_stride 8) in the case's zoo, trained before the snapshot."""
+    done = run("train", "--task", "toy-qa", "--name", "qa", "--zoo", root / ZOO, "-q", *FAST, "train.max_length=32",
+               "train.doc_stride=8")
+    assert done.exit_code == 0, done.output
 
 CASES = [
     # -------------------------------------------------------------- CoNLL-U (udpos, raw UD files)
@@ -446,6 +462,107 @@ CASES = [
          f"<command line>: invalid run name '[red]a\\': {NAME_RULE}"),
     case("evaluate-run-path-with-brackets", ("evaluate", "runs/[b]ghost", "--zoo", ZOO),
          "'runs/[b]ghost' is neither a run directory nor a zoo entry in zoo"),
+    # ---- crashes on valid settings, settings that cannot mean what the user wants (issue 13)
+    case("max-length-over-position-limit", toy("toy-tags", "train.max_length=100000"),
+         "train.max_length is 100000, but backbone 'tiny' takes at most 512 tokens (max_position_embeddings 514, "
+         "positions start at 2): set train.max_length to 512 or less"),
+    case("evaluate-max-length-over-position-limit", ("evaluate", "sent-a", "--zoo", ZOO, "-q", "--max-length", "513"),
+         "--max-length is 513, but backbone 'tiny' takes at most 512 tokens (max_position_embeddings 514, positions "
+         "start at 2): set --max-length to 512 or less", zoo=("sent-a",)),
+    case("evaluate-max-length-zero", ("evaluate", "sent-a", "--zoo", ZOO, "-q", "--max-length", "0"),
+         "--max-length must be at least 1 (got 0)", zoo=("sent-a",)),
+    case("doc-stride-zero", toy("toy-qa", "train.doc_stride=0"), f"train.doc_stride must be at least 1 (got 0): {NO_OVERLAP}"),
+    case("doc-stride-negative", toy("toy-qa", "train.doc_stride=-4"),
+         f"train.doc_stride must be at least 1 (got -4): {NO_OVERLAP}"),
+    case("doc-stride-not-below-max-length", toy("toy-qa", "train.max_length=32"),
+         f"train.doc_stride (64) must be smaller than train.max_length (32): {WINDOWS}"),
+    case("evaluate-doc-stride-zero", ("evaluate", "qa", "--zoo", ZOO, "-q", "--doc-stride", "0"),
+         f"--doc-stride must be at least 1 (got 0): {NO_OVERLAP}", setup=trained_qa),
+    case("evaluate-doc-stride-not-below-max-length", ("evaluate", "qa", "--zoo", ZOO, "-q", "--max-length", "8"),
+         f"the run's train.doc_stride (8) must be smaller than --max-length (8): {WINDOWS}", setup=trained_qa),
+    case("evaluate-doc-stride-on-a-task-without-windows", ("evaluate", "sent-a", "--zoo", ZOO, "-q", "--doc-stride", "8"),
+         "--doc-stride applies to QA tasks only: 'toy-sentiment' is a classification task, which has no windows",
+         zoo=("sent-a",)),
+    case("reduction-factor-over-hidden-size", toy("toy-tags", "method.bottleneck.reduction_factor=129"),
+         "method.bottleneck.reduction_factor is 129, larger than the backbone's hidden size 128: the bottleneck "
+         "(hidden size / reduction factor) would have no units; use a reduction factor of at most 128"),
+    case("lora-rank-over-hidden-size", toy("toy-tags", "--method", "lora", "method.lora.r=129"),
+         "method.lora.r is 129, larger than the backbone's hidden size 128: the update of a layer with 128 inputs or "
+         "outputs has rank at most 128; use r <= 128"),
+    case("lora-alpha-zero", toy("toy-tags", "--method", "lora", "method.lora.alpha=0"),
+         "<command line>: 'method.lora': lora.alpha must be > 0 (got 0): the update is scaled by alpha / r, so 0 "
+         "switches it off"),
+    case("lora-dropout-one", toy("toy-tags", "--method", "lora", "method.lora.dropout=1.0"),
+         "<command line>: 'method.lora': lora.dropout must be in [0, 1)"),
+    case("settings-of-another-method", toy("toy-tags", "--method", "lora", "method.bottleneck.reduction_factor=4"),
+         "<command line>: 'method': method.bottleneck settings are given, but method.kind is lora, which does not use "
+         "them: set method.kind to bottleneck, or drop them"),
+    case("weight-decay-negative", toy("toy-tags", "train.weight_decay=-0.01"),
+         "<command line>: 'train': weight_decay must be >= 0 (got -0.01): a negative one grows the weights"),
+    case("max-grad-norm-zero", toy("toy-tags", "train.max_grad_norm=0"),
+         "<command line>: 'train': max_grad_norm must be > 0 (got 0.0): gradients are clipped to this norm, so 0 "
+         "would stop every update"),
+    case("threads-zero", toy("toy-tags", "train.threads=0"),
+         "<command line>: 'train': threads must be >= 1, or null for $STEPSTONE_THREADS / torch's default (got 0)"),
+    case("seed-out-of-range", toy("toy-tags", "train.seed=18446744073709551616"),
+         "<command line>: 'train': seed must fit torch's 64-bit generator (got 18446744073709551616)"),
+    case("warmup-ratio-one", toy("toy-tags", "train.warmup_ratio=1.0"),
+         "<command line>: 'train': warmup_ratio must be in [0, 1)"),
+    case("batch-size-zero", toy("toy-tags", "train.batch_size=0"), "<command line>: 'train': must be >= 1: batch_size"),
+    case("grid-fuse-of-one-intermediate", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:5: setups lists 'fuse', which makes no cell: for bottleneck, fuse needs at least two intermediate "
+         "tasks (intermediate: toy-sentiment); for lora, Fuse composes bottleneck adapters only",
+         files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nsetups: [fuse]\n"}),
+    case("grid-lora-fuse", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:6: method_setups.lora lists 'fuse', which makes no cell: Fuse composes bottleneck adapters only",
+         files={"grid.yaml": GRID + "intermediate: [toy-sentiment, toy-pair]\nmethod_setups:\n  lora: [fuse]\n"}),
+    case("grid-multitask-of-one-intermediate", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:5: setups lists 'multitask', which makes no cell: for bottleneck and lora, multitask needs at least "
+         "two intermediate tasks (intermediate: toy-sentiment)",
+         files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nsetups: [none, multitask]\n"}),
+    case("grid-target-setup-left-out", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:2: target 'toy-tags' lists setup 'stack', which makes no cell: the grid's setups for its methods "
+         "leave it out (bottleneck: none)",
+         files={"grid.yaml": "preset: tiny\ntargets: [{task: toy-tags, setups: [stack]}]\nseeds: [0]\n"
+                             "intermediate: [toy-sentiment]\nmethods: [bottleneck]\nsetups: [none]\n"}),
+    case("grid-target-intermediates-without-stack", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:2: target 'toy-tags' narrows its Stack cells to intermediates, but it runs no stack setup",
+         files={"grid.yaml": "preset: tiny\ntargets: [{task: toy-tags, setups: [none], intermediates: [toy-sentiment]}]"
+                             "\nseeds: [0]\nintermediate: [toy-sentiment]\n"}),
+    case("grid-target-empty-methods", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:2: 'targets[0]': target 'toy-tags' has an empty methods list: omit it for all of the grid's methods",
+         files={"grid.yaml": "preset: tiny\ntargets: [{task: toy-tags, methods: []}]\nseeds: [0]\n"
+                             "intermediate: [toy-sentiment]\n"}),
+    case("grid-target-unknown-split", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:2: 'targets[0]': target 'toy-tags': split must be one of: test, train, validation (got 'dev')",
+         files={"grid.yaml": "preset: tiny\ntargets: [{task: toy-tags, split: dev}]\nseeds: [0]\n"
+                             "intermediate: [toy-sentiment]\n"}),
+    case("grid-retrieval-target-with-training-settings", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:2: target 'tatoeba' is a retrieval task (evaluated with the intermediate adapters, never trained): "
+         "setups does not apply to it",
+         files={"grid.yaml": "preset: tiny\ntargets: [{task: tatoeba, setups: [stack]}]\nseeds: [0]\n"
+                             "intermediate: [toy-sentiment]\n"}),
+    case("grid-full-after-without-full-finetune", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:5: full_after trains full fine-tunes for the full fine-tune baseline, but no target runs one "
+         "(full_finetune is false)",
+         files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nfull_after: [toy-sentiment]\nfull_finetune: false\n"}),
+    case("grid-single-seed-unused", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:6: single_seed lists 'multitask', which no method of the grid runs",
+         files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nsetups: [none]\nsingle_seed: [multitask]\n"}),
+    case("grid-method-setups-unknown-method", ("grid", "grid.yaml", "-q"),
+         "grid.yaml: method_setups names methods the grid does not train: lora (grid methods: bottleneck)",
+         files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nmethods: [bottleneck]\nmethod_setups: {lora: [none]}\n"}),
+    case("grid-intermediate-splits-unknown-task", ("grid", "grid.yaml", "-q"),
+         "grid.yaml: intermediate_splits names tasks that are not intermediate tasks: toy-pair (intermediate: "
+         "toy-sentiment)",
+         files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nintermediate_splits: {toy-pair: validation}\n"}),
+    case("grid-qa-stride-not-below-max-length", ("grid", "grid.yaml", "-q"),
+         f"grid.yaml:5: train.doc_stride (64) must be smaller than train.max_length (32): {WINDOWS} (QA tasks of the "
+         "grid: toy-qa)", files={"grid.yaml": "preset: tiny\ntargets: [{task: toy-qa}]\nseeds: [0]\n"
+                                              "intermediate: [toy-sentiment]\ntrain: {max_length: 32}\n"}),
+    case("grid-train-settings-typo", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:6: unknown key 'train.lrr' (valid: <*>), did you mean 'lr'?",
+         files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\ntrain:\n  lrr: 0.1\n"}),
 ]
 
 

@@ -194,3 +194,94 @@ def test_no_dev_intermediates_train_without_dev(data):
 def test_eval_examples_overrides_the_preset(data):
     assert tiny_grid(data).eval_limit == 16
     assert tiny_grid(data, eval_examples=3).eval_limit == 3
+
+
+# ---- setups that expand to no cell (issue 13)
+GRID_HEAD = "preset: tiny\nseeds: [0]\ntargets: [{task: toy-tags}]\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("intermediate: [toy-sentiment]\nsetups: [none, fuse]\n",
+     "g.yaml:5: setups lists 'fuse', which makes no cell: for bottleneck, fuse needs at least two intermediate tasks "
+     "(intermediate: toy-sentiment); for lora, Fuse composes bottleneck adapters only"),
+    ("intermediate: [toy-sentiment, toy-pair]\nmethods: [lora]\nsetups: [fuse]\n",
+     "g.yaml:6: setups lists 'fuse', which makes no cell: for lora, Fuse composes bottleneck adapters only"),
+    ("intermediate: [toy-sentiment]\nsetups: [multitask]\n",
+     "g.yaml:5: setups lists 'multitask', which makes no cell: for bottleneck and lora, multitask needs at least two "
+     "intermediate tasks (intermediate: toy-sentiment)"),
+    ("intermediate: []\nsetups: [stack]\n",
+     "g.yaml:5: setups lists 'stack', which makes no cell: for bottleneck and lora, stack needs an intermediate task "
+     "(intermediate is empty)"),
+    ("intermediate: [toy-sentiment, toy-pair]\nmethod_setups:\n  lora: [none, fuse]\n",
+     "g.yaml:6: method_setups.lora lists 'fuse', which makes no cell: Fuse composes bottleneck adapters only"),
+    ("intermediate: [toy-sentiment]\nsetups: [none]\nfull_after: [toy-pair]\nfull_finetune: false\n",
+     "g.yaml:6: full_after trains full fine-tunes for the full fine-tune baseline, but no target runs one "
+     "(full_finetune is false)"),
+    ("intermediate: [toy-sentiment]\nsingle_seed: [fuse]\nsetups: [none, stack]\n",
+     "g.yaml:5: single_seed lists 'fuse', which no method of the grid runs"),
+    ("intermediate: [toy-qa]\nsetups: [none, stack]\ntrain: {max_length: 32}\n",
+     "g.yaml:6: train.doc_stride (64) must be smaller than train.max_length (32): QA windows of max_length tokens "
+     "overlap by doc_stride tokens (QA tasks of the grid: toy-qa)"),
+], ids=["fuse-of-one", "lora-fuse", "multitask-of-one", "stack-of-none", "method-setups-lora-fuse",
+        "full-after-without-full", "single-seed-unused", "qa-stride-over-max-length"])
+def test_a_listed_setting_that_makes_no_cell_is_refused(tmp_path, text, message):
+    path = tmp_path / "g.yaml"
+    path.write_text(GRID_HEAD + text)
+    with pytest.raises(ConfigError) as caught:
+        load_grid(path)
+    assert str(caught.value) == str(path.parent / message)
+
+
+def test_target_settings_that_make_no_cell_are_refused(tmp_path):
+    path = tmp_path / "g.yaml"
+    path.write_text("preset: tiny\nseeds: [0]\nintermediate: [toy-sentiment, toy-pair]\nsetups: [none, stack]\n"
+                    "targets:\n  - {task: toy-tags, setups: [none, fuse]}\n  - {task: toy-pair, setups: [none], "
+                    "intermediates: [toy-sentiment]}\n  - {task: tatoeba, methods: [lora], seeds: [1]}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_grid(path)
+    assert caught.value.problems == [
+        f"{path}:6: target 'toy-tags' lists setup 'fuse', which makes no cell: the grid's setups for its methods "
+        "leave it out (bottleneck: none, stack, lora: none, stack)",
+        f"{path}:7: target 'toy-pair' narrows its Stack cells to intermediates, but it runs no stack setup",
+        f"{path}:8: target 'tatoeba' is a retrieval task (evaluated with the intermediate adapters, never trained): "
+        "methods, seeds do not apply to it"]
+
+
+def test_grid_values_that_would_fail_later_are_refused_up_front(data):
+    cases = [
+        (lambda: TargetSpec("toy-tags", methods=()),
+         "target 'toy-tags' has an empty methods list: omit it for all of the grid's methods"),
+        (lambda: TargetSpec("toy-tags", intermediates=()),
+         "target 'toy-tags' has an empty intermediates list: omit it for all of the grid's intermediate tasks"),
+        (lambda: TargetSpec("toy-tags", split="dev"),
+         "target 'toy-tags': split must be one of: test, train, validation (got 'dev')"),
+        (lambda: TargetSpec("toy-tags", train_split="test"),
+         "target 'toy-tags': train_split must be train or validation (got 'test')"),
+        (lambda: tiny_grid(data, intermediate_splits={"ghost": "validation"}),
+         "intermediate_splits names tasks that are not intermediate tasks: ghost (intermediate: toy-sentiment, "
+         "toy-pair)"),
+        (lambda: tiny_grid(data, intermediate_splits={"toy-pair": "dev"}),
+         "intermediate_splits must be train or validation (got toy-pair: dev)"),
+        (lambda: tiny_grid(data, methods=(MethodKind.BOTTLENECK,), method_setups={MethodKind.LORA: (Setup.NONE,)}),
+         "method_setups names methods the grid does not train: lora (grid methods: bottleneck)"),
+    ]
+    for make, message in cases:
+        with pytest.raises(ValueError) as caught:
+            make()
+        assert str(caught.value) == message
+
+
+def test_run_grid_refuses_before_writing(data, tmp_path):
+    grid = tiny_grid(data, intermediate=("toy-sentiment",), setups=(Setup.FUSE,), full_after=())
+    with pytest.raises(ConfigError, match=r"^setups lists 'fuse', which makes no cell: for bottleneck, fuse needs"):
+        run_grid(grid, tmp_path / "grid", isolate=False)
+    grid = tiny_grid(data, full_after=(), train={"lrr": 1.0})
+    with pytest.raises(ConfigError, match=r"^grid train settings: unknown key 'lrr'"):
+        run_grid(grid, tmp_path / "grid", isolate=False)
+    assert not (tmp_path / "grid").exists()
+    # the default setups mean every setup that applies: one intermediate runs none and stack only
+    ids = [c.id for c in cells(tiny_grid(data, intermediate=("toy-sentiment",), full_after=(), full_finetune=False,
+                                         methods=(MethodKind.BOTTLENECK,), targets=(TargetSpec("toy-tags"),)))]
+    assert ids == ["intermediate/bottleneck/toy-sentiment", "target/toy-tags/bottleneck/none/seed0",
+                   "target/toy-tags/bottleneck/stack-toy-sentiment/seed0", "target/toy-tags/bottleneck/none/seed1",
+                   "target/toy-tags/bottleneck/stack-toy-sentiment/seed1"]

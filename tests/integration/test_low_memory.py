@@ -192,3 +192,67 @@ def test_eager_attention_is_recorded_reloaded_and_computes_the_same(tmp_path):
     with torch.no_grad():
         a, b = (m.model.roberta(input_ids=ids, attention_mask=mask).last_hidden_state for m in (sdpa, eager))
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+# ---- several epochs with dev selection on every precision x quantisation cell (issue 13)
+@pytest.mark.parametrize("precision", list(Precision), ids=lambda p: p.value)
+@pytest.mark.parametrize("quantize", list(Quantize), ids=lambda q: q.value)
+@pytest.mark.parametrize("kind", [MethodKind.BOTTLENECK, MethodKind.LORA], ids=lambda k: k.value)
+def test_dev_selection_between_epochs_changes_nothing_in_training(tmp_path, kind, quantize, precision):
+    """Epoch 2 trains after a dev evaluation: it must see the backbone epoch 1 trained on. The same run
+    without dev selection (no evaluation between the epochs) takes bitwise the same steps, and the saved
+    best epoch scores on reload what it scored in training."""
+    selected = run(tmp_path / "a", "m", kind, quantize, epochs=2, precision=precision)
+    plain = run(tmp_path / "b", "m", kind, quantize, epochs=2, precision=precision, select_best=False)
+    steps = [[(r["step"], r["epoch"], r["loss"]) for r in o.result.log if r["kind"] == "step"] for o in (selected, plain)]
+    assert [e for _, e, _ in steps[0]] == [1, 1, 2, 2]  # 32 examples / batch 16, two epochs
+    assert steps[0] == steps[1]
+    assert [r["epoch"] for r in selected.result.log if r["kind"] == "dev"] == [1, 2]
+    assert [r["epoch"] for r in plain.result.log if r["kind"] == "dev"] == [2]
+    best = selected.manifest["metrics"]["best_epoch"]
+    assert selected.manifest["metrics"]["dev"] == selected.manifest["history"][best - 1]["dev"]
+    evaluation = pipelines.evaluate("m", zoo=Zoo(tmp_path / "a" / "zoo"), langs=["en"], split="validation",
+                                    max_examples=16)
+    assert evaluation.scores["en"] == selected.manifest["metrics"]["dev"]
+
+
+@pytest.mark.parametrize("kind", [MethodKind.BOTTLENECK, MethodKind.LORA], ids=lambda k: k.value)
+def test_a_dev_pass_gives_the_4bit_layers_their_training_layout_back(kind):
+    """The root cause of the epoch-2 crash: on an AVX512-BF16 CPU bitsandbytes repacks a 4-bit weight for
+    its inference kernel on the first forward pass in eval mode without gradients, and never unpacks it;
+    training through that kernel gets no input gradient and fails on its in-place bias add. `predict` on a
+    model in training mode puts the original layout back: the next training step is bitwise the same."""
+    from bitsandbytes.functional import has_avx512bf16
+
+    from stepstone.data import load_examples
+    from stepstone.evaluation import predict
+    from stepstone.formats import handler_for
+    from stepstone.tasks import Split, get_task
+
+    model, ids = _adapted(kind, Quantize.NF4)
+    layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    weights = [m.weight.data.clone() for m in layers]
+    task = get_task("toy-tags")
+    tokenizer = load_backbone(BackboneSpec("tiny")).tokenizer
+    rows = handler_for(task).encode(load_examples(task, Split.VALIDATION, "en", None, 4), tokenizer, task, 32, 8,
+                                    train=False)
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(0)  # the same dropout masks
+        loss = model(input_ids=ids, labels=torch.ones_like(ids), head="a").loss
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    model.train()
+    before = step()
+    predict(model, handler_for(task), rows, tokenizer, 4, head="a")
+    assert model.training
+    assert not any(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in layers)
+    assert all(torch.equal(m.weight.data, w) for m, w in zip(layers, weights))
+    after = step()
+    assert after[0] == before[0] and after[1].keys() == before[1].keys() and before[1]
+    assert all(torch.equal(after[1][n], before[1][n]) for n in before[1])
+    model.eval()  # a model that only evaluates keeps the inference layout (repacking per call would be slow)
+    predict(model, handler_for(task), rows, tokenizer, 4, head="a")
+    assert all(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in layers) == has_avx512bf16()
