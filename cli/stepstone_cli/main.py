@@ -77,10 +77,12 @@ def summary(
     """XTREME-style summary: each task averaged over its languages, per category, and overall."""
     from rich.table import Table
 
-    from stepstone.artifacts import to_json, write_text_atomic
+    from stepstone.artifacts import check_destination, to_json, write_text_atomic
     from stepstone.summary import summarize
 
     with user_errors():
+        if output is not None:
+            check_destination(output, "write")
         result = summarize(reports)
         if output is not None:
             write_text_atomic(output, to_json(result.to_dict()))

@@ -2,11 +2,13 @@
 
 Every artifact is a folder. It is assembled in a temporary sibling folder and renamed into place in
 one step, so readers never see a half-written artifact and a crash leaves only a `.NAME.tmp-*`
-folder behind. The manifest records what ran next to what it produced and the sha256 of every
-weights file, which loading verifies.
+folder behind; a filesystem fault during the save (disk full, read-only, no permission) removes the
+temporary folder and becomes one StepstoneError line. The manifest records what ran next to what it
+produced and the sha256 of every file of the artifact (weights and configs), which loading verifies.
 """
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
@@ -22,11 +24,16 @@ from typing import Any, Iterator
 
 from . import __version__
 from .errors import StepstoneError
+from .specs import NAME_PATTERN, NAME_RULE
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 CONFIG = "config.yaml"
 _LIBRARIES = ("torch", "transformers", "adapters", "peft", "datasets", "safetensors", "accelerate")
+
+
+class SaveError(StepstoneError):
+    """A save failed on the filesystem (disk full, quota, read-only, permission); nothing was saved."""
 
 
 def library_versions() -> dict[str, str]:
@@ -46,21 +53,84 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     Refuses an existing `final`. If another process wins the race for the same name, the rename fails
     and this one reports it; the winner's folder is left intact. The temporary folder is named
     `.NAME.tmp-HOST-PID-*`: what a killed save left behind (its process gone) is removed by the next save
-    of the same name, and never looks like an artifact to readers."""
-    if final.exists():
+    of the same name, and never looks like an artifact to readers. A filesystem fault while saving (disk
+    full, quota, read-only, permission, a file where a folder should be) removes the temporary folder and
+    raises one StepstoneError that names `final` and the fault."""
+    if final.exists() or final.is_symlink():
         raise StepstoneError(f"'{final}' already exists; pick another name or remove it first")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    _remove_orphans(final)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{_HOST}-{os.getpid()}-", dir=final.parent))
+    tmp, made = None, [f for f in (final.parent, *final.parent.parents) if not os.path.lexists(f)]
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(final)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{_HOST}-{os.getpid()}-", dir=final.parent))
         yield tmp
         try:
             os.rename(tmp, final)
-        except OSError:
-            raise StepstoneError(f"'{final}' was created by another process while this one was saving") from None
+        except OSError as err:
+            if err.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR) and \
+                    (final.exists() or final.is_symlink()):
+                raise StepstoneError(f"'{final}' was created by another process while this one was saving") from None
+            raise
+    except Exception as err:
+        fault = filesystem_fault(err)
+        if fault is None:
+            raise
+        raise SaveError(f"could not save '{final}': {fault}; nothing was saved") from None
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+        if not final.exists():  # a failed save also takes back the folders it made (nothing written)
+            for folder in made:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+
+
+def filesystem_fault(err: BaseException) -> str | None:
+    """'No space left on device (ENOSPC)' for an OSError, a copytree that met one (shutil.Error), or a
+    safetensors write that failed on one (it reports the OS error in its own exception type); None for
+    anything else, which stays a bug."""
+    if isinstance(err, shutil.Error):  # copytree collects its errors: (src, dst, "[Errno 28] ...") each
+        first = err.args[0][0] if err.args and isinstance(err.args[0], list) and err.args[0] else None
+        found = re.search(r"\[Errno (\d+)\]", str(first[-1])) if first else None
+        return describe_errno(int(found.group(1))) if found else None
+    if isinstance(err, OSError) and err.errno is not None:
+        return describe_errno(err.errno, err.strerror)
+    if type(err).__name__ == "SafetensorError":
+        found = re.search(r"I/O error: .*?\(os error (\d+)\)", str(err))
+        if found:
+            return describe_errno(int(found.group(1)))
+    return None
+
+
+def describe_errno(code: int, text: str | None = None) -> str:
+    return f"{text or os.strerror(code)} ({errno.errorcode.get(code, code)})"
+
+
+def check_destination(target: Path, verb: str = "save") -> None:
+    """Before any work: refuse a destination that cannot be written, so a long training or evaluation
+    never fails at its very end. `target` is the file or folder about to be created (its folders may not
+    exist yet): no existing ancestor may be a file, `target` may not be an existing folder when it is a
+    file to write (verb "write"), and the nearest existing folder must accept a new file. That is probed
+    by creating and removing a hidden file, since permission bits do not stop root but a read-only mount
+    does. Nothing is left behind (no folder is created)."""
+    target = Path(target)
+    if verb == "write" and target.is_dir():
+        raise StepstoneError(f"cannot write '{target}': it is a folder, not a file")
+    for folder in (target.parent, *target.parent.parents):
+        if not os.path.lexists(folder):
+            continue
+        if not folder.is_dir():
+            raise StepstoneError(f"cannot {verb} '{target}': '{folder}' is a file, not a folder")
+        try:
+            handle, probe = tempfile.mkstemp(prefix=".stepstone-write-test-", dir=folder)
+        except OSError as err:
+            raise StepstoneError(f"cannot {verb} '{target}': '{folder}' is not writable: "
+                                 f"{describe_errno(err.errno, err.strerror)}") from None
+        os.close(handle)
+        os.unlink(probe)
+        return
 
 
 _HOST = socket.gethostname().replace("-", "_") or "host"
@@ -86,17 +156,40 @@ def _alive(pid: int) -> bool:
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write a file through a temporary sibling + os.replace (readers see the old or the new file).
-    The file gets the usual 0644 mode (mkstemp's own is 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    The file gets the usual 0644 mode (mkstemp's own is 0600). A filesystem fault removes the temporary
+    file and raises one StepstoneError naming `path`."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as err:
+        raise SaveError(f"could not write '{path}': {describe_errno(err.errno, err.strerror)}; "
+                        f"nothing was written") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append `line` to `path` and fsync it. A filesystem fault (disk full ...) cuts the file back to what it
+    was, so no half line is left for the next append to run into, and raises one SaveError naming `path`."""
+    size = path.stat().st_size if path.exists() else 0
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as err:
+        try:
+            os.truncate(path, size)
+        except OSError:
+            pass
+        raise SaveError(f"could not write '{path}': {describe_errno(err.errno, err.strerror)}; nothing was "
+                        f"written") from None
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -115,17 +208,66 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def weight_files(folder: Path, hashes: bool = True) -> dict[str, str]:
-    """Relative path -> sha256 (or "" without `hashes`) of every safetensors file under `folder`."""
-    return {str(p.relative_to(folder)): sha256(p) if hashes else "" for p in sorted(folder.rglob("*.safetensors"))}
+# What `stepstone evaluate` writes into an artifact after it was saved (RUN/evaluations/...): outputs, not
+# part of the artifact, so neither hashed nor refused as unlisted.
+OUTPUTS = "evaluations"
+# Unlisted files of these kinds are refused: loaders read weights and configs, and one that the manifest
+# does not list cannot be verified. Other unlisted files (notes, .DS_Store) are never read, so they are let be.
+READ_SUFFIXES = (".safetensors", ".json", ".jsonl", ".yaml", ".yml")
+
+
+def _is_output(relative: str) -> bool:
+    """evaluations/ of the artifact, or of a member copy inside a run (members/M/evaluations/)."""
+    parts = Path(relative).parts
+    return parts[0] == OUTPUTS or (len(parts) > 3 and parts[0] == "members" and parts[2] == OUTPUTS)
+
+
+def _walk(folder: Path) -> list[str]:
+    """Relative paths of every regular file under `folder`, sorted. Refuses symbolic links anywhere in the
+    folder (stepstone writes none; a link can point outside the artifact, so that loading reads, and
+    `evaluate` writes, outside it, or be re-pointed after its target was hashed; copies of the artifact
+    would follow it) and anything that is not a file or a folder (a FIFO would hang the hashing)."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(root) / name
+            relative = str(path.relative_to(folder))
+            if path.is_symlink():
+                raise StepstoneError(f"'{folder}': {relative} is a symbolic link (to '{os.readlink(path)}'); "
+                                     f"an artifact holds only real files and folders: copy the target in instead")
+            if name in files:
+                if not path.is_file():
+                    raise StepstoneError(f"'{folder}': {relative} is not a regular file")
+                found.append(relative)
+    return sorted(found)
+
+
+def check_tree(folder: Path) -> None:
+    """Refuse symbolic links and special files in `folder` (see `_walk`) without hashing anything."""
+    _walk(folder)
+
+
+def artifact_files(folder: Path) -> list[str]:
+    """Relative paths of every file that makes up the artifact in `folder` (sorted): all regular files
+    but manifest.json itself and evaluation outputs; refuses links and special files (see `_walk`)."""
+    return [f for f in _walk(folder) if f != MANIFEST and not _is_output(f)]
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:
-    """Add format/version/file-hash fields and write manifest.json (sorted keys)."""
-    files = weight_files(folder)
+    """Add format/version/file-hash fields and write manifest.json (sorted keys). `files` holds the sha256
+    of every file of the artifact (weights, adapter / head / fusion configs, config.yaml, the train log, the
+    manifests of member copies), so editing any of them is caught on load; `weights_bytes` is the size
+    of the weights alone."""
+    files = {f: sha256(folder / f) for f in artifact_files(folder)}
     full = {**manifest, "format_version": FORMAT_VERSION, "versions": library_versions(), "files": files,
-            "weights_bytes": sum((folder / f).stat().st_size for f in files)}
+            "weights_bytes": sum((folder / f).stat().st_size for f in files if f.endswith(".safetensors"))}
     (folder / MANIFEST).write_text(to_json(full), encoding="utf-8")
+
+
+def head_name(run: str, task: str, index: int) -> str:
+    """The first task's head is named like the adapter (the adapters library pairs them); further
+    multi-task heads are RUN_TASK."""
+    return run if index == 0 else f"{run}_{task}"
 
 
 # What loading relies on, checked before anything else is read: field -> a JSON type, a tuple of allowed
@@ -163,9 +305,49 @@ def schema_problems(manifest: Any, schema: dict = SCHEMA, where: str = "") -> li
 _JSON_TYPES = {int: "an integer", str: "a string", dict: "an object", list: "a list"}
 
 
+def name_problems(manifest: dict) -> list[str]:
+    """Names a manifest gives that become path components or adapter keys (its own name, task names,
+    their heads, composition members) and do not follow the name rule, e.g. "invalid member name '../x'
+    in 'composition.members[0]': use ...". Heads must be the ones `head_name` gives (every writer names
+    them so), which also keeps them free of '.' and '/'."""
+    problems = []
+
+    def check(value: Any, what: str, where: str) -> bool:
+        if not isinstance(value, str) or not NAME_PATTERN.match(value):
+            problems.append(f"invalid {what} {value!r} in '{where}': use {NAME_RULE}")
+            return False
+        return True
+
+    name_ok = check(manifest["name"], "name", "name")
+    for i, record in enumerate(manifest["tasks"]):
+        if not isinstance(record, dict):
+            problems.append(f"'tasks[{i}]' must be an object")
+            continue
+        if check(record.get("name"), "task name", f"tasks[{i}].name") and name_ok:
+            expected = head_name(manifest["name"], record["name"], i)
+            if record.get("head") != expected:
+                problems.append(f"invalid head name {record.get('head')!r} in 'tasks[{i}].head' (expected "
+                                f"'{expected}')")
+    if manifest["tasks"] and isinstance(manifest["tasks"][0], dict) and \
+            any(manifest["task"].get(k) != manifest["tasks"][0].get(k) for k in ("name", "head")):
+        problems.append(f"'task' ({manifest['task'].get('name')!r}) differs from 'tasks[0]'")
+    composition = manifest.get("composition")
+    if isinstance(composition, dict):
+        members = composition.get("members")
+        if not isinstance(members, list) or not members:
+            problems.append(f"'composition.members' must be a non-empty list, got {json.dumps(members)[:40]}")
+        else:
+            for i, member in enumerate(members):
+                check(member, "member name", f"composition.members[{i}]")
+    elif manifest["kind"] == "run" and manifest["mode"] != "full":
+        problems.append("'composition' is missing from a composed run")
+    return problems
+
+
 def read_manifest(folder: Path, verify: bool = True) -> dict:
-    """Read and check a manifest (JSON, format version, schema, weights file names); with `verify`, also
-    check every weights file against its hash and refuse a folder that holds a pickle or unlisted weights."""
+    """Read and check a manifest (JSON, format version, schema, file entries, the names that become paths
+    and adapter keys); with `verify`, also check every file it lists against its hash and refuse a folder
+    that holds a link, a pickle, or an unlisted weights or config file."""
     path = folder / MANIFEST
     if not path.is_file():
         raise StepstoneError(f"'{folder}' is not a stepstone artifact: {MANIFEST} is missing")
@@ -186,24 +368,40 @@ def read_manifest(folder: Path, verify: bool = True) -> dict:
         raise StepstoneError(f"{path}: not a valid manifest: {'; '.join(problems)}")
     for relative, digest in manifest["files"].items():
         parts = Path(relative).parts
-        if Path(relative).is_absolute() or ".." in parts or not relative.endswith(".safetensors") \
+        if not parts or Path(relative).is_absolute() or ".." in parts or relative == MANIFEST \
+                or _is_output(relative) or Path(relative).suffix in PICKLE_SUFFIXES \
                 or not isinstance(digest, str) or not _SHA256.match(digest):
             raise StepstoneError(f"{path}: bad weights entry {relative!r} (expected a relative path to a "
-                                 f".safetensors file inside the artifact and its sha256)")
+                                 f"file inside the artifact, not a pickle, and its sha256)")
+    problems = name_problems(manifest)
+    if problems:
+        raise StepstoneError(f"{path}: {problems[0]}")
     if verify:
-        pickles = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES)
+        present = _walk(folder)
+        pickles = [f for f in present if Path(f).suffix in PICKLE_SUFFIXES]
         if pickles:
             raise StepstoneError(f"'{folder}' holds pickle-format file(s) {', '.join(pickles[:3])}: "
                                  f"refusing to load it "
                                  f"(stepstone reads safetensors only; remove them if the rest is trusted)")
-        unlisted = sorted(set(weight_files(folder, hashes=False)) - set(manifest["files"]))
+        listed = manifest["files"]
+        # Manifests written before every file was hashed list only the weights: their configs cannot be
+        # verified, so only unlisted weights are refused there.
+        complete = any(not f.endswith(".safetensors") for f in listed)
+        readable = READ_SUFFIXES if complete else (".safetensors",)
+        unlisted = [f for f in present if f != MANIFEST and not _is_output(f) and f not in listed
+                    and f.endswith(readable)]
         if unlisted:
-            raise StepstoneError(f"'{folder}': weights file {unlisted[0]} is not in the manifest (a file that "
+            what = "weights file" if unlisted[0].endswith(".safetensors") else "file"
+            raise StepstoneError(f"'{folder}': {what} {unlisted[0]} is not in the manifest (a file that "
                                  f"cannot be verified is not loaded)")
-        for relative, expected in manifest["files"].items():
-            weights = folder / relative
-            if not weights.is_file():
-                raise StepstoneError(f"'{folder}': weights file {relative} is missing")
-            if sha256(weights) != expected:
+        for relative, expected in listed.items():
+            file = folder / relative
+            what = "weights file" if relative.endswith(".safetensors") else "file"
+            if not file.is_file():
+                raise StepstoneError(f"'{folder}': {what} {relative} is missing")
+            if sha256(file) != expected:
+                if what == "file":
+                    raise StepstoneError(f"'{folder}': file {relative} was edited or is corrupted (sha256 "
+                                         f"mismatch; the manifest's hash is of the file as saved)")
                 raise StepstoneError(f"'{folder}': weights file {relative} is corrupted (sha256 mismatch)")
     return manifest

@@ -10,7 +10,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import to_json, write_text_atomic
+from .artifacts import check_destination, to_json, write_text_atomic
 from .composition import parse
 from .errors import StepstoneError
 from .pipelines import evaluate, train_run
@@ -98,6 +98,9 @@ def markdown(result: DemoResult) -> str:
 
 def _fresh(out: Path) -> None:
     """Start from an empty output folder; only a previous demo's folder is ever removed."""
+    if out.exists() and not out.is_dir():
+        raise StepstoneError(f"'{out}' is a file, not a folder; choose another --out")
+    check_destination(out)  # out is made anew in its parent: a read-only place fails now, not after training
     if out.exists():
         if not (out / MARKER).exists() and any(out.iterdir()):
             raise StepstoneError(f"'{out}' exists and is not a stepstone demo folder; choose another --out")

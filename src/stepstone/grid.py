@@ -9,14 +9,13 @@ fails is recorded with its error and the grid goes on. `stepstone report GRID_DI
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .artifacts import read_manifest, write_text_atomic
+from .artifacts import append_line, check_destination, read_manifest, write_text_atomic
 from .composition import parse
 from .config import dotted_path, build, dump_yaml, load_yaml, merge, parse_overrides, to_dict
 from .errors import ConfigError, StepstoneError, choices, did_you_mean
@@ -463,6 +462,7 @@ def run_grid(grid: GridSpec, folder: Path, *, progress: ProgressFactory = silent
     if problems:
         raise ConfigError([message for _, message in problems])
     every_cell = cells(grid)  # builds every cell's settings: a bad one fails before anything is written
+    check_destination(folder / CELLS, "write")  # a file in the way or a read-only place: before any cell runs
     _pin_spec(grid, folder)
     log = folder / CELLS
     done = load_records(log)
@@ -485,10 +485,7 @@ def run_grid(grid: GridSpec, folder: Path, *, progress: ProgressFactory = silent
         record = {"id": cell.id, "kind": cell.kind, "train_language": "en", **cell.record, **record,
                   "cell_seconds": round(clock() - start, 1)}  # wall time: training + evaluation
         countdown.finish()
-        with open(log, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, sort_keys=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_line(log, json.dumps(record, sort_keys=True) + "\n")
         done[cell.id] = record
         ran += 1
         if record["status"] != "ok":

@@ -35,7 +35,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from .artifacts import atomic_dir, sha256, to_json, write_manifest
+from .artifacts import atomic_dir, check_destination, name_problems, sha256, to_json, write_manifest
 from .errors import StepstoneError, choices
 from .specs import LoRASpec, LoRATarget, MethodKind, MethodSpec
 from .zoo import Entry, Zoo
@@ -120,7 +120,8 @@ def export_adapter(name: str, out: Path, fmt: str | Format = Format.PEFT, zoo: Z
     out = Path(out)
     if out.exists():
         raise StepstoneError(f"'{out}' already exists; pick another --out or remove it first")
-    entry = zoo.get(name)  # verifies the weights against the manifest's hashes
+    check_destination(out)
+    entry = zoo.get(name)  # verifies every file against the manifest's hashes
     manifest = entry.manifest
     if manifest["kind"] != "adapter":
         raise StepstoneError(f"cannot export '{name}' to PEFT: it is a {manifest['kind']}, not a zoo adapter")
@@ -133,6 +134,10 @@ def export_adapter(name: str, out: Path, fmt: str | Format = Format.PEFT, zoo: Z
     problems = _unexportable(lora_config)
     if problems:
         raise StepstoneError(f"cannot export '{name}' to PEFT: {'; '.join(problems)}")
+    from .integrity import check_artifact, tensor_shapes
+
+    check_artifact(entry.path, manifest)
+    tensor_shapes(entry.path / ADAPTER_WEIGHTS)  # a readable safetensors header, or one line naming the file
 
     from safetensors.torch import load_file
 
@@ -276,6 +281,7 @@ def import_adapter(path: Path, name: str, fmt: str | Format = Format.PEFT, zoo: 
     destination = zoo.path(name)
     if destination.exists():
         raise StepstoneError(f"'{destination}' already exists; pick another --name or remove it first")
+    check_destination(destination)
     path = Path(path)
     config, tensors = _read_peft(path)
     renamed, modules, layers = _peft_to_adapters(path, tensors)
@@ -294,7 +300,7 @@ def import_adapter(path: Path, name: str, fmt: str | Format = Format.PEFT, zoo: 
     _copy_lora(model, name, renamed, path, loaded.spec.name, layers)
     heads = [head_name(name, record["name"], i) for i, record in enumerate(tasks)]
     for record, head in zip(tasks, heads):
-        model.load_head(str(path / STEPSTONE_HEADS / record["name"]), load_as=head, use_safetensors=True)
+        methods.load_head(model, path / STEPSTONE_HEADS / record["name"], head)
     manifest = _import_manifest(name, path, config, spec, source, _backbone_record(loaded),
                                 _parameters(model, name, heads), loaded.num_parameters)
     with atomic_dir(destination) as tmp:
@@ -340,13 +346,22 @@ def _read_source(path: Path) -> dict | None:
         return None
     source = _read_json(path / STEPSTONE_MANIFEST)
     if not (isinstance(source, dict) and isinstance(source.get("backbone"), dict)
-            and isinstance(source.get("tasks"), list)):
-        raise StepstoneError(f"{path / STEPSTONE_MANIFEST}: not a stepstone manifest (no backbone / tasks)")
+            and isinstance(source.get("tasks"), list) and isinstance(source.get("name"), str)
+            and isinstance(source.get("task"), dict)):
+        raise StepstoneError(f"{path / STEPSTONE_MANIFEST}: not a stepstone manifest (no name / backbone / tasks)")
+    # its task names become folder names (stepstone_heads/TASK here, heads/TASK in the zoo): the name rule
+    problems = name_problems({"kind": "adapter", "mode": "adapter", **source, "composition": None})
+    if problems:
+        raise StepstoneError(f"{path / STEPSTONE_MANIFEST}: {problems[0]}")
     missing = [r["name"] for r in source["tasks"]
                if not all((path / STEPSTONE_HEADS / r["name"] / f).is_file() for f in (HEAD_CONFIG, HEAD_WEIGHTS))]
     if missing:
         raise StepstoneError(f"'{path}': {STEPSTONE_MANIFEST} names task head(s) {', '.join(missing)} that "
                              f"{STEPSTONE_HEADS}/ lacks; remove {STEPSTONE_MANIFEST} to import the encoder LoRA alone")
+    from .integrity import check_head
+
+    for record in source["tasks"]:  # each head fits its task (head type, labels), before the backbone is loaded
+        check_head(path / STEPSTONE_HEADS / record["name"], record)
     return source
 
 

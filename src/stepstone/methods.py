@@ -89,7 +89,62 @@ def save_adapter(model: Any, directory: Path, name: str, with_head: bool) -> Non
 
 
 def load_adapter(model: Any, directory: Path, name: str, with_head: bool) -> None:
-    model.load_adapter(str(directory), load_as=name, with_head=with_head, use_safetensors=True, set_active=False)
+    """Load the adapter (and its head) saved in `directory` as `name`, strictly (see `_load_strictly`)."""
+    from .integrity import ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD_CONFIG, HEAD_WEIGHTS, read_config
+
+    directory = Path(directory)
+    files = [(directory / ADAPTER_WEIGHTS, read_config(directory / ADAPTER_CONFIG).get("name"), name,
+              {("adapters", name), ("loras", name)})]
+    if with_head:
+        files.append((directory / HEAD_WEIGHTS, read_config(directory / HEAD_CONFIG).get("name"), name,
+                      {("heads", name)}))
+    _load_strictly(model, files, lambda: model.load_adapter(str(directory), load_as=name, with_head=with_head,
+                                                            use_safetensors=True, set_active=False))
+
+
+def load_head(model: Any, directory: Path, name: str) -> None:
+    """Load the head saved in `directory` as `name`, strictly."""
+    from .integrity import HEAD_CONFIG, HEAD_WEIGHTS, read_config
+
+    directory = Path(directory)
+    files = [(directory / HEAD_WEIGHTS, read_config(directory / HEAD_CONFIG).get("name"), name, {("heads", name)})]
+    _load_strictly(model, files, lambda: model.load_head(str(directory), load_as=name, use_safetensors=True))
+
+
+def _load_strictly(model: Any, files: list[tuple[Path, str, str, set]], load: Any) -> None:
+    """Run an adapters-library `load`, then require the model's tensors of each file's owners to be exactly
+    the file's (names and shapes). files: (weights file, the name it was saved under, the name it loads
+    as, the (kind, owner) pairs whose tensors it holds). The library only logs missing and unexpected
+    keys (a renamed tensor would stay at its initial value) and raises a multi-line RuntimeError on a
+    shape mismatch, after the modules were added: both become one line naming the file and tensor."""
+    from .integrity import compare_tensors, renamed, tensor_shapes
+
+    found = [renamed(_own(tensor_shapes(file), saved), saved, name) for file, saved, name, _ in files]  # headers first
+    failure = None
+    try:
+        load()
+    except RuntimeError as err:
+        if not str(err).startswith("Error(s) in loading state_dict"):
+            raise
+        failure = err
+    state = model.state_dict()
+    for (file, saved, name, owners), shapes in zip(files, found):
+        expected = {k: tuple(v.shape) for k, v in state.items() if adapter_kind_of_parameter(k) in owners}
+        # named as in the file
+        compare_tensors(file, renamed(shapes, name, saved), renamed(expected, name, saved))
+    if failure is not None:
+        raise failure
+
+
+def _own(shapes: dict, saved: str) -> dict:
+    """Drop the tensors of other heads from a head file. The adapters library saves head NAME with a
+    substring filter ('heads.NAME' in key), so the head file of 'mt' also holds the heads 'mt_TASK' (stepstone's
+    further multi-task heads), which load from their own folders."""
+    def other_head(key: str) -> bool:
+        owner = adapter_kind_of_parameter(key)
+        return owner is not None and owner[0] == "heads" and owner[1] != saved and owner[1].startswith(saved)
+
+    return {k: v for k, v in shapes.items() if not other_head(k)}
 
 
 def fusion_name(members: tuple[str, ...]) -> str:
@@ -106,9 +161,14 @@ def save_fusion(model: Any, directory: Path, members: tuple[str, ...]) -> None:
     model.save_adapter_fusion(str(directory), fusion_name(members), use_safetensors=True)
 
 
-def load_fusion(model: Any, directory: Path) -> None:
+def load_fusion(model: Any, directory: Path, members: tuple[str, ...]) -> None:
+    """Load the Fuse layer of `members` saved in `directory`, strictly."""
+    from .integrity import FUSION_WEIGHTS
+
+    name = fusion_name(members)
     # load_adapter_fusion returns None on head models: callers keep the member names themselves.
-    model.load_adapter_fusion(str(directory), set_active=False, use_safetensors=True)
+    _load_strictly(model, [(Path(directory) / FUSION_WEIGHTS, name, name, {("adapter_fusion_layer", name)})],
+                   lambda: model.load_adapter_fusion(str(directory), set_active=False, use_safetensors=True))
 
 
 def activate(model: Any, setup: Any, head: str | None) -> None:

@@ -9,15 +9,17 @@ import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
 from . import composition as comp
 from . import methods, provenance, tokenized
-from .artifacts import CONFIG, atomic_dir, read_manifest, to_json, write_manifest, write_text_atomic
+from .artifacts import (CONFIG, OUTPUTS, SaveError, atomic_dir, check_destination, check_tree, head_name,
+                        read_manifest, to_json, write_manifest, write_text_atomic)
 from .backbone import Backbone, load_backbone, place
 from .checkpoint import SUFFIX as CHECKPOINT_SUFFIX
 from .checkpoint import Checkpoints
@@ -28,6 +30,7 @@ from .errors import StepstoneError
 from .evaluation import score
 from .formats import handler_for
 from .formats.qa import check_window_settings
+from .integrity import check_artifact, load_full
 from .progress import ProgressFactory, silent
 from .specs import Attention, BackboneSpec, Block, LoRASpec, MethodKind, Precision, Quantize, RunSpec, TrainSpec
 from .tasks import Split, TaskFormat, TaskSpec, get_task
@@ -142,21 +145,30 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
     destination = zoo.path(name) if standalone else Path(runs_dir) / name
     if destination.exists():
         raise StepstoneError(f"'{destination}' already exists; pick another --name or remove it first")
+    check_destination(destination)  # a read-only or full zoo / runs folder fails now, not after training
     members = [zoo.get(m) for m in spec.compose.members] if spec.compose else []
     semantics = None
     if spec.compose is not None:
         target = comp.Member(name, spec.method.kind, spec.method.lora if spec.method.kind is MethodKind.LORA else None)
         semantics = comp.semantics(spec.compose.block, [_member(e) for e in members], target)
         _same_backbone([(e.name, e.manifest["backbone"]) for e in members])
+    for entry in members:  # their files fit their manifests (the rules above read manifests only)
+        check_artifact(entry.path, entry.manifest)
     init = read_manifest(Path(spec.init_from)) if spec.init_from else None
     if init is not None and init["method"]["kind"] != MethodKind.FULL.value:
         raise StepstoneError(f"init_from '{spec.init_from}' is not a full fine-tune run")
+    if init is not None:
+        check_artifact(Path(spec.init_from), init)
     train_spec = spec.train.resolved(spec.method.kind)
     spec = replace(spec, train=train_spec)
     if any(t.format is TaskFormat.QA for t in tasks):  # only QA has windows: doc_stride means nothing elsewhere
         check_window_settings(train_spec.max_length, train_spec.doc_stride)
     checkpoints = checkpoints_of(spec, runs_dir)
     checkpoints.check(resume)
+    if train_spec.checkpoint_every > 0:
+        check_destination(checkpoints.folder)
+    if tensorboard:
+        check_destination(Path(runs_dir) / "tensorboard" / name)
     set_threads(train_spec.threads)
     data, sources = {}, {}
     for i, t in enumerate(tasks):
@@ -253,7 +265,7 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
     }
     try:
         if procs.primary:  # one writer; the other processes wait for it
-            with progress(f"save {destination}", None), atomic_dir(destination) as tmp:
+            with progress(f"save {destination}", None), _keeping(checkpoints), atomic_dir(destination) as tmp:
                 for t in tasks[1:]:  # extra multi-task heads; the first task's head travels with the adapter
                     (tmp / "heads" / t.name).mkdir(parents=True)
                     model.save_head(str(tmp / "heads" / t.name), heads[t.name], use_safetensors=True)
@@ -266,7 +278,7 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
                 else:
                     methods.save_adapter(model, tmp / "target", name, with_head=True)
                     for entry in members:  # runs are self-contained: the exact member weights travel with them
-                        shutil.copytree(entry.path, tmp / "members" / entry.name)
+                        shutil.copytree(entry.path, tmp / "members" / entry.name, ignore=_outputs_of(entry.path))
                     if mode is Mode.FUSION:
                         methods.save_fusion(model, tmp / "fusion", spec.compose.members)
                 (tmp / CONFIG).write_text(dump_yaml(spec), encoding="utf-8")
@@ -277,6 +289,20 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
     finally:  # also when the writer failed: the others then fail to read it, instead of waiting forever
         procs.barrier()
     return Outcome(destination, read_manifest(destination, verify=procs.primary), trainable, result, procs.primary)
+
+
+@contextmanager
+def _keeping(checkpoints: Checkpoints) -> Iterator[None]:
+    """A save that failed on the filesystem (disk full, read-only ...) also says what training left."""
+    try:
+        yield
+    except SaveError as err:
+        raise SaveError(f"{err}; {checkpoints.describe_latest()}") from None
+
+
+def _outputs_of(entry: Path) -> Any:
+    """copytree `ignore`: a zoo entry's evaluations/ folder (outputs written after it was saved, no part of it)."""
+    return lambda folder, names: [OUTPUTS] if Path(folder) == entry and OUTPUTS in names else []
 
 
 def checkpoints_of(spec: RunSpec, runs_dir: Path) -> Checkpoints:
@@ -291,6 +317,7 @@ def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Ba
     activate it with the first task's head. Returns the backbone, the manifest and that task (None for
     an adapter without a head, e.g. one imported from PEFT)."""
     manifest = read_manifest(path)
+    check_artifact(path, manifest)  # configs fit the manifest: before the backbone is loaded
     record = manifest["backbone"]
     source = record.get("source") or {}
     if backbone_name is None and source.get("local") and not Path(source["local"]).is_dir():
@@ -318,7 +345,7 @@ def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Ba
         for member in members:
             methods.load_adapter(model, path / "members" / member, member, with_head=False)
         if composition["block"] == Block.FUSE.value:
-            methods.load_fusion(model, path / "fusion")
+            methods.load_fusion(model, path / "fusion", members)
         methods.load_adapter(model, path / "target", name, with_head=True)
         from .specs import Composition
 
@@ -326,7 +353,7 @@ def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Ba
                                     comp.Semantics(composition["semantics"]))
     if manifest["mode"] != Mode.FULL.value:
         for t in manifest["tasks"][1:]:  # further multi-task heads
-            model.load_head(str(path / "heads" / t["name"]), load_as=t["head"], use_safetensors=True)
+            methods.load_head(model, path / "heads" / t["name"], t["head"])
     methods.activate(model, setup, head=name if task is not None else None)
     place(model)
     model.eval()
@@ -367,6 +394,8 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
                              "retrieval task (bucc, tatoeba), which needs no training")
     path = resolve_artifact(target, zoo) if target is not None else None
     manifest = read_manifest(path, verify=False) if path is not None else None
+    if path is not None:
+        check_tree(path)  # no link inside: scores are written into it
     records = {t["name"]: t for t in manifest["tasks"]} if manifest else {}
     if task is None and not records:
         name = manifest["name"]
@@ -402,6 +431,9 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
     elif doc_stride is not None:
         raise StepstoneError(f"--doc-stride applies to QA tasks only: '{spec_task.name}' is a "
                              f"{spec_task.format.value} task, which has no windows")
+    default = path / OUTPUTS if path is not None else Path("evaluations") / _slug(backbone)
+    destination = output or default / f"{spec_task.name}.{split_value.value}.json"
+    check_destination(destination, "write")  # before the data and the model are loaded
     languages = list(dict.fromkeys(langs)) if langs else list(spec_task.official_languages)
     recorded = manifest["spec"].get("data_dir") if manifest else None
     data_dir = data_dir if data_dir is not None else (Path(recorded) if recorded else None)
@@ -423,8 +455,6 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
         else:
             scores[lang] = _score_retrieval(loaded, spec_task, examples[lang], lang, settings, progress)
     name = manifest["name"] if manifest else loaded.spec.name
-    default = (path / "evaluations" if path is not None else Path("evaluations") / _slug(name))
-    destination = output or default / f"{spec_task.name}.{split_value.value}.json"
     result = Evaluation(path or destination.parent, spec_task.name, split_value.value, spec_task.metric.main, scores,
                         destination, spec_task.train_language, skipped, outside)
     report = {"artifact": name, "task": spec_task.name, "split": split_value.value, "metric": spec_task.metric.main,
@@ -514,12 +544,6 @@ def task_of(record: dict) -> TaskSpec:
     return replace(task, labels=tuple(record["labels"])) if task.open_labels else task
 
 
-def head_name(run: str, task: str, index: int) -> str:
-    """The first task's head is named like the adapter (the adapters library pairs them); further
-    multi-task heads are RUN_TASK."""
-    return run if index == 0 else f"{run}_{task}"
-
-
 def _task_record(task: TaskSpec, head: str) -> dict:
     return {"name": task.name, "format": task.format.value, "labels": list(task.labels), "head": head,
             "num_choices": task.num_choices, "train_language": task.train_language}
@@ -569,20 +593,12 @@ def _same_backbone(records: list[tuple[str, dict]]) -> None:
 
 
 def _load_full(model: Any, weights: Path) -> None:
-    from safetensors.torch import load_model
-
-    load_model(model, str(weights), strict=True)
+    load_full(model, weights)
 
 
 def _load_encoder(model: Any, weights: Path) -> None:
     """Load a full fine-tune run's encoder weights and drop its head (the paper reloads encoder-only)."""
-    from safetensors.torch import load_model
-
-    # load_model (not load_state_dict) knows that tied aliases were stored once; the old head's keys are
-    # the only ones allowed to be unexpected, since this model has no head yet.
-    missing, unexpected = load_model(model, str(weights), strict=False)
-    if missing or [k for k in unexpected if not k.startswith("heads.")]:
-        raise StepstoneError(f"'{weights}' does not match the backbone's encoder")
+    load_full(model, weights, encoder_only=True)
 
 
 def load_run_spec(config: Path | None = None, settings: dict | None = None,

@@ -14,7 +14,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import write_bytes_atomic, write_text_atomic
+from .artifacts import check_destination, write_bytes_atomic, write_text_atomic
 from .errors import StepstoneError, choices
 from .grid import CELLS, read_cells
 
@@ -292,6 +292,7 @@ def build_report(grid_dir: Path, *, plots: bool = True) -> Report:
     """Read GRID_DIR/cells.jsonl, write GRID_DIR/report.md (and PNGs with `plots`), return the Report."""
     grid_dir = Path(grid_dir)
     cells = load_cells(grid_dir)
+    check_destination(grid_dir / "report.md", "write")  # before the plots are drawn
     headline, chosen = _headline(cells)
     tables = {"headline": headline, "stack_gain": _stack_gain(cells, headline),
               "gain_by_language": _gain_by_language(headline, chosen), "retrieval": _retrieval(cells),

@@ -281,6 +281,10 @@ def _restore(state: TrainState, params: dict, trainable: Trainable, optimizer: A
     if set(state.params) != set(trainable.names):
         raise StepstoneError("the checkpoint's trainable parameters differ from this run's "
                              f"({len(set(state.params) ^ set(trainable.names))} names differ)")
+    wrong = sorted(n for n, value in state.params.items() if value.shape != params[n].shape)
+    if wrong:
+        raise StepstoneError(f"the checkpoint's {wrong[0]} has shape {list(state.params[wrong[0]].shape)}, this run's "
+                             f"is {list(params[wrong[0]].shape)} ({len(wrong)} tensor(s) differ)")
     with torch.no_grad():
         for name, value in state.params.items():
             params[name].copy_(value)

@@ -6,7 +6,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import MANIFEST, read_manifest
+from .artifacts import MANIFEST, describe_errno, read_manifest
 from .errors import StepstoneError, choices
 from .specs import NAME_PATTERN, check_name
 
@@ -42,15 +42,20 @@ class Zoo:
         if not self.root.is_dir():
             return []
         # Only valid names: hidden '.NAME.tmp-*' / '.NAME.deleting-*' folders a killed save or
-        # remove leaves behind are never entries.
+        # remove leaves behind are never entries. Nor are symbolic links (see `get`).
         return sorted(p.name for p in self.root.iterdir()
-                      if NAME_PATTERN.match(p.name) and (p / MANIFEST).is_file())
+                      if NAME_PATTERN.match(p.name) and not p.is_symlink() and (p / MANIFEST).is_file())
 
     def entries(self) -> list[Entry]:
         return [Entry(name, self.root / name, read_manifest(self.root / name, verify=False)) for name in self.names()]
 
     def get(self, name: str, verify: bool = True) -> Entry:
         path = self.path(name)
+        if path.is_symlink():
+            # An entry is a real folder inside the zoo: through a link, loading would read (and `evaluate`
+            # write) wherever it points, and removing it would not remove what it points to.
+            raise StepstoneError(f"'{path}' is a symbolic link (to '{os.readlink(path)}'); a zoo entry must be "
+                                 f"a real folder inside the zoo: copy it in instead")
         if not (path / MANIFEST).is_file():
             known = self.names()
             raise StepstoneError(f"no zoo entry '{name}' in {self.root} (entries: {choices(known) or 'none'})")
@@ -64,7 +69,11 @@ class Zoo:
         entry = self.get(name, verify=False)
         # Rename first so a crash mid-delete never leaves a half entry that still looks valid.
         trash = entry.path.with_name(f".{name}.deleting-{os.getpid()}")
-        os.rename(entry.path, trash)
+        try:
+            os.rename(entry.path, trash)
+        except OSError as err:  # e.g. a read-only zoo: nothing was changed
+            raise StepstoneError(f"could not remove '{entry.path}': {describe_errno(err.errno, err.strerror)}; "
+                                 f"nothing was removed") from None
         shutil.rmtree(trash)
         return entry
 

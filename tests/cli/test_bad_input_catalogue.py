@@ -148,6 +148,105 @@ def broken_manifest(root: Path) -> None:
     (root / ZOO / "sent-a" / "manifest.json").write_text('{"format_version": 1,\n')
 
 
+# ------------------------------------------------- artifact integrity, escaping paths, destinations (issue 13)
+SENT_A = "roberta.encoder.layer.0.output.adapters.sent-a"  # sent-a's first adapter layer (hidden 128 / 16 = 8)
+
+
+def rehash(entry: str) -> Callable[[Path], None]:
+    """Re-record the sha256 of every file sent-a's manifest lists, as a tool that rewrote a file and its manifest
+    would: the damage then gets past the hash check, to the check behind it."""
+    def setup(root: Path) -> None:
+        folder = root / ZOO / entry
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["files"] = {f: hashlib.sha256((folder / f).read_bytes()).hexdigest() for f in manifest["files"]}
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return setup
+
+
+def then(*setups: Callable[[Path], None]) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        for step in setups:
+            step(root)
+    return setup
+
+
+def tensors_edit(file: str, change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        from safetensors.torch import load_file, save_file
+
+        path = root / ZOO / "sent-a" / file
+        tensors = load_file(str(path))
+        change(tensors)
+        save_file(tensors, str(path))
+    return then(setup, rehash("sent-a"))
+
+
+def rename_tensor(tensors: dict) -> None:
+    tensors[f"{SENT_A}.adapter_up.weightX"] = tensors.pop(f"{SENT_A}.adapter_up.weight")
+
+
+def reshape_tensor(tensors: dict) -> None:
+    import torch
+
+    tensors[f"{SENT_A}.adapter_up.weight"] = torch.zeros(128, 4)
+
+
+def extra_tensor(tensors: dict) -> None:
+    import torch
+
+    tensors[f"{SENT_A}.adapter_extra.weight"] = torch.zeros(2)
+
+
+def file_edit(file: str, change: Callable[[bytes], bytes]) -> Callable[[Path], None]:
+    def setup(root: Path) -> None:
+        path = root / ZOO / "sent-a" / file
+        path.write_bytes(change(path.read_bytes()))
+    return setup
+
+
+def json_edit(file: str, change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def edit(data: bytes) -> bytes:
+        config = json.loads(data)
+        change(config)
+        return json.dumps(config, indent=2).encode()
+    return file_edit(file, edit)
+
+
+def other_task(manifest: dict) -> None:
+    """The manifest says toy-tags; the head saved with it is toy-sentiment's (a classification head)."""
+    record = {**manifest["task"], "name": "toy-tags", "format": "tagging", "labels": ["O", "B-PER", "I-PER", "B-LOC",
+                                                                                   "I-LOC"]}
+    manifest.update(task=record, tasks=[record])
+
+
+def other_labels(manifest: dict) -> None:
+    record = {**manifest["task"], "labels": ["bad", "good"]}
+    manifest.update(task=record, tasks=[record])
+
+
+def task_field(field: str, value: str) -> Callable[[dict], None]:
+    def change(manifest: dict) -> None:
+        record = {**manifest["task"], field: value}
+        manifest.update(task=record, tasks=[record])
+    return change
+
+
+def link_outside(inside: str, outside: str, target: str, mkdir: bool = False) -> Callable[[Path], None]:
+    """Move ROOT/inside to ROOT/outside (or make an empty folder there); a relative link `target` takes its place."""
+    def setup(root: Path) -> None:
+        (root / outside).parent.mkdir(parents=True, exist_ok=True)
+        if mkdir:
+            (root / outside).mkdir()
+        else:
+            shutil.move(root / inside, root / outside)
+        os.symlink(target, root / inside)
+    return setup
+
+
+GRID_YAML = "intermediate: [toy-sentiment]\ntargets: [{task: toy-tags}]\nseeds: [0]\n"
+EVAL = ("evaluate", "sent-a", "--zoo", ZOO, "--max-examples", "4", "-q")
+
+
 # ------------------------------------------------------------------------------------------- cases
 @dataclass(frozen=True)
 class Case:
@@ -563,6 +662,97 @@ CASES = [
     case("grid-train-settings-typo", ("grid", "grid.yaml", "-q"),
          "grid.yaml:6: unknown key 'train.lrr' (valid: <*>), did you mean 'lr'?",
          files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\ntrain:\n  lrr: 0.1\n"}),
+    # ---- artifacts: integrity, paths that escape, destinations (issue 13)
+    case("train-zoo-is-a-file", ("train", "--task", "toy-sentiment", "--zoo", ZOO, "-q", *FAST),
+         "cannot save 'zoo/toy-sentiment-bottleneck': 'zoo' is a file, not a folder", files={ZOO: "not a folder\n"}),
+    case("train-runs-dir-is-a-file", on("Stack(sent-a)", "--runs-dir", "runs"),
+         "cannot save 'runs/target': 'runs' is a file, not a folder", zoo=("sent-a",), files={"runs": "x\n"}),
+    case("train-checkpoints-under-a-file", ("train", "--task", "toy-sentiment", "--zoo", ZOO, "--runs-dir", "runs",
+                                            "-q", *FAST),
+         "cannot save 'runs/toy-sentiment-bottleneck.checkpoint': 'runs' is a file, not a folder",
+         files={"runs": "x\n"}),
+    case("evaluate-output-under-a-file", (*EVAL, "--output", "out/scores.json"),
+         "cannot write 'out/scores.json': 'out' is a file, not a folder", zoo=("sent-a",), files={"out": "x\n"}),
+    case("evaluate-output-is-a-folder", (*EVAL, "--output", "out"), "cannot write 'out': it is a folder, not a file",
+         zoo=("sent-a",), files={"out/keep.txt": "x\n"}),
+    case("summary-output-under-a-file", ("summary", "r.json", "--output", "out/summary.json"),
+         "cannot write 'out/summary.json': 'out' is a file, not a folder", files={"out": "x\n", "r.json": "{}"}),
+    case("grid-out-is-a-file", ("grid", "grid.yaml", "--out", "g", "-q"),
+         "cannot write 'g/cells.jsonl': 'g' is a file, not a folder", files={"grid.yaml": GRID_YAML, "g": "x\n"}),
+    case("report-md-is-a-folder", ("report", "g"), "cannot write 'g/report.md': it is a folder, not a file",
+         files={"g/cells.jsonl": '{"id": "i", "kind": "intermediate", "status": "error", "error": "x"}\n',
+                "g/report.md/keep.txt": "x\n"}),
+    case("export-out-under-a-file", ("export", "sent-a", "--out", "f/peft", "--zoo", ZOO),
+         "cannot save 'f/peft': 'f' is a file, not a folder", zoo=("sent-a",), files={"f": "x\n"}),
+    case("import-zoo-is-a-file", ("import", "peft", "--name", "x", "--zoo", ZOO),
+         "cannot save 'zoo/x': 'zoo' is a file, not a folder", files={ZOO: "x\n", "peft/adapter_config.json": "{}"}),
+    case("demo-out-is-a-file", ("demo", "--out", "d", "-q"), "'d' is a file, not a folder; choose another --out",
+         files={"d": "x\n"}),
+    case("weights-renamed-tensor", EVAL,
+         f"'zoo/sent-a/adapter.safetensors' does not fit the model: tensor {SENT_A}.adapter_up.weight is missing "
+         f"(shape [128, 8]); unexpected tensor {SENT_A}.adapter_up.weightX",
+         zoo=("sent-a",), setup=tensors_edit("adapter.safetensors", rename_tensor)),
+    case("weights-wrong-shape", on("Stack(sent-a)"),
+         f"'zoo/sent-a/adapter.safetensors' does not fit the model: tensor {SENT_A}.adapter_up.weight has shape "
+         "[128, 4], the model's is [128, 8]", zoo=("sent-a",),
+         setup=tensors_edit("adapter.safetensors", reshape_tensor)),
+    case("weights-extra-tensor", EVAL,
+         f"'zoo/sent-a/adapter.safetensors' does not fit the model: unexpected tensor {SENT_A}.adapter_extra.weight",
+         zoo=("sent-a",), setup=tensors_edit("adapter.safetensors", extra_tensor)),
+    case("head-weights-missing-tensor", EVAL,
+         "'zoo/sent-a/model_head.safetensors' does not fit the model: tensor heads.sent-a.4.bias is missing "
+         "(shape [2])",
+         zoo=("sent-a",), setup=tensors_edit("model_head.safetensors", lambda t: t.pop("heads.sent-a.4.bias"))),
+    case("weights-truncated", EVAL,
+         "'zoo/sent-a/adapter.safetensors': not a readable safetensors file (Error while deserializing header: "
+         "incomplete metadata, file not fully covered)", zoo=("sent-a",),
+         setup=then(file_edit("adapter.safetensors", lambda b: b[: len(b) // 2]), rehash("sent-a"))),
+    case("weights-garbage-header", EVAL,
+         "'zoo/sent-a/model_head.safetensors': not a readable safetensors file (Error while deserializing header: "
+         "invalid JSON in header: <*>)", zoo=("sent-a",),
+         setup=then(file_edit("model_head.safetensors", lambda b: b[:8] + b"{garbage" + b[16:]), rehash("sent-a"))),
+    case("adapter-config-edited", ("zoo", "show", "sent-a", "--zoo", ZOO),
+         "'zoo/sent-a': file adapter_config.json was edited or is corrupted (sha256 mismatch; the manifest's hash is "
+         "of the file as saved)", zoo=("sent-a",),
+         setup=json_edit("adapter_config.json", lambda c: c["config"].update(non_linearity="gelu"))),
+    case("head-config-edited", EVAL,
+         "'zoo/sent-a': file head_config.json was edited or is corrupted (sha256 mismatch; the manifest's hash is "
+         "of the file as saved)", zoo=("sent-a",),
+         setup=json_edit("head_config.json", lambda c: c["config"].update(activation_function="relu"))),
+    case("adapter-config-disagrees-with-method", on("Stack(sent-a)"),
+         "zoo/sent-a/adapter_config.json: 'reduction_factor' is 8, but the manifest's bottleneck settings give 16: "
+         "the file does not match the artifact", zoo=("sent-a",),
+         setup=then(json_edit("adapter_config.json", lambda c: c["config"].update(reduction_factor=8)),
+                    rehash("sent-a"))),
+    case("head-config-disagrees-with-task", EVAL,
+         "zoo/sent-a/head_config.json: a 'classification' head, but the manifest's task 'toy-tags' (tagging) needs "
+         "a 'tagging' head", zoo=("sent-a",), setup=manifest_edit("sent-a", other_task)),
+    case("head-labels-disagree-with-task", EVAL,
+         "zoo/sent-a/head_config.json: the head's labels (negative, positive) are not those of the manifest's task "
+         "'toy-sentiment' (bad, good)", zoo=("sent-a",), setup=manifest_edit("sent-a", other_labels)),
+    case("manifest-member-traversal", ("zoo", "show", "sent-a", "--zoo", ZOO),
+         f"zoo/sent-a/manifest.json: invalid member name '../x' in 'composition.members[0]': {NAME_RULE}",
+         zoo=("sent-a",), setup=manifest_edit("sent-a", lambda m: m.update(
+             composition={"block": "stack", "members": ["../x"], "semantics": "stack", "setup": "-"}))),
+    case("manifest-task-name-absolute", EVAL,
+         f"zoo/sent-a/manifest.json: invalid task name '/tmp/x' in 'tasks[0].name': {NAME_RULE}",
+         zoo=("sent-a",), setup=manifest_edit("sent-a", task_field("name", "/tmp/x"))),
+    case("manifest-head-name-traversal", EVAL,
+         "zoo/sent-a/manifest.json: invalid head name '../x' in 'tasks[0].head' (expected 'sent-a')",
+         zoo=("sent-a",), setup=manifest_edit("sent-a", task_field("head", "../x"))),
+    case("weights-symlink-to-outside", EVAL,
+         "'zoo/sent-a': adapter.safetensors is a symbolic link (to '../../outside/adapter.safetensors'); an artifact "
+         "holds only real files and folders: copy the target in instead", zoo=("sent-a",),
+         setup=link_outside("zoo/sent-a/adapter.safetensors", "outside/adapter.safetensors",
+                            "../../outside/adapter.safetensors")),
+    case("evaluations-symlink-to-outside", EVAL,
+         "'zoo/sent-a': evaluations is a symbolic link (to '../../outside/scores'); an artifact holds only real files "
+         "and folders: copy the target in instead", zoo=("sent-a",),
+         setup=link_outside("zoo/sent-a/evaluations", "outside/scores", "../../outside/scores", mkdir=True)),
+    case("zoo-entry-symlink-to-outside", EVAL,
+         "'zoo/sent-a' is a symbolic link (to '../outside/sent-a'); a zoo entry must be a real folder inside the zoo: "
+         "copy it in instead", zoo=("sent-a",),
+         setup=link_outside("zoo/sent-a", "outside/sent-a", "../outside/sent-a")),
 ]
 
 
@@ -575,7 +765,9 @@ def trained_zoo(tmp_path_factory) -> Path:
     assert result.exit_code == 0, result.output
     shutil.copytree(zoo / TRAINED[0], zoo / TRAINED[1])
     manifest = json.loads((zoo / TRAINED[1] / "manifest.json").read_text())
-    (zoo / TRAINED[1] / "manifest.json").write_text(json.dumps({**manifest, "name": TRAINED[1]}))  # a zoo entry's own name
+    task = {**manifest["task"], "head": TRAINED[1]}  # its head is named like the entry, as every writer names it
+    (zoo / TRAINED[1] / "manifest.json").write_text(json.dumps({**manifest, "name": TRAINED[1], "task": task,
+                                                                "tasks": [task]}))  # a zoo entry's own name
     return zoo
 
 

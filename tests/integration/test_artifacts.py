@@ -250,7 +250,11 @@ def test_manifest(trained, name):
     assert manifest["versions"] == library_versions()
     assert manifest["versions"]["adapters"] == "1.3.0"
     weights = sorted(outcome.path.rglob("*.safetensors"))
-    assert weights and manifest["files"] == {str(p.relative_to(outcome.path)): sha(p) for p in weights}
+    # every file of the artifact is hashed (weights, configs, the log, member copies' manifests), not manifest.json
+    files = sorted(p for p in outcome.path.rglob("*") if p.is_file() and p != outcome.path / "manifest.json")
+    assert weights and manifest["files"] == {str(p.relative_to(outcome.path)): sha(p) for p in files}
+    assert {"config.yaml", "train_log.jsonl"} <= {p.name for p in files}
+    assert manifest["weights_bytes"] == sum(p.stat().st_size for p in weights)
     # config.yaml is the resolved spec, loadable as a RunSpec
     data, _ = load_yaml(outcome.path / "config.yaml")
     assert build(RunSpec, data) == resolved

@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from stepstone import methods
+from stepstone.artifacts import sha256
 from stepstone.backbone import load_backbone
 from stepstone.errors import StepstoneError
 from stepstone.interop import MODULES, export_adapter, import_adapter, target_regex
@@ -45,6 +46,14 @@ def exported(zoo, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("peft") / "pair-lora"
     export_adapter("pair-lora", out, "peft", zoo=zoo)
     return out
+
+
+def rehash(folder: Path) -> None:
+    """Re-record the sha256 of every file the manifest lists (a deliberately edited entry that loads past
+    its hash check, so the check behind it is what the test sees)."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"] = {f: sha256(folder / f) for f in manifest["files"]}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
 
 
 def plain_encoder(backbone=None):
@@ -158,6 +167,7 @@ def test_export_refuses_lora_variants_peft_cannot_express(zoo, tmp_path, edit, m
     config = json.loads(config_path.read_text())
     config["config"].update(edit)
     config_path.write_text(json.dumps(config))
+    rehash(variant.path("pair-lora"))  # as if the entry had been written that way: its hashes check out
     with pytest.raises(StepstoneError, match=re.escape(f"cannot export 'pair-lora' to PEFT: {message}")):
         export_adapter("pair-lora", tmp_path / "out", zoo=variant)
     assert not (tmp_path / "out").exists()
@@ -193,7 +203,8 @@ def test_export_then_import_round_trips_weights_head_and_outputs(zoo, exported):
     assert m1["tasks"] == [{**m0["task"], "head": "pair-again"}] and m1["task"] == m1["tasks"][0]
     assert (m1["metrics"], m1["spec"], m1["history"]) == (m0["metrics"], m0["spec"], m0["history"])
     assert m1["imported"]["stepstone_entry"] == "pair-lora" and m1["imported"]["heads"] is True
-    assert sorted(m1["files"]) == ["adapter.safetensors", "model_head.safetensors"]
+    assert sorted(m1["files"]) == ["adapter.safetensors", "adapter_config.json", "head_config.json",
+                                   "model_head.safetensors"]  # every file of the entry is hashed
 
     batch = inputs()
     a, _, _ = load_for_inference(original.path)
