@@ -32,7 +32,9 @@ def train(
 ) -> None:
     """Train an adapter (saved to the zoo) or a target adapter on a Stack / Fuse of zoo adapters, or
     a full fine-tune (saved to RUNS_DIR/NAME). Settings: --config file, then options, then KEY=VALUE."""
-    from stepstone import composition
+    from rich.console import Console
+
+    from stepstone import composition, health
     from stepstone.errors import StepstoneError
     from stepstone.pipelines import load_run_spec, train_run
     from stepstone.zoo import Zoo
@@ -76,3 +78,6 @@ def train(
     console.print(f"dev ({manifest['task']['train_language']}) {shown} "
                   f"(best epoch {manifest['metrics']['best_epoch']}, {manifest['train_seconds']:.1f}s)")
     console.print(f"saved {manifest['kind']}: {outcome.path}")
+    warning = health.warning(manifest["name"], manifest.get("learning"))
+    if warning is not None:  # one line on stderr: a run that did not learn must not pass unnoticed
+        Console(stderr=True).print(warning, highlight=False, soft_wrap=True, markup=False)

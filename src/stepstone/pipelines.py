@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import torch
 
 from . import composition as comp
-from . import methods, tokenized
+from . import health, methods, tokenized
 from .artifacts import CONFIG, atomic_dir, read_manifest, to_json, write_manifest, write_text_atomic
 from .backbone import Backbone, load_backbone, place
 from .checkpoint import SUFFIX as CHECKPOINT_SUFFIX
@@ -210,6 +210,7 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
                     **({"dev_by_task": result.history[result.best_epoch - 1]["dev_by_task"]}
                        if len(tasks) > 1 and train_spec.dev else {})},
         "history": result.history,
+        "learning": health.assess(parts, result),  # did it learn? (stepstone.health)
         "train_seconds": round(result.seconds, 3),
         "peak_rss_mb": _peak_rss_mb(),
         "processes": procs.world,
