@@ -51,10 +51,13 @@ PRESETS: dict[Preset, tuple[str, TrainSpec, TrainSpec, int | None]] = {
                    TrainSpec(lr=1e-5, epochs=3, batch_size=4, grad_accum=8, max_length=256), None),
 }
 # Per task family (format): what a preset trains differently from its recipe above, as (adapter, full fine-tune)
-# TrainSpec overrides. One learning rate does not fit every family: on e5-small (1,000 examples, 1-2 epochs) an
-# adapter lr of 5e-3 trains tagging (UD-POS 94.1 dev accuracy) but leaves sentence classification, pair
-# classification, multiple choice and QA at their chance loss, where 1e-3 learns them (SST-2 dev 57.0 -> 82.5;
-# benchmarks/results/calibration-e5-small.json). The paper trains QA on 384-token windows (Phang et al. 2020).
+# TrainSpec overrides. cpu-small's adapter lr, measured on e5-small (benchmarks/results/calibration-e5-small.json):
+# tagging needs 5e-3 on short runs (UD-POS, 500 examples x 1 epoch: 87.4 dev accuracy at 5e-3, 29.9 at 1e-3); pair
+# classification learns more at 1e-3 (XNLI, 1,000 x 2: 45.0 vs 40.5, majority class 33.5) and SST-2 is close (88.0
+# vs 85.5). Issue 13 saw sentence-level, multiple-choice and QA adapters stay at their chance loss at 5e-3 (the
+# committed cpu-small report: XNLI and PAWS-X at the majority class); 1e-3 learned every one of them that learned at
+# all here (TyDiQA's loss 4.56 -> 2.69; COPA, 400 examples, learned at neither rate), so it is the default and
+# tagging the exception. The paper trains QA on 384-token windows (Phang et al. 2020).
 FAMILIES: dict[Preset, dict[TaskFormat, tuple[dict, dict]]] = {
     Preset.CPU_SMALL: {TaskFormat.TAGGING: ({"lr": 5e-3}, {})},
     Preset.PAPER: {TaskFormat.QA: ({"max_length": 384, "doc_stride": 128}, {"max_length": 384, "doc_stride": 128})},

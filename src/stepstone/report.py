@@ -368,7 +368,7 @@ def build_report(grid_dir: Path, *, plots: bool = True) -> Report:
               "gain_by_language": _gain_by_language(headline, chosen), "retrieval": _retrieval(cells),
               "costs": _costs(cells), "failures": [{"id": c["id"], "kind": c["kind"], "error": c.get("error")}
                                                    for c in cells if c["status"] == "error"]}
-    not_learned = _not_learned_rows(cells)
+    not_learned = tables["not_learned"] = _not_learned_rows(cells)
     ok = sum(c["status"] == "ok" for c in cells)
     md = [f"# Transfer report: {grid_dir.name}", "",
           f"{len(cells)} cells: {ok} ok, {len(cells) - ok} failed"

@@ -87,3 +87,33 @@ def test_the_grid_records_and_prints_the_verdict_of_each_cell(tmp_path):
                      f"  warning: 'target/toy-sentiment/bottleneck/none/seed0' did not learn: "
                      f"{dead['learning']['reason']} (check train.lr; README: Did it learn?)",
                      "cell target/toy-tags/bottleneck/none/seed0"]
+    # the report marks the cell, in report.md and in the terminal table
+    shown = CliRunner(env={"COLUMNS": "250"}).invoke(app, ["report", str(tmp_path / "g"), "--no-plots"])
+    assert shown.exit_code == 0, shown.output
+    table = [line for line in shown.stdout.splitlines() if "toy-sentiment" in line or "toy-tags" in line]
+    assert len(table) == 2 and "⚠" in table[0] and "⚠" not in table[1]
+    caption = "⚠: a run of this entry did not learn (report.md: Runs that did not learn)"
+    assert caption in " ".join(shown.stdout.split())  # wrapped to the table's width
+    md = (tmp_path / "g" / "report.md").read_text()
+    assert f"| target/toy-sentiment/bottleneck/none/seed0 | {dead['learning']['dev']:.1f} |" in md
+
+
+def test_a_multitask_run_is_judged_per_task(tmp_path):
+    spec = RunSpec(task=("toy-sentiment", "toy-tags"), name="both", train=DEAD)
+    outcome = pipelines.train_run(spec, zoo=Zoo(tmp_path))
+    learning = outcome.manifest["learning"]
+    by_task = learning["by_task"]
+    assert set(by_task) == {"toy-sentiment", "toy-tags"} and learning["verdict"] == "not-learned"
+    dev = outcome.manifest["metrics"]["dev_by_task"]
+    assert by_task["toy-sentiment"]["dev"] == dev["toy-sentiment"]["accuracy"]
+    assert by_task["toy-tags"]["dev"] == dev["toy-tags"]["f1"] and by_task["toy-tags"]["metric"] == "f1"
+    # each task's loss curve is its own steps: proportional sampling, 12 + 12 batches of 8 per epoch
+    log = [json.loads(line) for line in (outcome.path / "train_log.jsonl").read_text().splitlines()]
+    for name, record in by_task.items():
+        mine = [r["loss"] for r in log if r["kind"] == "step" and r["tasks"] == [name]]
+        assert record["steps"] == len(mine) == 24 and record["loss_start"] == sum(mine[:6]) / 6
+    flagged = [n for n in ("toy-sentiment", "toy-tags") if by_task[n]["verdict"] == "not-learned"]
+    assert flagged and learning["reason"] == "; ".join(f"{n}: {by_task[n]['reason']}" for n in flagged)
+    # the top level carries the first task's numbers and the run's verdict
+    assert {k: v for k, v in learning.items() if k not in ("verdict", "reason", "by_task")} == \
+        {k: v for k, v in by_task["toy-sentiment"].items() if k not in ("verdict", "reason")}

@@ -288,6 +288,9 @@ def test_cells_that_did_not_learn_are_marked(tmp_path):
         "| target/xnli/bottleneck/none/seed1 | 52.0 | 51.0 | 0.700 -> 0.690 | English dev accuracy 52.0 is at the "
         "baseline (chance 50.0 / majority class 51.0) |"]
     assert "**⚠ did not learn**" in md  # defined
+    assert [(r["id"], r["kind"], r["dev"], r["level"]) for r in report.tables["not_learned"]] == [
+        ("intermediate/anli/bottleneck/seed0", "intermediate", 52.0, 51.0),
+        ("target/xnli/bottleneck/none/seed1", "target", 52.0, 51.0)]
     # cells written before the rule existed (no 'learning') are not marked, and there is no such section
     plain = build_report(write(tmp_path / "plain", grid_cells()), plots=False)
     assert "## Runs that did not learn" not in plain.markdown and "⚠ |" not in plain.markdown
