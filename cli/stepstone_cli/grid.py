@@ -37,7 +37,7 @@ def report(
     """Write GRID_DIR/report.md (+ PNG plots) and print the headline table."""
     from rich.table import Table
 
-    from stepstone.report import build_report, terminal_rows
+    from stepstone.report import FLAG, build_report, terminal_rows
 
     with user_errors():
         result = build_report(folder, plots=plots)
@@ -46,5 +46,7 @@ def report(
         table = Table(*rows[0], title="zero-shot score (mean over non-English languages), mean ± std over seeds")
         for row in rows[1:]:
             table.add_row(*row)
+        if any(FLAG in cell for row in rows[1:] for cell in row):
+            table.caption = f"{FLAG}: a run of this entry did not learn (report.md: Runs that did not learn)"
         console.print(table)
     console.print(f"wrote {folder / 'report.md'}" + (f" and {len(result.plots)} plots" if result.plots else ""))

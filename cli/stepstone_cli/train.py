@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import complete_task, console, progress_factory, user_errors
+from .common import complete_task, console, progress_factory, stderr_console, user_errors
 
 
 def train(
@@ -35,7 +35,7 @@ def train(
 ) -> None:
     """Train an adapter (saved to the zoo) or a target adapter on a Stack / Fuse of zoo adapters, or
     a full fine-tune (saved to RUNS_DIR/NAME). Settings: --config file, then options, then KEY=VALUE."""
-    from stepstone import composition, tracking
+    from stepstone import composition, health, tracking
     from stepstone.errors import StepstoneError
     from stepstone.pipelines import load_run_spec, train_run
     from stepstone.zoo import Zoo
@@ -79,3 +79,6 @@ def train(
     console.print(f"dev ({manifest['task']['train_language']}) {shown} "
                   f"(best epoch {manifest['metrics']['best_epoch']}, {manifest['train_seconds']:.1f}s)")
     console.print(f"saved {manifest['kind']}: {outcome.path}")
+    warning = health.warning(manifest["name"], manifest.get("learning"))
+    if warning is not None:  # one line on stderr: a run that did not learn must not pass unnoticed
+        stderr_console().print(warning, soft_wrap=True)

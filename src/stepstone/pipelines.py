@@ -17,7 +17,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from . import composition as comp
-from . import methods, provenance, tokenized
+from . import health, methods, provenance, tokenized
 from .artifacts import (CONFIG, OUTPUTS, SaveError, atomic_dir, check_destination, check_tree, head_name,
                         read_manifest, to_json, write_manifest, write_text_atomic)
 from .backbone import Backbone, load_backbone, place
@@ -259,6 +259,7 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
                     **({"dev_by_task": result.history[result.best_epoch - 1]["dev_by_task"]}
                        if len(tasks) > 1 and train_spec.dev else {})},
         "history": result.history,
+        "learning": health.assess(parts, result),  # did it learn? (stepstone.health)
         "train_seconds": round(result.seconds, 3),
         "peak_rss_mb": _peak_rss_mb(),
         "processes": procs.world,

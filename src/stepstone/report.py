@@ -33,7 +33,12 @@ DEFINITIONS = """\
 - **Gain**: mean zero-shot score minus that of the same method's baseline: `none` (the target adapter alone) for
   adapter methods, `full` (plain full fine-tuning) for full fine-tuning.
 - **Costs**: means over successful cells; MB = 10^6 bytes; trainable % is relative to the backbone.
+- **⚠ did not learn**: at least one run of the entry did not learn (`stepstone.health`: English dev score at the
+  chance / majority-class level, or a training loss that never left its starting value); in the stack-gain table,
+  the intermediate adapter did not. *Runs that did not learn* lists them with the reason.
 - All numbers are in percent points (metrics) or the stated unit, with one decimal."""
+FLAG = "⚠"
+VERDICTS = ("learned", "not-learned", "unknown")  # stepstone.health.Verdict
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,10 @@ def _check(line: str, where: str) -> dict:
     for key in NUMERIC:
         if not (cell.get(key) is None or _number(cell[key])):
             raise StepstoneError(f"{where}: '{key}' must be a number or null, got {cell[key]!r}")
+    learning = cell.get("learning")
+    if not (learning is None or isinstance(learning, dict) and learning.get("verdict") in VERDICTS):
+        raise StepstoneError(f"{where}: 'learning' must be null or an object with a 'verdict' of "
+                             f"{choices(VERDICTS)}, got {json.dumps(learning)[:60]}")
     if cell["status"] == "ok" and cell["kind"] != "intermediate":
         scores = cell.get("scores")
         if not isinstance(cell.get("target"), str) or not isinstance(scores, dict) or not scores \
@@ -81,6 +90,11 @@ def _check(line: str, where: str) -> dict:
 
 def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _not_learned(cell: dict) -> bool:
+    """The cell's run did not learn (stepstone.health's verdict, recorded by the grid; older records have none)."""
+    return (cell.get("learning") or {}).get("verdict") == "not-learned"
 
 
 def _zero_shot(cell: dict) -> float | None:
@@ -147,6 +161,7 @@ def _headline(cells: list[dict]) -> tuple[list[dict], dict[tuple[str, str], list
                 rows.append({"target": target, "metric": members[0].get("metric"), "column": column, "setup": setup,
                              "method": method, "composition": comp, "intermediate": inter, "mean": mean, "std": std,
                              "n": n, "english": _mean(c["scores"].get("en") for c in members),
+                             "not_learned": sum(map(_not_learned, members)),
                              "gain": None if base is None or base[1] is members
                              else mean - _stats([_zero_shot(c) for c in base[1]])[0]})
                 chosen[target, column] = members
@@ -158,7 +173,10 @@ def _stack_gain(cells: list[dict], headline: list[dict]) -> list[dict]:
     base = {(r["target"], r["method"]): r["mean"] for r in headline if r["composition"] == "none"}
     groups = _groups([c for c in cells if c.get("composition") == "stack"], ("target",),
                      lambda c: (c.get("method"), c.get("intermediate"), c["target"]))
-    return [{"method": m, "intermediate": i, "target": t, "gain": _mean(map(_zero_shot, g)) - base[t, m]}
+    metric = {r["target"]: r["metric"] for r in headline}
+    flagged = {(c.get("method"), c.get("task")) for c in cells if c["kind"] == "intermediate" and _not_learned(c)}
+    return [{"method": m, "intermediate": i, "target": t, "metric": metric.get(t),
+             "gain": _mean(map(_zero_shot, g)) - base[t, m], "intermediate_not_learned": (m, i) in flagged}
             for (m, i, t), g in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))) if (t, m) in base]
 
 
@@ -219,7 +237,15 @@ def _count(value) -> str:
 def _cell(row: dict) -> str:
     text = f"{_f(row['mean'])} ± {_f(row['std'])} (n={row['n']})"
     text = f"{row['intermediate']}: {text}" if row["intermediate"] not in (None, row["composition"]) else text
-    return text if row["gain"] is None else f"{text} ({_f(row['gain'], sign=True)})"
+    text = text if row["gain"] is None else f"{text} ({_f(row['gain'], sign=True)})"
+    return f"{text} {FLAG}" if row.get("not_learned") else text
+
+
+def _not_learned_rows(cells: list[dict]) -> list[dict]:
+    """Every successful cell whose run did not learn, with the numbers the verdict looked at."""
+    return [{"id": c["id"], "kind": c["kind"], **{k: c["learning"].get(k) for k in (
+        "reason", "metric", "dev", "level", "loss_start", "loss_end")}}
+            for c in cells if c["status"] == "ok" and _not_learned(c)]
 
 
 def _pivot(rows: list[dict], fmt) -> tuple[list[str], list[list[str]]]:
@@ -251,41 +277,86 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _text_colour(rgba) -> str:
+    """Black or white, whichever reads better on a cell of colour `rgba` (0-1 floats): WCAG relative luminance of
+    the sRGB colour, white below 0.179, where black and white give the same contrast ratio."""
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (linear(c) for c in rgba[:3])
+    return "white" if 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.179 else "black"
+
+
 def _heatmap(rows: list[dict], path: Path) -> Path:
+    return _save(_heatmap_figure(rows), path)
+
+
+def _heatmap_figure(rows: list[dict]):
+    """Stack gain per intermediate (rows) x target (columns), one panel per method."""
     import numpy as np
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
     methods = _order({r["method"] for r in rows}, ())
     inters, targets = sorted({str(r["intermediate"]) for r in rows}), sorted({r["target"] for r in rows})
+    metric = {r["target"]: r.get("metric") for r in rows}
     limit = max(abs(r["gain"]) for r in rows) or 1.0
-    fig = Figure(figsize=(1.5 + 1.2 * len(targets) * len(methods), 1.2 + 0.5 * len(inters)), layout="constrained")
-    for ax, method in zip(fig.subplots(1, len(methods), squeeze=False)[0], methods):
+    fig = Figure(figsize=(2.5 + 1.3 * len(targets) * len(methods), 1.8 + 0.5 * len(inters)), layout="constrained")
+    cmap = colormaps["RdBu"].with_extremes(bad="0.85")  # no cell (not run): grey, never white, which is a gain of 0
+    any_flagged = False
+    for k, (ax, method) in enumerate(zip(fig.subplots(1, len(methods), squeeze=False)[0], methods)):
         grid = np.full((len(inters), len(targets)), np.nan)
         for r in rows:
             if r["method"] == method:
                 grid[inters.index(str(r["intermediate"])), targets.index(r["target"])] = r["gain"]
-        image = ax.imshow(grid, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+        image = ax.imshow(grid, cmap=cmap, vmin=-limit, vmax=limit, aspect="auto")
         for (i, j), value in np.ndenumerate(grid):
             if not np.isnan(value):
-                ax.text(j, i, _f(value, sign=True), ha="center", va="center", fontsize=8)
-        ax.set(xticks=range(len(targets)), xticklabels=targets, yticks=range(len(inters)), yticklabels=inters,
-               title=f"stack gain [{method}]")
-    fig.colorbar(image, ax=fig.axes, label="zero-shot gain over none")
-    return _save(fig, path)
+                ax.text(j, i, _f(value, sign=True), ha="center", va="center", fontsize=8,
+                        color=_text_colour(image.cmap(image.norm(value))))
+        flagged = {str(r["intermediate"]) for r in rows if r["method"] == method and r.get("intermediate_not_learned")}
+        any_flagged = any_flagged or bool(flagged)
+        ax.set(xticks=range(len(targets)), yticks=range(len(inters)),
+               xticklabels=[f"{t}\n({metric[t]})" if metric[t] else t for t in targets],
+               yticklabels=[f"{i} {FLAG}" if i in flagged else i for i in inters],
+               xlabel="target task (zero-shot metric)", title=f"Stack gain [{method}]")
+        if k == 0:
+            ax.set_ylabel("intermediate task (stacked)")
+    if any_flagged:
+        fig.suptitle(f"{FLAG}: the intermediate adapter did not learn", fontsize=8)
+    fig.colorbar(image, ax=fig.axes, label="zero-shot gain over the\ntarget adapter alone (points)")
+    return fig
 
 
-def _bars(target: str, series: dict[str, dict[str, tuple[float, float]]], path: Path) -> Path:
+def _bars(target: str, metric: str | None, series: dict[str, tuple[dict[str, tuple[float, float]], int]],
+          path: Path) -> Path:
+    return _save(_bars_figure(target, metric, series), path)
+
+
+def _bars_figure(target: str, metric: str | None, series: dict[str, tuple[dict[str, tuple[float, float]], int]]):
+    """Per-language scores of one target: a bar per series (label -> ({language: (mean, std)}, seeds)), error bars
+    one sample standard deviation over the series' seeds (none for a single seed)."""
     from matplotlib.figure import Figure
-    langs = list(dict.fromkeys(lang for s in series.values() for lang in s))
-    fig = Figure(figsize=(min(16.0, 3 + 0.25 * len(langs) * (len(series) + 1)), 3.5), layout="constrained")
+    langs = list(dict.fromkeys(lang for values, _ in series.values() for lang in values))
+    fig = Figure(figsize=(min(16.0, 3.5 + 0.25 * len(langs) * (len(series) + 1)), 3.8), layout="constrained")
     ax, width = fig.subplots(), 0.8 / len(series)
-    for k, (label, values) in enumerate(series.items()):
+    for k, (label, (values, n)) in enumerate(series.items()):
         xs = [i + (k - (len(series) - 1) / 2) * width for i, lang in enumerate(langs) if lang in values]
         ax.bar(xs, [values[lang][0] for lang in langs if lang in values], width,
-               yerr=[values[lang][1] for lang in langs if lang in values], label=label, capsize=2)
+               yerr=[values[lang][1] for lang in langs if lang in values] if n > 1 else None,
+               label=f"{label} (n={n})", capsize=2)
     ax.set_xticks(range(len(langs)), langs, rotation=90 if len(langs) > 15 else 0)
-    ax.set(title=target, ylabel="score")
-    fig.legend(loc="outside right upper", fontsize=7)
-    return _save(fig, path)
+    ax.set(title=f"{target}: {metric or 'score'} per language", ylabel=f"{metric or 'score'} (%)",
+           xlabel="evaluation language (en: the training language)")
+    fig.legend(loc="outside right upper", fontsize=7, title="error bars: ± std over n seeds", title_fontsize=7)
+    return fig
+
+
+def _loss(value) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _escape(text) -> str:
+    """A value as the text of one markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def build_report(grid_dir: Path, *, plots: bool = True) -> Report:
@@ -298,47 +369,73 @@ def build_report(grid_dir: Path, *, plots: bool = True) -> Report:
               "gain_by_language": _gain_by_language(headline, chosen), "retrieval": _retrieval(cells),
               "costs": _costs(cells), "failures": [{"id": c["id"], "kind": c["kind"], "error": c.get("error")}
                                                    for c in cells if c["status"] == "error"]}
+    not_learned = tables["not_learned"] = _not_learned_rows(cells)
     ok = sum(c["status"] == "ok" for c in cells)
     md = [f"# Transfer report: {grid_dir.name}", "",
-          f"{len(cells)} cells: {ok} ok, {len(cells) - ok} failed.", "", "## Definitions", "", DEFINITIONS, "",
-          "## Headline: zero-shot score", "", _md(*_pivot(headline, _cell), "_no successful target cells_"),
-          "", "English score (mean over seeds):", "", _md(*_pivot(headline, lambda r: _f(r["english"]))),
-          "", "## Stack gain by intermediate task", ""]
+          f"{len(cells)} cells: {ok} ok, {len(cells) - ok} failed"
+          + (f"; {len(not_learned)} did not learn {FLAG}." if not_learned else "."), "",
+          "## Definitions", "", DEFINITIONS, "",
+          "## Headline: zero-shot score", "", _md(*_pivot(headline, _cell), "_no successful target cells_"), ""]
+    if headline:
+        md += ["English score (mean over seeds):", "", _md(*_pivot(headline, lambda r: _f(r["english"]))), ""]
     written: list[Path] = []
+
+    def section(title: str, body: list[str]) -> None:  # a section with nothing in it is left out
+        if body:
+            md.extend([f"## {title}", "", *body])
+
+    body = []
     if plots and tables["stack_gain"]:
         written.append(_heatmap(tables["stack_gain"], grid_dir / "heatmap_gain.png"))
-        md += ["![stack gain heatmap](heatmap_gain.png)", ""]
-    md += [_md(["method", "intermediate", "target", "gain"], [[str(r["method"]), str(r["intermediate"]), r["target"],
-               _f(r["gain"], sign=True)] for r in tables["stack_gain"]]), ""]
-    md += ["## Per-language scores", ""]
+        body += ["![stack gain heatmap](heatmap_gain.png)", ""]
+    if tables["stack_gain"]:
+        body += [_md(["method", "intermediate", "target", "gain"], [
+            [str(r["method"]), str(r["intermediate"]) + (f" {FLAG}" if r["intermediate_not_learned"] else ""),
+             r["target"], _f(r["gain"], sign=True)] for r in tables["stack_gain"]]), ""]
+    section("Stack gain by intermediate task", body)
+    body = []
     for target in dict.fromkeys(r["target"] for r in headline) if plots else ():
-        series = {r["column"] if not r["intermediate"] or r["intermediate"] == r["composition"]
-                  else f"{r['column']} ({r['intermediate']})": _per_language(chosen[target, r["column"]])
+        series = {(r["column"] if not r["intermediate"] or r["intermediate"] == r["composition"]
+                   else f"{r['column']} ({r['intermediate']})") + (f" {FLAG}" if r["not_learned"] else ""):
+                  (_per_language(chosen[target, r["column"]]), r["n"])
                   for r in headline if r["target"] == target and r["setup"] in BAR_SETUPS}
+        if not series:
+            continue
+        metric = next(r["metric"] for r in headline if r["target"] == target)
         name = "lang_" + re.sub(r"[^A-Za-z0-9_.-]", "_", target) + ".png"
-        written.append(_bars(target, series, grid_dir / name))
-        md += [f"![{target} per language]({name})", ""]
-    md += ["## Gain of the best stack by language", ""]
+        written.append(_bars(target, metric, series, grid_dir / name))
+        body += [f"![{target} per language]({name})", ""]
+    if body:
+        body = ["Bars: mean over seeds; error bars: ± one sample standard deviation over the n seeds in the legend "
+                "(none for n=1).", "", *body]
+    section("Per-language scores", body)
+    body = []
     for target in dict.fromkeys(r["target"] for r in tables["gain_by_language"]):
         rows = [r for r in tables["gain_by_language"] if r["target"] == target]
         heads = list(dict.fromkeys((r["method"], r["intermediate"]) for r in rows))
         gain = {(r["method"], r["intermediate"], r["language"]): r["gain"] for r in rows}
-        md += [f"**{target}**", "", _md(["language", *(f"{i} [{m}]" for m, i in heads)], [
+        body += [f"**{target}**", "", _md(["language", *(f"{i} [{m}]" for m, i in heads)], [
             [lang, *(_f(gain.get((m, i, lang)), sign=True) for m, i in heads)]
             for lang in dict.fromkeys(r["language"] for r in rows)]), ""]
-    md += ["## Retrieval", ""]
+    section("Gain of the best stack by language", body)
+    body = []
     for target in dict.fromkeys(r["target"] for r in tables["retrieval"]):
         rows = [r for r in tables["retrieval"] if r["target"] == target]
         langs = list(dict.fromkeys(lang for r in rows for lang in r["scores"]))
-        md += [f"**{target}**", "", _md(["model", "n", "zero-shot", "gain", *langs], [
+        body += [f"**{target}**", "", _md(["model", "n", "zero-shot", "gain", *langs], [
             [r["model"], str(r["n"]), _f(r["zero_shot"]), _f(r["gain"], sign=True),
              *(_f(r["scores"].get(lang)) for lang in langs)] for r in rows]), ""]
-    md += ["## Costs", "", _md(["method", "composition", "n", "trainable params", "trainable %", "weights MB",
-                                "train s", "peak RSS MB"], [
+    section("Retrieval", body)
+    section(f"Runs that did not learn {FLAG}", [_md(["id", "English dev", "baseline", "loss start -> end", "reason"], [
+        [r["id"], _f(r["dev"]), _f(r["level"]), f"{_loss(r['loss_start'])} -> {_loss(r['loss_end'])}",
+         _escape(r["reason"])] for r in not_learned]), ""] if not_learned else [])
+    section("Costs", [_md(["method", "composition", "n", "trainable params", "trainable %", "weights MB",
+                           "train s", "peak RSS MB"], [
         [str(r["method"]), str(r["composition"]), str(r["n"]), _count(r["trainable_parameters"]),
          _f(r["trainable_percent"]), _f(r["weights_mb"]), _f(r["train_seconds"]), _f(r["peak_rss_mb"])]
-        for r in tables["costs"]]), "", "## Failed cells", "", _md(["id", "error"], [
-            [r["id"], str(r["error"]).replace("|", "\\|").replace("\n", " ")] for r in tables["failures"]]), ""]
+        for r in tables["costs"]]), ""] if tables["costs"] else [])
+    section("Failed cells", [_md(["id", "error"], [[r["id"], _escape(r["error"])] for r in tables["failures"]]), ""]
+            if tables["failures"] else [])
     markdown = "\n".join(md)
     write_text_atomic(grid_dir / "report.md", markdown)
     return Report(markdown, tables, written)

@@ -753,6 +753,30 @@ CASES = [
          "'zoo/sent-a' is a symbolic link (to '../outside/sent-a'); a zoo entry must be a real folder inside the zoo: "
          "copy it in instead", zoo=("sent-a",),
          setup=link_outside("zoo/sent-a", "outside/sent-a", "../outside/sent-a")),
+    # ---- health: per-family grid training settings, learning records (issue 13)
+    case("grid-family-settings-typo", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:4: unknown key 'train_by_format.tagging.lrr' (valid: <*>), did you mean 'lr'?",
+         files={"grid.yaml": "intermediate: [toy-sentiment]\ntargets: [{task: toy-tags}]\ntrain_by_format:\n"
+                             "  tagging: {lrr: 1e-3}\n"}),
+    case("grid-unknown-family", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:4: 'train_by_format.tags' must be one of: classification, multiple_choice, qa, retrieval, tagging "
+         "(got 'tags')",
+         files={"grid.yaml": "intermediate: [toy-sentiment]\ntargets: [{task: toy-tags}]\ntrain_by_format:\n"
+                             "  tags: {lr: 1e-3}\n"}),
+    case("grid-family-retrieval", ("grid", "grid.yaml", "-q"),
+         "grid.yaml: train_by_format / full_train_by_format: retrieval tasks are not trained (valid: classification, "
+         "tagging, qa, multiple_choice)",
+         files={"grid.yaml": "intermediate: [toy-sentiment]\ntargets: [{task: toy-tags}]\nfull_train_by_format:\n"
+                             "  retrieval: {lr: 1e-3}\n"}),
+    case("grid-multitask-families-differ", ("grid", "grid.yaml", "-q"),  # the cpu-small preset: tagging at 5e-3
+         "grid.yaml:1: the multitask adapter trains tasks of families whose training settings differ (lr: "
+         "classification 0.001, tagging 0.005): set lr in multitask_train",
+         files={"grid.yaml": "intermediate: [toy-sentiment, toy-tags]\ntargets: [{task: toy-pair}]\n"}),
+    case("report-bad-learning-record", ("report", "grids/g"),
+         "grids/g/cells.jsonl:1: 'learning' must be null or an object with a 'verdict' of learned, not-learned, "
+         "unknown, got {\"verdict\": \"maybe\"}",
+         files={"grids/g/cells.jsonl": json.dumps({"id": "intermediate/bottleneck/x", "kind": "intermediate",
+                                                   "status": "ok", "learning": {"verdict": "maybe"}}) + "\n"}),
 ]
 
 

@@ -37,8 +37,8 @@ ZOO_FILES = {"adapter.safetensors", "adapter_config.json", "head_config.json", "
 TARGET_FILES = {"adapter.safetensors", "adapter_config.json", "head_config.json", "model_head.safetensors"}
 FUSION_FILES = {"adapter_fusion_config.json", "model_adapter_fusion.safetensors"}
 MANIFEST_KEYS = {"backbone", "composition", "created", "data", "files", "format_version", "history", "init_from",
-                 "kind", "method", "metrics", "mode", "name", "peak_rss_mb", "processes", "seed", "spec", "task", "tasks", "trainable",
-                 "train_seconds", "versions", "weights_bytes"}
+                 "kind", "learning", "method", "metrics", "mode", "name", "peak_rss_mb", "processes", "seed", "spec",
+                 "task", "tasks", "trainable", "train_seconds", "versions", "weights_bytes"}
 
 # Trained in this order (members before the runs composing them). select_best=False: what is saved is exactly
 # the model training left in memory.

