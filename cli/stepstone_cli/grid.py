@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import console, progress_factory, user_errors
+from .common import console, interruptions, progress_factory, rerun_command, user_errors
 
 
 def grid(
@@ -20,11 +20,11 @@ def grid(
     from stepstone.grid import load_grid, run_grid
     from stepstone.pipelines import set_threads
 
-    with user_errors():
+    with interruptions(f"continue the grid with: {rerun_command()}"), user_errors():
         set_threads(None)
         loaded = load_grid(spec, tuple(overrides or ()))
         folder = out or Path("grids") / spec.stem
-        result = run_grid(loaded, folder, progress=progress_factory(quiet), echo=console.print)
+        result = run_grid(loaded, folder, progress=progress_factory(quiet), echo=console.print, isolate=isolate)
     console.print(f"{result.ran} cells ran, {result.skipped} already done, {len(result.failed)} failed: {folder}")
     for cell in result.failed:
         console.print(f"  failed: {cell}")

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import console, progress_factory, user_errors
+from .common import console, interruptions, progress_factory, rerun_command, user_errors
 
 
 def train(
@@ -38,7 +38,7 @@ def train(
     from stepstone.zoo import Zoo
 
     settings: dict = {}
-    with user_errors():
+    with interruptions(f"resume with: {rerun_command('--resume')}"), user_errors():
         if method is not None and full_finetune:
             raise StepstoneError("--method and --full-finetune exclude each other")
         if task:

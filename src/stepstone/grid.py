@@ -16,6 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Callable, Iterator
 
+from . import interrupts
 from .artifacts import read_manifest, write_text_atomic
 from .composition import parse
 from .config import dotted_path, build, dump_yaml, load_yaml, merge, parse_overrides, to_dict
@@ -324,8 +325,23 @@ def run_grid(grid: GridSpec, folder: Path, *, progress: ProgressFactory = silent
              limit: int | None = None) -> GridResult:
     """Run (or continue) `grid` in `folder`. isolate: each training / evaluation in its own forked process
     (a crash cannot take the grid down, and peak memory is per cell). limit: stop after that many cells
-    (tests use it to simulate an interruption)."""
+    (tests use it to simulate an interruption). One grid at a time per folder: a second is refused at once.
+    SIGINT / SIGTERM stop the cell in progress as they stop `train` (its checkpoint saved, nothing recorded
+    for it) and raise `Interrupted` naming the cell; running the grid again continues it."""
+    from .locks import exclusive
+
     folder = Path(folder)
+    with interrupts.stopping(), exclusive([folder], f"grid folder '{folder}' is already being run"):
+        try:
+            return _run_grid(grid, folder, progress, echo, isolate, limit)
+        except interrupts.Interrupted as stop:
+            if stop.detail is not None:  # in or after a cell (_run_grid says which)
+                raise
+            raise interrupts.Interrupted(stop.signum, "between cells", resumable=True) from None
+
+
+def _run_grid(grid: GridSpec, folder: Path, progress: ProgressFactory, echo: Callable[[str], None], isolate: bool,
+              limit: int | None) -> GridResult:
     _pin_spec(grid, folder)
     log = folder / CELLS
     done = load_records(log)
@@ -341,7 +357,11 @@ def run_grid(grid: GridSpec, folder: Path, *, progress: ProgressFactory = silent
             break
         echo(f"cell {cell.id}")
         start = time.monotonic()
-        record = (_isolated if isolate else _run_cell)(grid, folder, cell, progress)
+        try:
+            record = (_isolated if isolate else _run_cell)(grid, folder, cell, progress)
+        except interrupts.Interrupted as stop:  # not recorded: the next run of the grid continues the cell
+            raise interrupts.Interrupted(stop.signum, f"in cell {cell.id}" + (f" {stop.detail}" if stop.detail else ""),
+                                         resumable=True) from None
         record = {"id": cell.id, "kind": cell.kind, "train_language": "en", **cell.record, **record,
                   "cell_seconds": round(time.monotonic() - start, 1)}  # wall time: training + evaluation
         with open(log, "a", encoding="utf-8") as handle:
@@ -353,6 +373,8 @@ def run_grid(grid: GridSpec, folder: Path, *, progress: ProgressFactory = silent
         if record["status"] != "ok":
             failed.append(cell.id)
             echo(f"  failed: {record['error']}")
+        if interrupts.received() is not None:  # it came as an isolated cell finished: recorded, then stop
+            raise interrupts.Interrupted(interrupts.received(), f"after cell {cell.id} finished", resumable=True)
     return GridResult(folder, ran, skipped, failed)
 
 
@@ -387,19 +409,35 @@ def _isolated(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactor
     receive, send = context.Pipe(duplex=False)
 
     def child() -> None:
-        send.send(_run_cell(grid, folder, cell, progress))
+        try:
+            with interrupts.stopping():
+                send.send(_run_cell(grid, folder, cell, progress))
+        except interrupts.Interrupted as stop:
+            send.send({INTERRUPTED: [stop.signum, stop.detail]})
+
+    def forward(signum: int) -> None:  # a signal to the grid alone (SIGTERM from a scheduler) stops the cell too
+        if process.pid is not None:
+            os.kill(process.pid, signum)
 
     process = context.Process(target=child)
-    process.start()
-    send.close()
-    try:
-        record = receive.recv()
-    except EOFError:  # the child died before sending its record
-        record = None
-    process.join()
+    with interrupts.deferred(then=forward):  # the grid waits for the cell to stop, and its checkpoint
+        process.start()
+        send.close()
+        try:
+            record = receive.recv()
+        except EOFError:  # the child died before sending its record
+            record = None
+        process.join()
+    if isinstance(record, dict) and INTERRUPTED in record:
+        raise interrupts.Interrupted(*record[INTERRUPTED])
+    if record is None and interrupts.received() is not None:
+        raise interrupts.Interrupted(interrupts.received())
     if record is None:
         return {"status": "error", "error": f"cell process died (exit code {process.exitcode})"}
     return record
+
+
+INTERRUPTED = "interrupted"  # what an isolated cell sends instead of its record when a signal stopped it
 
 
 def _run_cell(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactory) -> dict:

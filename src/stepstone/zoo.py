@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import MANIFEST, read_manifest
+from .artifacts import MANIFEST, read_manifest, remove_leftovers, remove_tree
 from .errors import StepstoneError, choices
 from .specs import NAME_PATTERN, check_name
 
@@ -62,8 +61,7 @@ class Zoo:
 
     def remove(self, name: str) -> Entry:
         entry = self.get(name, verify=False)
-        # Rename first so a crash mid-delete never leaves a half entry that still looks valid.
-        trash = entry.path.with_name(f".{name}.deleting-{os.getpid()}")
-        os.rename(entry.path, trash)
-        shutil.rmtree(trash)
+        # Renamed first so a crash mid-delete never leaves a half entry that still looks valid.
+        remove_tree(entry.path)
+        remove_leftovers(self.root)
         return entry
