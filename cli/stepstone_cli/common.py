@@ -1,10 +1,15 @@
-"""Shared CLI plumbing: user errors become one line on stderr and exit code 2; output is verbatim.
+"""Shared CLI plumbing: user errors become one line on stderr and exit code 2; an interrupted run one line
+and exit code 130 (SIGINT) / 143 (SIGTERM); output is verbatim.
 
 Every string the CLI prints carries user text (task and zoo names, paths, `none [bottleneck]` report
 columns, error messages quoting a value), so no console here reads rich markup or emoji codes: `[de]`
 and `:x:` print as they are. Styles are given as arguments (style=..., Text), never as markup."""
 from __future__ import annotations
 
+import os
+import shlex
+import signal
+import sys
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -31,6 +36,32 @@ def user_errors() -> Iterator[None]:
     except StepstoneError as err:
         stderr_console().print(Text.assemble(("error:", "bold red"), f" {err}"), soft_wrap=True)
         raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+@contextmanager
+def interruptions(then: str | None = None) -> Iterator[None]:
+    """An interrupted run becomes one line on stderr: what stopped, where, what was saved and, when it can
+    continue, `then` (the command that continues it); exit code 128 + the signal."""
+    from stepstone.interrupts import Interrupted
+
+    try:
+        yield
+    except (Interrupted, KeyboardInterrupt) as err:
+        if not isinstance(err, Interrupted):  # SIGINT outside stepstone's handlers (e.g. while importing)
+            err = Interrupted(signal.SIGINT)
+        if err.primary:
+            line = str(err) + (f"; {then}" if then and err.resumable else "")
+            stderr_console().print(line, soft_wrap=True)
+        raise typer.Exit(err.exit_code) from None
+
+
+def rerun_command(*extra: str) -> str:
+    """This command line as `stepstone ...`, plus `extra` options it lacks (e.g. --resume)."""
+    args = sys.argv[1:]
+    args += [e for e in extra if e not in args]
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # one process of `accelerate launch` / torchrun
+        return "<the same launcher> -m stepstone_cli.main " + shlex.join(args)
+    return shlex.join(["stepstone", *args])
 
 
 def progress_factory(quiet: bool):

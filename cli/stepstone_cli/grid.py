@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .common import console, progress_factory, user_errors
+from .common import console, interruptions, progress_factory, rerun_command, user_errors
 
 
 def grid(
@@ -20,7 +20,7 @@ def grid(
     from stepstone.grid import load_grid, run_grid
     from stepstone.pipelines import set_threads
 
-    with user_errors():
+    with interruptions(f"continue the grid with: {rerun_command()}"), user_errors():
         set_threads(None)
         loaded = load_grid(spec, tuple(overrides or ()))
         folder = out or Path("grids") / spec.stem

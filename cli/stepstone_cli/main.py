@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from . import evaluate, grid, interop, train, zoo
-from .common import GLOBAL, console, progress_factory, user_errors
+from .common import GLOBAL, console, interruptions, progress_factory, user_errors
 
 app = typer.Typer(
     name="stepstone",
@@ -107,7 +107,7 @@ def demo(
     from stepstone.demo import run_demo
     from stepstone.pipelines import set_threads
 
-    with user_errors():
+    with interruptions(), user_errors():
         set_threads(None)
         result = run_demo(Path(out), progress_factory(quiet))
     from rich.table import Table

@@ -6,7 +6,8 @@ from typing import List, Optional
 
 import typer
 
-from .common import complete_task, console, progress_factory, stderr_console, user_errors
+from .common import (complete_task, console, interruptions, progress_factory, rerun_command, stderr_console,
+                     user_errors)
 
 
 def train(
@@ -41,7 +42,7 @@ def train(
     from stepstone.zoo import Zoo
 
     settings: dict = {}
-    with user_errors():
+    with interruptions(f"resume with: {rerun_command('--resume')}"), user_errors():
         if method is not None and full_finetune:
             raise StepstoneError("--method and --full-finetune exclude each other")
         if task:

@@ -53,15 +53,15 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     Refuses an existing `final`. If another process wins the race for the same name, the rename fails
     and this one reports it; the winner's folder is left intact. The temporary folder is named
     `.NAME.tmp-HOST-PID-*`: what a killed save left behind (its process gone) is removed by the next save
-    of the same name, and never looks like an artifact to readers. A filesystem fault while saving (disk
-    full, quota, read-only, permission, a file where a folder should be) removes the temporary folder and
-    raises one StepstoneError that names `final` and the fault."""
+    into the same folder (`remove_leftovers`), and never looks like an artifact to readers. A filesystem fault
+    while saving (disk full, quota, read-only, permission, a file where a folder should be) removes the
+    temporary folder and raises one StepstoneError that names `final` and the fault."""
     if final.exists() or final.is_symlink():
         raise StepstoneError(f"'{final}' already exists; pick another name or remove it first")
     tmp, made = None, [f for f in (final.parent, *final.parent.parents) if not os.path.lexists(f)]
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        _remove_orphans(final)
+        remove_leftovers(final.parent)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{_HOST}-{os.getpid()}-", dir=final.parent))
         yield tmp
         try:
@@ -136,12 +136,55 @@ def check_destination(target: Path, verb: str = "save") -> None:
 _HOST = socket.gethostname().replace("-", "_") or "host"
 
 
-def _remove_orphans(final: Path) -> None:
-    """Remove temporary folders of `final` whose process (on this host) no longer exists."""
-    for tmp in final.parent.glob(f".{glob.escape(final.name)}.tmp-{glob.escape(_HOST)}-*-*"):
-        pid = tmp.name[len(f".{final.name}.tmp-{_HOST}-"):].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(tmp, ignore_errors=True)
+# What a killed process can leave in a folder, each named after its process: `.NAME.tmp-HOST-PID-*` (an
+# atomic_dir folder or a write_bytes_atomic file), `.NAME.deleting-HOST-PID` (a folder renamed away to be
+# deleted: checkpoint rotation, the checkpoint folder once the run is saved, `zoo rm`; older versions wrote
+# `.NAME.deleting-PID`), and `.NAME.lock` (see locks.py; no PID in the name: free once its holder is gone).
+_LEFTOVER = re.compile(r"\.(?P<name>.+)\.(?:tmp-(?P<host>[^-]+)-(?P<pid>\d+)-.*"
+                       r"|deleting-(?:(?P<dhost>[^-]+)-)?(?P<dpid>\d+))", re.DOTALL)
+
+
+def remove_leftovers(folder: Path, name: str | None = None) -> list[str]:
+    """Remove what killed processes of this host left in `folder` (only the leftovers of `name` when given):
+    never anything of a live process, nor of another host (whose processes cannot be checked). Returns the
+    names removed. Every writer calls it on the folder it writes to, so a leftover lasts until the next run
+    that touches the folder."""
+    from .locks import SUFFIX as LOCK, holder, remove_if_stale
+
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError:  # no folder (yet), or unreadable: nothing of ours to clean
+        return []
+    removed = []
+    for entry in entries:
+        path = Path(folder) / entry
+        if name is not None and not entry.startswith(f".{name}."):
+            continue
+        if entry.startswith(".") and entry.endswith(LOCK) and len(entry) > len(LOCK) + 1:
+            if holder(path) is not None and remove_if_stale(path):  # ours (PID@HOST inside), and free
+                removed.append(entry)
+            continue
+        found = _LEFTOVER.fullmatch(entry)
+        if found is None or (name is not None and found["name"] != name):
+            continue
+        host = found["host"] or found["dhost"] or _HOST
+        pid = int(found["pid"] or found["dpid"])
+        if host != _HOST or _alive(pid):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a folder so that a kill at any moment leaves no half folder under its name: renamed first to
+    `.NAME.deleting-HOST-PID` (which `remove_leftovers` clears if the kill comes during the deletion)."""
+    trash = path.with_name(f".{path.name}.deleting-{_HOST}-{os.getpid()}")
+    os.rename(path, trash)
+    shutil.rmtree(trash)
 
 
 def _alive(pid: int) -> bool:
@@ -161,7 +204,8 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+        remove_leftovers(path.parent, path.name)  # only this file's: the folder may be anyone's
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{_HOST}-{os.getpid()}-", dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.chmod(tmp, 0o644)

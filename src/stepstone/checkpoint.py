@@ -5,25 +5,24 @@ A checkpoint is a folder `step-NNNNNNN` under the run's checkpoint folder (`RUNS
     tensors.safetensors   trainable weights (`param.*`), optimizer state (`optim.*`), the best epoch's
                           weights (`best.*`), RNG states (`rng.*`: torch CPU / CUDA, the batch-order generator)
     state.json            position (epoch, micro-batch, step), scheduler / loss-scaler / optimizer settings,
-                          history and log so far, the run's resolved spec
+                          history and log so far, the run's resolved spec and its inputs (`Checkpoints.expect`)
 
 It is written like every artifact (temporary folder, one rename), then older ones are deleted, so a kill
-at any moment leaves the previous complete checkpoint. The data position is restored by replaying the
+at any moment leaves the previous complete checkpoint (and at most hidden leftovers named after the
+killed process, which the next run removes: `artifacts.remove_leftovers`). The data position is restored by replaying the
 batch order from the seed (cheap: no forward passes), then checked against the saved generator state.
 Never pickle: tensors go to safetensors, everything else to JSON.
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .artifacts import atomic_dir, to_json
+from .artifacts import atomic_dir, remove_tree, to_json
 from .errors import StepstoneError
 
 SUFFIX = ".checkpoint"
@@ -31,6 +30,10 @@ STATE = "state.json"
 TENSORS = "tensors.safetensors"
 CHECKPOINT_VERSION = 1
 RESUMABLE_CHANGES = ("threads", "checkpoint_every")  # train settings a resumed run may change
+# What a run depends on beyond its spec, which names them but cannot tell whether they changed:
+# members: zoo member -> its manifest's weights files and their sha256; init_from: the same for the full
+# fine-tune run it starts from; data: task -> sha256 of its training and dev examples; backbone: fingerprint
+INPUTS = ("members", "init_from", "data", "backbone")
 
 
 @dataclass
@@ -80,6 +83,15 @@ class Checkpoints:
         for key in RESUMABLE_CHANGES:
             spec.get("train", {}).pop(key, None)
         self.folder, self.every, self.spec = Path(folder), every, spec
+        self.inputs: dict[str, Any] = {}
+
+    def expect(self, key: str, value: Any, resume: bool) -> None:
+        """Record an input the spec names but does not hold (INPUTS: the zoo members' weights, the init_from
+        run's, the data, the backbone); resuming, refuse a checkpoint written with a different one."""
+        self.inputs[key] = json.loads(json.dumps(value))
+        latest = self.latest() if resume else None
+        if latest is not None:
+            self._record(latest)
 
     def due(self, step: int) -> bool:
         return self.every > 0 and step % self.every == 0
@@ -120,6 +132,12 @@ class Checkpoints:
             raise StepstoneError(f"{self.folder} was written by a different configuration "
                                  f"({first_difference(record.get('spec'), self.spec)}): resume with the same "
                                  f"settings, or remove the folder to start over")
+        saved = record.get("inputs") if isinstance(record.get("inputs"), dict) else {}  # none: an older checkpoint
+        for key in INPUTS:
+            if key in saved and key in self.inputs and saved[key] != self.inputs[key]:
+                raise StepstoneError(f"{self.folder} was written with other inputs: "
+                                     f"{changed_input(key, saved[key], self.inputs[key])} since; resume needs the "
+                                     f"same ones: put them back, or remove the folder to start over")
         return record
 
     def save(self, state: TrainState) -> Path:
@@ -137,7 +155,8 @@ class Checkpoints:
                 else:
                     optim_state.setdefault(str(index), {})[key] = value
         record = {
-            "checkpoint_version": CHECKPOINT_VERSION, "spec": self.spec, "step": state.step, "epoch": state.epoch,
+            "checkpoint_version": CHECKPOINT_VERSION, "spec": self.spec, "inputs": self.inputs,
+            "step": state.step, "epoch": state.epoch,
             "batch": state.batch, "optimizer": {"param_groups": state.optimizer["param_groups"], "other": optim_state},
             "scheduler": state.scheduler, "scaler": state.scaler, "losses": state.losses, "history": state.history,
             "log": state.log, "best_epoch": state.best_epoch, "best_value": state.best_value, "seconds": state.seconds,
@@ -149,9 +168,7 @@ class Checkpoints:
             (tmp / STATE).write_text(to_json(record), encoding="utf-8")
         for old in self.folder.glob("step-*"):
             if old != final:
-                trash = old.with_name(f".{old.name}.deleting-{os.getpid()}")
-                os.rename(old, trash)
-                shutil.rmtree(trash)
+                remove_tree(old)
         return final
 
     def load(self, processes: int = 1) -> TrainState:
@@ -189,9 +206,27 @@ class Checkpoints:
     def clear(self) -> None:
         """Remove the folder once the run's artifact is saved."""
         if self.folder.is_dir():
-            trash = self.folder.with_name(f".{self.folder.name}.deleting-{os.getpid()}")
-            os.rename(self.folder, trash)
-            shutil.rmtree(trash)
+            remove_tree(self.folder)
+
+
+def changed_input(key: str, saved: Any, current: Any) -> str:
+    """What changed in one of INPUTS, as a phrase: "zoo member 'a' changed (adapter.safetensors: sha256
+    0123456789ab -> ba9876543210)"."""
+    def differing(old: dict, new: dict) -> str:
+        return next((k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)), "?")
+
+    if key in ("members", "init_from"):
+        if key == "members":
+            member = differing(saved, current)
+            what, old, new = f"zoo member '{member}'", saved.get(member), current.get(member)
+        else:
+            what, old, new = f"init_from '{(current or saved or {}).get('path')}'", saved, current
+        old, new = (old or {}).get("files", {}), (new or {}).get("files", {})
+        name = differing(old, new)
+        return f"{what} changed ({name}: sha256 {(old.get(name) or 'none')[:12]} -> {(new.get(name) or 'none')[:12]})"
+    if key == "data":
+        return f"the examples of task '{differing(saved, current)}' changed (a data file was edited or replaced)"
+    return f"the backbone changed (fingerprint {saved} -> {current})"
 
 
 def first_difference(saved: Any, current: Any, path: str = "") -> str:

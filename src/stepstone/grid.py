@@ -9,13 +9,14 @@ fails is recorded with its error and the grid goes on. `stepstone report GRID_DI
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import health
+from . import health, interrupts
 from .artifacts import append_line, check_destination, read_manifest, write_text_atomic
 from .composition import parse
 from .config import dotted_path, build, dump_yaml, load_yaml, merge, parse_overrides, to_dict
@@ -519,13 +520,28 @@ def run_grid(grid: GridSpec, folder: Path, *, progress: ProgressFactory = silent
     """Run (or continue) `grid` in `folder`. isolate: each training / evaluation in its own forked process
     (a crash cannot take the grid down, and peak memory is per cell). limit: stop after that many cells
     (tests use it to simulate an interruption). Progress notes (`progress.note`): cell k of n, elapsed,
-    an estimate of the time left; `echo`: failures."""
+    an estimate of the time left; `echo`: failures and did-not-learn warnings. One grid at a time per folder: a
+    second is refused at once. SIGINT / SIGTERM stop the cell in progress as they stop `train` (its checkpoint
+    saved, nothing recorded for it) and raise `Interrupted` naming the cell; running the grid again continues it."""
+    from .locks import exclusive
+
     folder = Path(folder)
     problems = expansion_problems(grid, setups_given=grid.setups != DEFAULT_SETUPS)
     if problems:
         raise ConfigError([message for _, message in problems])
     every_cell = cells(grid)  # builds every cell's settings: a bad one fails before anything is written
     check_destination(folder / CELLS, "write")  # a file in the way or a read-only place: before any cell runs
+    with interrupts.stopping(), exclusive([folder], f"grid folder '{folder}' is already being run"):
+        try:
+            return _run_grid(grid, folder, every_cell, progress, echo, isolate, limit, clock)
+        except interrupts.Interrupted as stop:
+            if stop.detail is not None:  # in or after a cell (_run_grid says which)
+                raise
+            raise interrupts.Interrupted(stop.signum, "between cells", resumable=True) from None
+
+
+def _run_grid(grid: GridSpec, folder: Path, every_cell: list[Cell], progress: ProgressFactory,
+              echo: Callable[[str], None], isolate: bool, limit: int | None, clock: Callable[[], float]) -> GridResult:
     _pin_spec(grid, folder)
     log = folder / CELLS
     done = load_records(log)
@@ -544,7 +560,11 @@ def run_grid(grid: GridSpec, folder: Path, *, progress: ProgressFactory = silent
             break
         start = clock()
         note(progress, countdown.begin(cell.id, start))
-        record = (_isolated if isolate else _run_cell)(grid, folder, cell, progress)
+        try:
+            record = (_isolated if isolate else _run_cell)(grid, folder, cell, progress)
+        except interrupts.Interrupted as stop:  # not recorded: the next run of the grid continues the cell
+            raise interrupts.Interrupted(stop.signum, f"in cell {cell.id}" + (f" {stop.detail}" if stop.detail else ""),
+                                         resumable=True) from None
         record = {"id": cell.id, "kind": cell.kind, "train_language": "en", **cell.record, **record,
                   "cell_seconds": round(clock() - start, 1)}  # wall time: training + evaluation
         countdown.finish()
@@ -557,6 +577,8 @@ def run_grid(grid: GridSpec, folder: Path, *, progress: ProgressFactory = silent
         warning = health.warning(cell.id, record.get("learning"))
         if warning is not None:
             echo(f"  {warning}")
+        if interrupts.received() is not None:  # it came as an isolated cell finished: recorded, then stop
+            raise interrupts.Interrupted(interrupts.received(), f"after cell {cell.id} finished", resumable=True)
     if ran:
         note(progress, countdown.summary(clock()))
     return GridResult(folder, ran, skipped, failed)
@@ -611,19 +633,35 @@ def _isolated(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactor
     receive, send = context.Pipe(duplex=False)
 
     def child() -> None:
-        send.send(_run_cell(grid, folder, cell, progress))
+        try:
+            with interrupts.stopping():
+                send.send(_run_cell(grid, folder, cell, progress))
+        except interrupts.Interrupted as stop:
+            send.send({INTERRUPTED: [stop.signum, stop.detail]})
+
+    def forward(signum: int) -> None:  # a signal to the grid alone (SIGTERM from a scheduler) stops the cell too
+        if process.pid is not None:
+            os.kill(process.pid, signum)
 
     process = context.Process(target=child)
-    process.start()
-    send.close()
-    try:
-        record = receive.recv()
-    except EOFError:  # the child died before sending its record
-        record = None
-    process.join()
+    with interrupts.deferred(then=forward):  # the grid waits for the cell to stop, and its checkpoint
+        process.start()
+        send.close()
+        try:
+            record = receive.recv()
+        except EOFError:  # the child died before sending its record
+            record = None
+        process.join()
+    if isinstance(record, dict) and INTERRUPTED in record:
+        raise interrupts.Interrupted(*record[INTERRUPTED])
+    if record is None and interrupts.received() is not None:
+        raise interrupts.Interrupted(interrupts.received())
     if record is None:
         return {"status": "error", "error": f"cell process died (exit code {process.exitcode})"}
     return record
+
+
+INTERRUPTED = "interrupted"  # what an isolated cell sends instead of its record when a signal stopped it
 
 
 def _run_cell(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactory) -> dict:

@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -17,7 +17,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from . import composition as comp
-from . import health, methods, provenance, tokenized
+from . import health, interrupts, methods, provenance, tokenized
 from .artifacts import (CONFIG, OUTPUTS, SaveError, atomic_dir, check_destination, check_tree, head_name,
                         read_manifest, to_json, write_manifest, write_text_atomic)
 from .backbone import Backbone, load_backbone, place
@@ -128,7 +128,25 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
     metrics per epoch); `log` also sends them live to trackers (`tracking.Tracker`: tensorboard under
     `runs_dir/tensorboard/<name>`, wandb, mlflow; `tensorboard=True` is `log=["tensorboard"]`).
     Checkpoints go to `runs_dir/<name>.checkpoint` every `train.checkpoint_every` steps; `resume`
-    continues from the latest (the same settings required). Returns where it went and what it measured."""
+    continues from the latest (the same settings and inputs required). Returns where it went and what it
+    measured. A second process training the same run is refused at once (locks.py). SIGINT / SIGTERM stop
+    training after the optimizer step in progress, save a checkpoint there and raise `Interrupted`;
+    anywhere else they raise it at once, after which nothing is left half-written (interrupts.py)."""
+    with interrupts.stopping(), ExitStack() as hold:
+        try:
+            return _train_run(spec, zoo=zoo, runs_dir=runs_dir, progress=progress, tensorboard=tensorboard,
+                              resume=resume, log=log, hold=hold)
+        except interrupts.Interrupted as stop:
+            if stop.detail is not None:
+                raise
+            checkpoints = checkpoints_of(replace(spec, train=spec.train.resolved(spec.method.kind)), runs_dir)
+            raise interrupts.Interrupted(stop.signum, f"before the run was saved: {checkpoints.describe_latest()}",
+                                         checkpoints.latest() is not None, processes().primary) from None
+
+
+def _train_run(spec: RunSpec, *, zoo: Zoo | None, runs_dir: Path, progress: ProgressFactory, tensorboard: bool,
+               resume: bool, log: Sequence[str], hold: ExitStack) -> Outcome:
+    """train_run's work; `hold` (an ExitStack) holds the run's lock until train_run returns."""
     from contextlib import nullcontext
 
     from . import tracking
@@ -143,9 +161,19 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
     name, mode = spec.run_name, mode_of(spec)
     standalone = spec.compose is None and mode is not Mode.FULL
     destination = zoo.path(name) if standalone else Path(runs_dir) / name
+    train_spec = spec.train.resolved(spec.method.kind)
+    spec = replace(spec, train=train_spec)
+    checkpoints = checkpoints_of(spec, runs_dir)
+    # a read-only or full zoo / runs folder, or a file in the way, fails now, not after training
+    check_destination(destination)
+    if train_spec.checkpoint_every > 0:
+        check_destination(checkpoints.folder)
+    if tracking.Tracker.TENSORBOARD in chosen:
+        check_destination(Path(runs_dir) / "tensorboard" / name)
+    if processes().primary:  # the only writer: see _lock_run
+        _lock_run(hold, name, destination, Path(runs_dir))
     if destination.exists():
         raise StepstoneError(f"'{destination}' already exists; pick another --name or remove it first")
-    check_destination(destination)  # a read-only or full zoo / runs folder fails now, not after training
     members = [zoo.get(m) for m in spec.compose.members] if spec.compose else []
     semantics = None
     if spec.compose is not None:
@@ -159,16 +187,12 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
         raise StepstoneError(f"init_from '{spec.init_from}' is not a full fine-tune run")
     if init is not None:
         check_artifact(Path(spec.init_from), init)
-    train_spec = spec.train.resolved(spec.method.kind)
-    spec = replace(spec, train=train_spec)
     if any(t.format is TaskFormat.QA for t in tasks):  # only QA has windows: doc_stride means nothing elsewhere
         check_window_settings(train_spec.max_length, train_spec.doc_stride)
-    checkpoints = checkpoints_of(spec, runs_dir)
     checkpoints.check(resume)
-    if train_spec.checkpoint_every > 0:
-        check_destination(checkpoints.folder)
-    if tensorboard:
-        check_destination(Path(runs_dir) / "tensorboard" / name)
+    checkpoints.expect("members", {e.name: {"files": e.manifest["files"]} for e in members}, resume)
+    checkpoints.expect("init_from", None if init is None else {"path": str(spec.init_from), "files": init["files"]},
+                       resume)
     set_threads(train_spec.threads)
     data, sources = {}, {}
     for i, t in enumerate(tasks):
@@ -189,12 +213,14 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
             ("dev", provenance.data_source(read_for_dev, Split.VALIDATION.value, t.train_language, len(dev_examples),
                                            spec.data_dir))) if record is not None}
     heads = {t.name: head_name(name, t.name, i) for i, t in enumerate(tasks)}
+    checkpoints.expect("data", {t: _examples_digest(examples) for t, examples in data.items()}, resume)
 
     if not processes().primary:  # under `accelerate launch` the first process reports progress
         progress = silent
     with progress(f"load backbone {spec.backbone.name}", None):
         backbone = load_backbone(spec.backbone)
         backbone.check_max_length(train_spec.max_length)
+        checkpoints.expect("backbone", backbone.fingerprint, resume)
         if mode is not Mode.FULL:
             methods.check_fits(spec.method, backbone.model.config)
         for entry in members:
@@ -235,6 +261,7 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
         result = train(model, parts, backbone.tokenizer, train_spec, mode, trainable,
                        progress if procs.primary else silent, sink, checkpoints, resume)
     task = tasks[0]
+    hold.enter_context(interrupts.deferred())  # the save and the checkpoint clean-up are not cut short
 
     manifest = {
         "kind": "adapter" if standalone else "run",
@@ -289,6 +316,9 @@ def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("r
             checkpoints.clear()
     finally:  # also when the writer failed: the others then fail to read it, instead of waiting forever
         procs.barrier()
+    if interrupts.received() is not None:  # during the last dev evaluation or the save: both are done
+        raise interrupts.Interrupted(interrupts.received(), f"after the run was saved to {destination}",
+                                     primary=procs.primary)
     return Outcome(destination, read_manifest(destination, verify=procs.primary), trainable, result, procs.primary)
 
 
@@ -304,6 +334,28 @@ def _keeping(checkpoints: Checkpoints) -> Iterator[None]:
 def _outputs_of(entry: Path) -> Any:
     """copytree `ignore`: a zoo entry's evaluations/ folder (outputs written after it was saved, no part of it)."""
     return lambda folder, names: [OUTPUTS] if Path(folder) == entry and OUTPUTS in names else []
+
+
+def _lock_run(hold: ExitStack, name: str, destination: Path, runs_dir: Path) -> None:
+    """Hold the run's locks until train_run returns: next to its destination (a zoo entry or a run folder) and
+    next to its checkpoint folder (RUNS_DIR/.NAME.lock; one file for a composed run, where both are in
+    RUNS_DIR). Two processes training the same name into the same zoo or the same RUNS_DIR (a grid's cell
+    and a `train` of the same zoo entry included) would otherwise both train and rotate one checkpoint
+    folder, and the loser fail at the end. Then clean what killed runs left in those folders."""
+    from .artifacts import remove_leftovers
+    from .locks import exclusive
+
+    hold.enter_context(exclusive([destination, runs_dir / name], f"run '{name}' is already being trained"))
+    for folder in (destination.parent, runs_dir, runs_dir / f"{name}{CHECKPOINT_SUFFIX}"):
+        remove_leftovers(folder)
+
+
+def _examples_digest(examples: tuple[list[dict], list[dict]]) -> str:
+    """sha256 of a task's training and dev examples (what a resumed run must train and select on again)."""
+    import hashlib
+
+    text = json.dumps(examples, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def checkpoints_of(spec: RunSpec, runs_dir: Path) -> Checkpoints:

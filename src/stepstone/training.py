@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from . import interrupts
 from .checkpoint import Checkpoints, TrainState, rng_state, set_rng_state
 from .errors import StepstoneError
 from .distributed import Processes, processes
@@ -116,7 +117,9 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
     and, live, to `sink` (e.g. TensorBoard). With `checkpoints`, the state is saved every
     `checkpoints.every` optimizer steps; `resume` continues from the latest one exactly (the same
     batches, dropout masks and updates as an uninterrupted run). A non-finite loss or gradient norm
-    stops training with the step it happened at; the last checkpoint stays."""
+    stops training with the step it happened at; the last checkpoint stays. SIGINT / SIGTERM stop it
+    after the optimizer step in progress (every process at the same step), with a checkpoint of that
+    step when checkpoints are on, by raising `interrupts.Interrupted`."""
     params = dict(model.named_parameters())
 
     def emit(record: dict) -> None:
@@ -155,9 +158,10 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
         best_value = -math.inf if resumed.best_value is None else resumed.best_value
     streams = [_batches(p, spec.batch_size, generator, spec.group_by_length) for p in parts]
     started = time.perf_counter() - (resumed.seconds if resumed else 0.0)
+    planned, vote = total, False  # vote: some process received a signal (they agree on it: see procs.sum)
     with progress(f"train {'+'.join(p.task.name for p in parts)}", total) as bar, \
             frozen_linears_lowered(model, spec.precision), \
-            (nullcontext() if spec.backbone_dropout else backbone_dropout_off(model)):
+            (nullcontext() if spec.backbone_dropout else backbone_dropout_off(model)), interrupts.deferred():
         bar.advance(result.steps)
         for epoch in range(1, spec.epochs + 1):
             model.train()
@@ -187,7 +191,10 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
                     loss = output.loss.float()
                     if procs.world > 1:  # weight each share by its loss units: the update of the whole batch
                         units = loss_units(batch) if mine else 0
-                        total, weighted = procs.sum(units, loss.item() * units)
+                        # the signal vote rides on the all-reduce every micro-batch makes anyway
+                        total, weighted, votes = procs.sum(units, loss.item() * units,
+                                                           float(interrupts.received() is not None))
+                        vote = votes > 0
                         value = weighted / total
                         loss = loss * (units * procs.world / total)
                     else:
@@ -214,7 +221,8 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
                           "loss": sum(v for _, v in pending) / len(pending), "tasks": sorted({t for t, _ in pending})})
                     pending = []
                     bar.advance(1, f"epoch {epoch} loss {sum(losses[-20:]) / len(losses[-20:]):.4f}")
-                    if checkpoints is not None and checkpoints.due(result.steps):
+                    stop = vote if procs.world > 1 else interrupts.received() is not None
+                    if checkpoints is not None and (checkpoints.due(result.steps) or (stop and checkpoints.every > 0)):
                         ranks = procs.gather(torch.get_rng_state())  # each process's dropout stream
                         if procs.primary:
                             checkpoints.save(TrainState(
@@ -226,6 +234,8 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
                                 best_value=None if best_value == -math.inf else best_value, best_state=best_state,
                                 seconds=time.perf_counter() - started, processes=procs.world))
                         procs.barrier()
+                    if stop:
+                        raise _interrupted(result.steps, planned, epoch, checkpoints, procs)
             record: dict[str, Any] = {"epoch": epoch, "step": result.steps, "train_loss": sum(losses) / len(losses)}
             if spec.dev and (spec.select_best or epoch == spec.epochs):
                 scores = [_dev_score(model, p, tokenizer, spec, procs, progress) for p in parts]
@@ -292,6 +302,21 @@ def _restore(state: TrainState, params: dict, trainable: Trainable, optimizer: A
     scheduler.load_state_dict(state.scheduler)
     if state.scaler:
         scaler.load_state_dict(state.scaler)
+
+
+def _interrupted(step: int, planned: int, epoch: int, checkpoints: Checkpoints | None,
+                 procs: Processes) -> interrupts.Interrupted:
+    where = f"at step {step} of {planned} (epoch {epoch})"
+    if checkpoints is None:
+        saved = "nothing saved"
+    elif checkpoints.every:
+        saved = f"saved the checkpoint {checkpoints.folder / f'step-{step:07d}'}"
+    else:  # checkpoints off: an earlier run's (resumed with checkpoint_every=0) may still be there
+        saved = "nothing saved (train.checkpoint_every=0)" + \
+            (f"; {checkpoints.describe_latest()}" if checkpoints.latest() is not None else "")
+    signum = interrupts.received() or interrupts.SIGNALS[1]  # only another process got one: say SIGTERM
+    return interrupts.Interrupted(signum, f"{where}: {saved}", resumable=checkpoints is not None and
+                                  checkpoints.latest() is not None, primary=procs.primary)
 
 
 def _diverged(what: str, step: int, epoch: int, checkpoints: Checkpoints | None) -> StepstoneError:

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import MANIFEST, describe_errno, read_manifest
+from .artifacts import MANIFEST, describe_errno, read_manifest, remove_leftovers, remove_tree
 from .errors import StepstoneError, choices
 from .specs import NAME_PATTERN, check_name
 
@@ -67,14 +66,13 @@ class Zoo:
 
     def remove(self, name: str) -> Entry:
         entry = self.get(name, verify=False)
-        # Rename first so a crash mid-delete never leaves a half entry that still looks valid.
-        trash = entry.path.with_name(f".{name}.deleting-{os.getpid()}")
+        # Renamed first so a crash mid-delete never leaves a half entry that still looks valid.
         try:
-            os.rename(entry.path, trash)
+            remove_tree(entry.path)
         except OSError as err:  # e.g. a read-only zoo: nothing was changed
             raise StepstoneError(f"could not remove '{entry.path}': {describe_errno(err.errno, err.strerror)}; "
                                  f"nothing was removed") from None
-        shutil.rmtree(trash)
+        remove_leftovers(self.root)
         return entry
 
 

@@ -245,6 +245,49 @@ def link_outside(inside: str, outside: str, target: str, mkdir: bool = False) ->
 
 GRID_YAML = "intermediate: [toy-sentiment]\ntargets: [{task: toy-tags}]\nseeds: [0]\n"
 EVAL = ("evaluate", "sent-a", "--zoo", ZOO, "--max-examples", "4", "-q")
+# ------------------------------------------------------------- held locks, stopped runs (issue 13)
+HELD = []  # locks held by this (test) process for the rest of the session: the refused CLI runs here too
+
+
+def hold_lock(target: str) -> Callable[[Path], None]:
+    """Another run holds the lock of `target` (relative to the case folder): its PID is this process's."""
+    def setup(root: Path) -> None:
+        from contextlib import ExitStack
+
+        from stepstone.locks import exclusive
+
+        stack = ExitStack()
+        stack.enter_context(exclusive([root / target], "held"))
+        HELD.append(stack)
+    return setup
+
+
+class Stop(Exception):
+    """Stands for the process dying right after a checkpoint."""
+
+
+def stack_stopped_then_member_replaced(root: Path) -> None:
+    """`train --on Stack(sent-a)` stopped after its first checkpoint; then sent-a replaced by an adapter with
+    other weights (its manifest rewritten to match: a re-trained entry, not a damaged one)."""
+    from unittest import mock
+
+    from safetensors.torch import load_file, save_file
+
+    from stepstone.artifacts import sha256
+    from stepstone.checkpoint import Checkpoints
+
+    save = Checkpoints.save
+
+    def save_then_stop(self, state):
+        save(self, state)
+        raise Stop
+
+    with mock.patch.object(Checkpoints, "save", save_then_stop):
+        stopped = run(*on("Stack(sent-a)", "--checkpoint-every", "1"))
+    assert isinstance(stopped.exception, Stop), stopped.output
+    weights = root / ZOO / "sent-a" / "adapter.safetensors"
+    save_file({k: t + 1 for k, t in load_file(str(weights)).items()}, str(weights))
+    manifest_edit("sent-a", lambda m: m["files"].update({"adapter.safetensors": sha256(weights)}))(root)
 
 
 # ------------------------------------------------------------------------------------------- cases
@@ -777,6 +820,23 @@ CASES = [
          "unknown, got {\"verdict\": \"maybe\"}",
          files={"grids/g/cells.jsonl": json.dumps({"id": "intermediate/bottleneck/x", "kind": "intermediate",
                                                    "status": "ok", "learning": {"verdict": "maybe"}}) + "\n"}),
+    # ---- interrupts, leftovers and concurrent runs (issue 13)
+    case("train-while-the-same-run-trains", ("train", "--task", "toy-sentiment", "--name", "held", "--zoo", ZOO, "-q",
+                                             *FAST),
+         f"run 'held' is already being trained by process {os.getpid()} (zoo/.held.lock is locked): wait for it to "
+         "finish, or stop it first", setup=hold_lock("zoo/held")),
+    case("train-into-another-zoo-while-its-checkpoint-folder-is-in-use",
+         ("train", "--task", "toy-sentiment", "--name", "held", "--zoo", "zoo2", "-q", *FAST),
+         f"run 'held' is already being trained by process {os.getpid()} (runs/.held.lock is locked): wait for it to "
+         "finish, or stop it first", setup=hold_lock("runs/held")),
+    case("grid-while-another-grid-runs-in-its-folder", ("grid", "grid.yaml", "--out", "g", "-q"),
+         f"grid folder 'g' is already being run by process {os.getpid()} (.g.lock is locked): wait for it to finish, "
+         "or stop it first", setup=hold_lock("g"),
+         files={"grid.yaml": "preset: tiny\nintermediate: [toy-sentiment]\ntargets: [{task: toy-tags}]\nseeds: [0]\n"}),
+    case("resume-after-a-stack-member-was-replaced", on("Stack(sent-a)", "--resume"),
+         "runs/target.checkpoint was written with other inputs: zoo member 'sent-a' changed (adapter.safetensors: "
+         "sha256 <*> -> <*>) since; resume needs the same ones: put them back, or remove the folder to start over",
+         zoo=("sent-a",), setup=stack_stopped_then_member_replaced),
 ]
 
 

@@ -55,9 +55,13 @@ KILLER = textwrap.dedent("""
 """)
 
 # Runs `stepstone train` and, just before its final rename, waits until the other process is there too.
+# Without the run lock, which refuses the second process at once (tests/integration/test_locks.py): this
+# tests the rename race behind it (a zoo entry saved by something else, a filesystem without flock).
 RACER = textwrap.dedent("""
-    import os, sys, time
+    import contextlib, os, sys, time
     from pathlib import Path
+    import stepstone.locks
+    stepstone.locks.exclusive = lambda targets, what: contextlib.nullcontext()
     meeting = Path(sys.argv[1])
     real = os.rename
 
@@ -74,26 +78,29 @@ RACER = textwrap.dedent("""
 """)
 
 
-def python(script: str, *args: str, wait: bool = True):
+def python(script: str, *args: str, wait: bool = True, cwd: Path | None = None):
     env = {**os.environ, "STEPSTONE_THREADS": "1"}
     command = [sys.executable, "-c", script, *map(str, args)]
     if wait:
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=cwd)
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
 
 
 @pytest.mark.parametrize("stage", ["weights-half-written", "weights-written", "manifest-written", "before-rename"])
 def test_a_save_killed_at_any_stage_leaves_no_entry(tmp_path, stage):
     zoo = Zoo(tmp_path / "zoo")
-    killed = python(KILLER, stage, zoo.root, *TRAIN)
+    killed = python(KILLER, stage, zoo.root, *TRAIN, cwd=tmp_path)  # its default runs/ (and lock) under tmp_path
     assert killed.returncode == -9, killed.stderr
-    leftovers = [p.name for p in zoo.root.iterdir()]
+    # the killed run's lock file: released by its death (a flock), removed by the next run (below)
+    assert (zoo.root / ".same.lock").is_file()
+    leftovers = [p.name for p in zoo.root.iterdir() if p.name != ".same.lock"]
     assert len(leftovers) == 1 and leftovers[0].startswith(".same.tmp-")  # the unfinished save, hidden
     assert zoo.names() == [] and not zoo.path("same").exists()
     with pytest.raises(StepstoneError, match="no zoo entry 'same'"):
         zoo.get("same")
     # the same save again succeeds, and clears what the killed process left
-    again = python("from stepstone_cli.main import app; import sys; app(sys.argv[1:])", *TRAIN, "--zoo", zoo.root)
+    again = python("from stepstone_cli.main import app; import sys; app(sys.argv[1:])", *TRAIN, "--zoo", zoo.root,
+                   cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert [p.name for p in zoo.root.iterdir()] == ["same"]
     assert read_manifest(zoo.path("same"))["name"] == "same"  # hashes verified

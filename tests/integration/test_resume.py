@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -187,3 +188,109 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(tmp_p
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), f"{name} differs (killed near step {at})"
     ma, mb = (json.loads((p / "manifest.json").read_text()) for p in (a, b))
     assert ma["metrics"] == mb["metrics"] and ma["history"] == mb["history"]
+
+
+# ---------------------------------------------------------------- inputs the spec names (issue 13)
+def stopped(run: RunSpec, zoo: Zoo, runs: Path, monkeypatch, at: int = 3) -> None:
+    """Train `run` and stop it right after the checkpoint of step `at`."""
+    save = Checkpoints.save
+
+    def save_then_stop(self, state):
+        path = save(self, state)
+        if state.step == at:
+            raise Stop
+        return path
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Checkpoints, "save", save_then_stop)
+        with pytest.raises(Stop):
+            pipelines.train_run(run, zoo=zoo, runs_dir=runs)
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_resume_refuses_a_replaced_stack_member(tmp_path, monkeypatch):
+    zoo, runs = Zoo(tmp_path / "zoo"), tmp_path / "runs"
+    pipelines.train_run(spec("m", epochs=1), zoo=zoo, runs_dir=runs)
+    original = tmp_path / "original-m"
+    shutil.copytree(zoo.path("m"), original)
+    run = spec("t", compose="Stack(m)")
+    stopped(run, zoo, runs, monkeypatch)
+    old = json.loads((zoo.path("m") / "manifest.json").read_text())["files"]["adapter.safetensors"]
+    zoo.remove("m")  # replaced: the same name, trained again with another seed
+    pipelines.train_run(spec("m", epochs=1, seed=7), zoo=zoo, runs_dir=runs)
+    new = json.loads((zoo.path("m") / "manifest.json").read_text())["files"]["adapter.safetensors"]
+    assert old != new
+    before = snapshot(tmp_path)
+    with pytest.raises(StepstoneError) as caught:
+        pipelines.train_run(run, zoo=zoo, runs_dir=runs, resume=True)
+    assert str(caught.value) == (
+        f"{runs / 't.checkpoint'} was written with other inputs: zoo member 'm' changed (adapter.safetensors: "
+        f"sha256 {old[:12]} -> {new[:12]}) since; resume needs the same ones: put them back, or remove the folder "
+        f"to start over")
+    assert snapshot(tmp_path) == before  # nothing written, the checkpoint kept
+    zoo.remove("m")
+    shutil.copytree(original, zoo.path("m"))  # the original back: the run resumes, as if never stopped
+    resumed = pipelines.train_run(run, zoo=zoo, runs_dir=runs, resume=True)
+    whole_zoo = Zoo(tmp_path / "whole" / "zoo")
+    shutil.copytree(original, whole_zoo.path("m"))
+    assert_same(resumed, pipelines.train_run(run, zoo=whole_zoo, runs_dir=tmp_path / "whole" / "runs"))
+
+
+def test_resume_refuses_changed_training_data(tmp_path, monkeypatch):
+    sst2 = tmp_path / "data" / "intermediate" / "sst2"
+    sst2.mkdir(parents=True)
+    lines = [f"{'good' if i % 2 else 'bad'} film number {i}\t{i % 2}\n" for i in range(40)]
+    rows = "".join(lines)
+    (sst2 / "train.tsv").write_text("sentence\tlabel\n" + rows)
+    (sst2 / "dev.tsv").write_text("sentence\tlabel\n" + "".join(lines[:16]))
+    run = replace(spec(), task=["sst2"], data_dir=tmp_path / "data")
+    zoo, runs = Zoo(tmp_path / "zoo"), tmp_path / "runs"
+    stopped(run, zoo, runs, monkeypatch)
+    (sst2 / "train.tsv").write_text("sentence\tlabel\n" + rows.replace("number 7\t1", "number 7\t0"))
+    with pytest.raises(StepstoneError) as caught:
+        pipelines.train_run(run, zoo=zoo, runs_dir=runs, resume=True)
+    assert str(caught.value) == (
+        f"{runs / 'r.checkpoint'} was written with other inputs: the examples of task 'sst2' changed (a data file "
+        f"was edited or replaced) since; resume needs the same ones: put them back, or remove the folder to start over")
+
+
+def test_resume_refuses_a_changed_init_from_run_and_backbone(tmp_path, monkeypatch):
+    from stepstone.backbone import load_backbone
+
+    folder = tmp_path / "tiny"  # a local backbone folder
+    loaded = load_backbone(BackboneSpec("tiny"))
+    loaded.model.save_pretrained(str(folder))
+    loaded.tokenizer.save_pretrained(str(folder))
+    zoo, runs = Zoo(tmp_path / "zoo"), tmp_path / "runs"
+    full = replace(spec("base", epochs=1), method=MethodSpec(kind=MethodKind.FULL), backbone=BackboneSpec(str(folder)))
+    pipelines.train_run(full, zoo=zoo, runs_dir=runs)
+    run = replace(full, name="after", init_from=runs / "base", train=replace(TRAIN, epochs=1))
+    stopped(run, zoo, runs, monkeypatch)
+    old = json.loads((runs / "base" / "manifest.json").read_text())["files"]
+    shutil.rmtree(runs / "base")
+    pipelines.train_run(replace(full, train=replace(full.train, seed=3)), zoo=zoo, runs_dir=runs)
+    new = json.loads((runs / "base" / "manifest.json").read_text())["files"]
+    changed = next(name for name in sorted(new) if old.get(name) != new[name])  # every file is hashed: the first
+    assert old["model.safetensors"] != new["model.safetensors"]
+    with pytest.raises(StepstoneError) as caught:
+        pipelines.train_run(run, zoo=zoo, runs_dir=runs, resume=True)
+    assert str(caught.value) == (
+        f"{runs / 'after.checkpoint'} was written with other inputs: init_from '{runs / 'base'}' changed "
+        f"({changed}: sha256 {old[changed][:12]} -> {new[changed][:12]}) since; resume needs the same ones: put them "
+        f"back, or remove the folder to start over")
+    # the backbone folder's weights replaced (same architecture): its fingerprint changes
+    plain = replace(spec("p"), backbone=BackboneSpec(str(folder)))
+    stopped(plain, zoo, runs, monkeypatch)
+    before = load_backbone(BackboneSpec(str(folder))).fingerprint
+    with torch.no_grad():
+        loaded.model.base_model.embeddings.word_embeddings.weight.mul_(2)
+    loaded.model.save_pretrained(str(folder))
+    after = load_backbone(BackboneSpec(str(folder))).fingerprint
+    with pytest.raises(StepstoneError) as caught:
+        pipelines.train_run(plain, zoo=zoo, runs_dir=runs, resume=True)
+    assert str(caught.value) == (
+        f"{runs / 'p.checkpoint'} was written with other inputs: the backbone changed (fingerprint {before} -> "
+        f"{after}) since; resume needs the same ones: put them back, or remove the folder to start over")
