@@ -388,6 +388,14 @@ def name_problems(manifest: dict) -> list[str]:
     return problems
 
 
+def read_json(path: Path) -> Any:
+    """The JSON in `path`; a file that is not valid JSON (or not UTF-8) is one error naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise StepstoneError(f"{path}: not valid JSON ({err})") from None
+
+
 def read_manifest(folder: Path, verify: bool = True) -> dict:
     """Read and check a manifest (JSON, format version, schema, file entries, the names that become paths
     and adapter keys); with `verify`, also check every file it lists against its hash and refuse a folder
@@ -395,10 +403,7 @@ def read_manifest(folder: Path, verify: bool = True) -> dict:
     path = folder / MANIFEST
     if not path.is_file():
         raise StepstoneError(f"'{folder}' is not a stepstone artifact: {MANIFEST} is missing")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise StepstoneError(f"{path}: not valid JSON ({err})") from None
+    manifest = read_json(path)
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
     if not isinstance(version, int) or isinstance(version, bool):
         raise StepstoneError(f"{path}: no integer 'format_version': not a stepstone manifest")

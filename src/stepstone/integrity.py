@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .artifacts import read_json
 from .errors import StepstoneError
 
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter.safetensors"  # the adapters library's names
@@ -35,10 +36,7 @@ def read_config(path: Path) -> dict:
     """A JSON config file of an artifact, as an object; a missing or malformed one is named."""
     if not path.is_file():
         raise StepstoneError(f"'{path}' is missing")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise StepstoneError(f"{path}: not valid JSON ({err})") from None
+    data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
         raise StepstoneError(f"{path}: not an adapters-library config (expected an object with a 'config' object)")
     return data
@@ -126,10 +124,7 @@ def check_fusion(folder: Path, members: list[str]) -> None:
     file = folder / FUSION_CONFIG
     if not file.is_file():
         raise StepstoneError(f"'{file}' is missing")
-    try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise StepstoneError(f"{file}: not valid JSON ({err})") from None
+    config = read_json(file)
     names = config.get("adapter_names") if isinstance(config, dict) else None
     if names != list(members) or config.get("name") != ",".join(members):
         raise StepstoneError(f"{file}: fuses {names!r}, but the manifest's members are {list(members)}")

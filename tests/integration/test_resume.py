@@ -55,9 +55,8 @@ def assert_same(a, b) -> None:
         [{k: r[k] for k in drop & r.keys()} for r in b.result.log]
 
 
-def interrupted(tmp_path: Path, run: RunSpec, at: int, monkeypatch, zoo: Zoo | None = None):
-    """Train `run`, stop it right after the checkpoint of step `at`, resume it; return the outcome."""
-    zoo = zoo or Zoo(tmp_path / "zoo")
+def stopped(run: RunSpec, zoo: Zoo, runs: Path, monkeypatch, at: int = 3) -> None:
+    """Train `run` and stop it right after the checkpoint of step `at`."""
     save = Checkpoints.save
 
     def save_then_stop(self, state):
@@ -69,7 +68,13 @@ def interrupted(tmp_path: Path, run: RunSpec, at: int, monkeypatch, zoo: Zoo | N
     with monkeypatch.context() as patch:
         patch.setattr(Checkpoints, "save", save_then_stop)
         with pytest.raises(Stop):
-            pipelines.train_run(run, zoo=zoo, runs_dir=tmp_path / "runs")
+            pipelines.train_run(run, zoo=zoo, runs_dir=runs)
+
+
+def interrupted(tmp_path: Path, run: RunSpec, at: int, monkeypatch, zoo: Zoo | None = None):
+    """Train `run`, stop it right after the checkpoint of step `at`, resume it; return the outcome."""
+    zoo = zoo or Zoo(tmp_path / "zoo")
+    stopped(run, zoo, tmp_path / "runs", monkeypatch, at)
     checkpoint = tmp_path / "runs" / f"{run.name}.checkpoint"
     assert [p.name for p in checkpoint.iterdir()] == [f"step-{at:07d}"]
     assert run.name not in zoo.names()
@@ -191,22 +196,6 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(tmp_p
 
 
 # ---------------------------------------------------------------- inputs the spec names (issue 13)
-def stopped(run: RunSpec, zoo: Zoo, runs: Path, monkeypatch, at: int = 3) -> None:
-    """Train `run` and stop it right after the checkpoint of step `at`."""
-    save = Checkpoints.save
-
-    def save_then_stop(self, state):
-        path = save(self, state)
-        if state.step == at:
-            raise Stop
-        return path
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Checkpoints, "save", save_then_stop)
-        with pytest.raises(Stop):
-            pipelines.train_run(run, zoo=zoo, runs_dir=runs)
-
-
 def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
