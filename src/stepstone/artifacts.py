@@ -63,6 +63,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         final.parent.mkdir(parents=True, exist_ok=True)
         remove_leftovers(final.parent)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{_HOST}-{os.getpid()}-", dir=final.parent))
+        os.chmod(tmp, 0o755)  # mkdtemp's own 0700 would make a saved zoo entry unreadable to the rest of a team
         yield tmp
         try:
             os.rename(tmp, final)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stepstone.artifacts import atomic_dir, read_manifest
+from stepstone.artifacts import atomic_dir, read_manifest, write_text_atomic
 from stepstone.errors import StepstoneError
 from stepstone.zoo import Zoo
 
@@ -143,3 +143,11 @@ def test_orphaned_temporary_folders_of_live_processes_are_kept(tmp_path):
     with atomic_dir(final):
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["entry", live.name, other.name])
+
+
+def test_saved_folders_and_files_are_readable_by_others(tmp_path):
+    """A zoo is shared: the saved folder is 0755 (not mkdtemp's 0700), written files 0644."""
+    final = tmp_path / "zoo" / "entry"
+    with atomic_dir(final) as tmp:
+        write_text_atomic(tmp / "notes.json", "{}")
+    assert (final.stat().st_mode & 0o777, (final / "notes.json").stat().st_mode & 0o777) == (0o755, 0o644)
