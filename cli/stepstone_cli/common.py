@@ -39,9 +39,10 @@ def user_errors() -> Iterator[None]:
 
 
 @contextmanager
-def interruptions(then: str | None = None) -> Iterator[None]:
+def interruptions(then: str | None = None, otherwise: str | None = None) -> Iterator[None]:
     """An interrupted run becomes one line on stderr: what stopped, where, what was saved and, when it can
-    continue, `then` (the command that continues it); exit code 128 + the signal."""
+    continue, `then` (the command that continues it), else `otherwise` (e.g. that nothing was written);
+    exit code 128 + the signal."""
     from stepstone.interrupts import Interrupted
 
     try:
@@ -50,7 +51,8 @@ def interruptions(then: str | None = None) -> Iterator[None]:
         if not isinstance(err, Interrupted):  # SIGINT outside stepstone's handlers (e.g. while importing)
             err = Interrupted(signal.SIGINT)
         if err.primary:
-            line = str(err) + (f"; {then}" if then and err.resumable else "")
+            more = then if then and err.resumable else otherwise
+            line = str(err) + (f"; {more}" if more else "")
             stderr_console().print(line, soft_wrap=True)
         raise typer.Exit(err.exit_code) from None
 

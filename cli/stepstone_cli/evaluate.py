@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .common import complete_task, console, progress_factory, user_errors
+from .common import complete_task, console, interruptions, progress_factory, user_errors
 
 
 def evaluate(
@@ -33,12 +33,14 @@ def evaluate(
     backbone, `stepstone evaluate RUN --task tatoeba` one with the run's adapters active."""
     from rich.table import Table
 
+    from stepstone.interrupts import stopping
     from stepstone.pipelines import evaluate as run_evaluation
     from stepstone.pipelines import set_threads
     from stepstone.zoo import Zoo
 
     languages = [x.strip() for x in langs.split(",") if x.strip()] if langs else None
-    with user_errors():
+    # the scores are written once, atomically, at the end: an interrupted evaluation leaves nothing behind
+    with interruptions(otherwise="nothing was written"), user_errors(), stopping():
         set_threads(None)
         result = run_evaluation(run, task=task, layer=layer, pooling=pooling, zoo=Zoo(zoo_dir), langs=languages,
                                 split=split, batch_size=batch_size, max_examples=max_examples, data_dir=data_dir,

@@ -375,3 +375,27 @@ def test_sigterm_to_one_of_two_processes_stops_both_at_one_step_and_resume_is_ex
     out, err = resumed.communicate(timeout=900)
     assert resumed.returncode == 0, err[-3000:]
     assert_same_artifact(tmp_path / "b" / "zoo" / "d", tmp_path / "a" / "zoo" / "d")
+
+
+# ------------------------------------------------------------------------------------ evaluate
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_stepstone_evaluate_interrupted_is_one_line_and_writes_nothing(tmp_path, monkeypatch, signum):
+    from typer.testing import CliRunner
+
+    from stepstone_cli.main import app
+
+    zoo = Zoo(tmp_path / "zoo")
+    pipelines.train_run(replace(spec(), name="tags"), zoo=zoo, runs_dir=tmp_path / "runs")
+    before, load = handlers(), pipelines.load_examples
+
+    def load_then_signal(*args, **kwargs):
+        examples = load(*args, **kwargs)
+        os.kill(os.getpid(), signum)
+        return examples
+
+    monkeypatch.setattr(pipelines, "load_examples", load_then_signal)
+    done = CliRunner().invoke(app, ["evaluate", "tags", "--zoo", str(zoo.root), "-q"])
+    assert (done.exit_code, done.stdout) == (128 + signum, "")
+    assert done.stderr == f"interrupted ({NAMES[signum]}); nothing was written\n"
+    assert handlers() == before
+    assert not (zoo.path("tags") / "evaluations").exists()
