@@ -292,3 +292,14 @@ def test_any_source_with_the_wrong_option_count_is_caught_before_collation():
 def test_sources_describe_the_tasks_own_folder_not_xtremes_labels():
     assert get_task("xquad").source.describe() == "hub google/xquad (xquad.{lang}); local target/xquad/"
     assert get_task("bucc").source.describe() == "local target/bucc2018/"
+
+
+def test_a_hub_only_task_refuses_a_language_outside_its_list_with_a_data_dir(tmp_path):
+    # review r3: a hub-only task has no local layout; this was an AttributeError (source.local is None)
+    from stepstone.data import missing_data
+
+    for call in (lambda: load_examples(get_task("mnli"), DEV, "de", tmp_path),
+                 lambda: missing_data(get_task("mnli"), TEST, "de", tmp_path)):
+        with pytest.raises(StepstoneError) as err:
+            call()
+        assert str(err.value) == "task 'mnli' has no language 'de' (valid: en)"

@@ -102,7 +102,8 @@ class TaskSpec:
         if lang in self.languages:
             return lang
         has_local = getattr(self.source, "has_local", None)
-        if data_dir is None or split is None or has_local is None:
+        # a hub-only task (MNLI, SNLI) has no local layout that could hold another language
+        if data_dir is None or split is None or has_local is None or getattr(self.source, "local", None) is None:
             raise StepstoneError(f"task '{self.name}' has no language '{lang}' (valid: {choices(self.languages)})")
         if has_local(split, lang, Path(data_dir)):
             return lang
