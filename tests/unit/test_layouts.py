@@ -188,6 +188,18 @@ def test_paired_readers_check_alignment(tmp_path):
     assert str(err.value) == f"{tmp_path / 'idx.tsv'}:1: '1' is not a line index of {eng} (0-0)"
 
 
+def test_a_non_ascii_digit_is_a_bad_index_not_a_traceback(tmp_path):
+    # review r3: '²'.isdigit() is true but int('²') raises ValueError; it escaped as a traceback
+    src, eng = put(tmp_path, "t.de", "Ja.\n"), put(tmp_path, "t.en", "Yes.\n")
+    with pytest.raises(StepstoneError) as err:
+        read_tatoeba_with_labels(src, eng, put(tmp_path, "idx.tsv", "\u00b2\n"))
+    assert str(err.value) == f"{tmp_path / 'idx.tsv'}:1: '\u00b2' is not a line index of {eng} (0-0)"
+    row = {"premise": "p", "choice1": "a", "choice2": "b", "question": "cause", "label": "\u00b2"}
+    with pytest.raises(StepstoneError) as err:
+        read_task_jsonl(put(tmp_path, "c.jsonl", json.dumps(row) + "\n"), JsonlShape.COPA)
+    assert str(err.value) == f"{tmp_path / 'c.jsonl'}:1: label '\u00b2' is not one of 0, 1"
+
+
 # -------------------------------------------------------------------------- unlabelled files
 def test_unlabelled_files_raise_unlabelled_with_the_first_bad_line(tmp_path):
     with pytest.raises(Unlabelled, match=r"x\.tsv:1: expected at least 3 tab-separated columns, found 2$"):

@@ -405,7 +405,7 @@ def _text(row: dict, key: str) -> str:
 
 def _index(value, n: int, key: str = "label") -> int:
     """An answer index given as an int or a string of digits, in range(n)."""
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit():  # int() refuses some digits, e.g. "²"
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < n:
         raise _RowError(f"{key} '{value}' is not one of {', '.join(map(str, range(n)))}")
@@ -607,7 +607,7 @@ def read_tatoeba_with_labels(src_path: Path, eng_path: Path, labels: Path) -> li
         raise StepstoneError(f"{labels} has {len(gold)} labels but {src_path} has {len(src)} lines: not aligned")
     pairs = []
     for (number, value), sentence in zip(gold, src):
-        if not value.isdigit() or int(value) >= len(eng):
+        if not (value.isascii() and value.isdigit()) or int(value) >= len(eng):  # int('²') would raise
             raise StepstoneError(f"{labels}:{number}: '{value}' is not a line index of {eng_path} "
                                  f"(0-{len(eng) - 1})")
         pairs.append((sentence, eng[int(value)]))
