@@ -125,6 +125,29 @@ def test_xtreme_tagging_test_files_with_separate_labels(tmp_path):
                             {"tokens": ["Berlin"], "tags": [tags.split("\n")[3]]}]
 
 
+def test_test_files_with_a_blank_label_column_pair_with_their_labels(tmp_path):
+    """review r3: a blank label column makes a file unlabelled (the error says to put its labels in labels/),
+    so the paired readers take it too; they refused it ('expected 1 / 2 tab-separated columns')."""
+    put(tmp_path, "target/xnli/test-de.tsv", "Er schläft.\tEr ist wach.\t\nSie liest.\tSie liest ein Buch.\t\n")
+    with pytest.raises(StepstoneError) as err:
+        load_examples(get_task("xnli"), TEST, "de", tmp_path)
+    assert str(err.value).endswith(f"put this one's at {tmp_path / 'labels/xnli/test-de.tsv'}")
+    put(tmp_path, "labels/xnli/test-de.tsv", "contradiction\nneutral\n")
+    assert load_examples(get_task("xnli"), TEST, "de", tmp_path) == [
+        {"text": "Er schläft.", "text_pair": "Er ist wach.", "label": "contradiction"},
+        {"text": "Sie liest.", "text_pair": "Sie liest ein Buch.", "label": "neutral"}]
+    put(tmp_path, "target/udpos/test-de.tsv", "Anna\t\nschläft\t\n\nBerlin\t\n")
+    with pytest.raises(StepstoneError) as err:
+        load_examples(get_task("udpos"), TEST, "de", tmp_path)
+    assert str(err.value).endswith(f"put this one's at {tmp_path / 'labels/udpos/test-de.tsv'}")
+    put(tmp_path, "labels/udpos/test-de.tsv", "PROPN\nVERB\n\nPROPN\n")
+    assert load_examples(get_task("udpos"), TEST, "de", tmp_path) == [
+        {"tokens": ["Anna", "schläft"], "tags": ["PROPN", "VERB"]}, {"tokens": ["Berlin"], "tags": ["PROPN"]}]
+    with pytest.raises(StepstoneError) as err:  # a tag where the inputs should have none is still refused
+        read_tagging_with_labels(put(tmp_path, "tok.tsv", "Anna\tPROPN\n"), put(tmp_path, "tags.tsv", "PROPN\n"))
+    assert str(err.value) == f"{tmp_path / 'tok.tsv'}:1: expected 1 tab-separated columns, found 2"
+
+
 def test_xtreme_qa_test_files_read_their_labels_file(tmp_path):
     """XTREME blanks the answers of the QA test files it ships; its label files are complete SQuAD files."""
     cases = {"xquad": ("de", "target/xquad/xquad.de.json"),

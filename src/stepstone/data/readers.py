@@ -212,7 +212,11 @@ def read_tagging_with_labels(inputs: Path, labels: Path) -> Examples:
     """XTREME's unlabelled tagging test files (UD-POS, PAN-X `test-LANG.tsv`: one token per line, a blank line
     between sentences) paired with their labels file (one tag per line, the same sentence breaks; XTREME's
     label-folder layout `labels/TASK/test-LANG.tsv`). Lines are the labels file's."""
-    tokens = _sentences(inputs, lambda n, line: (_columns(inputs, n, line, 1)[0], ""))
+    def token(number: int, line: str) -> tuple[str, str]:  # `token`, or `token<TAB>` (a blank tag column)
+        fields = line.split("\t")
+        return (fields[0] if len(fields) == 2 and not fields[1].strip() else _columns(inputs, number, line, 1)[0]), ""
+
+    tokens = _sentences(inputs, token)  # every input `untagged` calls unlabelled
     tags = _sentences(labels, lambda n, line: ("", _columns(labels, n, line, 1)[0]))
     if len(tokens) != len(tags):
         raise StepstoneError(f"{labels} has {len(tags)} sentences but {inputs} has {len(tokens)}: not aligned")
@@ -276,7 +280,8 @@ def read_pairs_with_labels(inputs: Path, labels: Path) -> Examples:
     with their labels file (one label per line; XTREME's label-folder layout `labels/TASK/test-LANG.tsv`).
     Lines are the labels file's, where a bad label is."""
     rows = list(_tsv_rows(inputs, False, 2))
-    if rows and len(rows[0][1]) != 2:
+    blank_label = len(rows[0][1]) == 3 and all(not f[2].strip() for _, f in rows)  # as `_no_label_column` has it
+    if len(rows[0][1]) != 2 and not blank_label:
         raise StepstoneError(f"{inputs}:{rows[0][0]}: expected 2 tab-separated columns (no label), "
                              f"found {len(rows[0][1])}")
     gold = [(n, line.strip()) for n, line in enumerate(_lines(labels), 1) if line.strip()]
