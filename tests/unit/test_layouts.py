@@ -262,6 +262,19 @@ def test_blank_english_dev_file_suggests_training_without_dev(tmp_path):
                               "without a dev set, pass train.dev=false train.select_best=false")
 
 
+def test_a_blank_answer_before_a_malformed_question_names_the_blank_answer(tmp_path):
+    # review r3: the all-blank check called .get on every question; a question that is no object escaped as
+    # an AttributeError traceback instead of the first question's own error
+    doc = json.loads(squad(""))
+    doc["data"][0]["paragraphs"][0]["qas"].append("not a question")
+    path = put(tmp_path, "q.json", json.dumps(doc))
+    with pytest.raises(StepstoneError) as err:
+        read_squad_json(path)
+    assert type(err.value) is StepstoneError
+    assert str(err.value) == (f"{path}: question 'q0': answer with empty text (no gold answer; allow_blank_answers=True "
+                              "reads it as unanswered)")
+
+
 # ---------------------------------------------------------------- languages beyond the list
 def test_a_language_outside_the_list_loads_when_its_file_exists(tmp_path):
     put(tmp_path, "target/udpos/test-lt.tsv", "Labas\tINTJ\n")  # XTREME-R's Lithuanian

@@ -353,7 +353,7 @@ def _blank_answer(path: Path, doc: dict, where: str):
     try:
         questions = [q for article in doc["data"] for paragraph in article["paragraphs"] for q in paragraph["qas"]]
         bare = all(not q.get("is_impossible", False) and all(not a["text"] for a in q["answers"]) for q in questions)
-    except (KeyError, TypeError):  # malformed further on: that question's own error comes later
+    except (KeyError, TypeError, AttributeError):  # malformed further on: that question's own error comes later
         bare = False
     if not bare:
         raise StepstoneError(one)
