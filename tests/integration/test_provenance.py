@@ -128,6 +128,20 @@ def test_folder_hash_is_memoised_and_follows_changes(tmp_path):
     assert list(provenance.folder_files(tmp_path)) == ["config.json"]
 
 
+def test_a_file_is_read_for_hashing_once_while_unchanged(tmp_path, monkeypatch):
+    """review r3: the test above passes without the memo too; this one counts the passes over the file."""
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"weights")
+    opened = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda file, *a, **k: (opened.append(str(file)), real_open(file, *a, **k))[1])
+    digest = provenance.file_sha256(path)
+    assert provenance.folder_files(tmp_path) == {"model.safetensors": digest}  # checked before loading, recorded after
+    assert provenance.file_sha256(path) == digest and opened == [str(path)]
+    path.write_bytes(b"other weights")
+    assert provenance.file_sha256(path) != digest and opened == [str(path)] * 2
+
+
 @pytest.mark.real
 def test_a_real_backbone_folder_is_hashed_by_its_model_files(e5_backbone):
     import hashlib
