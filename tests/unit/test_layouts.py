@@ -189,6 +189,14 @@ def test_xtreme_test_file_without_labels_says_where_they_go(tmp_path):
                               f"{tmp_path / 'labels/xquad/test-ar.json'}")
 
 
+def test_a_labels_file_without_answers_is_not_told_to_move_to_where_it_is(tmp_path):
+    # review r3: the advice named the labels file itself ("put this one's at labels/xquad/test-de.json")
+    labels = put(tmp_path, "labels/xquad/test-de.json", squad("", ""))
+    with pytest.raises(StepstoneError) as err:
+        load_examples(get_task("xquad"), TEST, "de", tmp_path)
+    assert str(err.value) == f"{labels}: no gold answers: all 2 questions have an answer with empty text"
+
+
 def test_paired_readers_check_alignment(tmp_path):
     inputs = put(tmp_path, "in.tsv", "a\tb\nc\td\n")
     labels = put(tmp_path, "labels.tsv", "1\n")

@@ -117,7 +117,7 @@ class Sources:
                 try:
                     examples = reader(*paths)
                 except Unlabelled as err:  # no labels at all: say what to do about it
-                    raise StepstoneError(f"{err}{self._unlabelled_advice(split, candidates, data_dir)}") from None
+                    raise StepstoneError(f"{err}{self._unlabelled_advice(split, candidates, data_dir, files)}") from None
                 if not examples:  # e.g. a TSV with only its header line, SQuAD with an empty 'data' list
                     raise StepstoneError(f"{paths[0]}: no examples in the file")
                 return examples
@@ -137,11 +137,12 @@ class Sources:
                 f"(looked for: {self.local.looked_for(split, lang)})")
 
     @staticmethod
-    def _unlabelled_advice(split: Split, candidates: list[tuple[tuple[str, ...], Reader]], data_dir: Path) -> str:
+    def _unlabelled_advice(split: Split, candidates: list[tuple[tuple[str, ...], Reader]], data_dir: Path,
+                           read: tuple[str, ...]) -> str:
         if split is Split.VALIDATION:
             return "; to train without a dev set, pass train.dev=false train.select_best=false"
         labels = next((f for files, _ in candidates for f in files if f.startswith(LABELS)), None)
-        if labels is not None:  # XTREME's test files: their labels come separately
+        if labels is not None and labels not in read:  # XTREME's test files: their labels come separately
             return f"; XTREME keeps test labels in separate files: put this one's at {data_dir / labels}"
         return ""
 
