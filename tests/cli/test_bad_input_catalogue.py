@@ -837,6 +837,18 @@ CASES = [
          "runs/target.checkpoint was written with other inputs: zoo member 'sent-a' changed (adapter.safetensors: "
          "sha256 <*> -> <*>) since; resume needs the same ones: put them back, or remove the folder to start over",
          zoo=("sent-a",), setup=stack_stopped_then_member_replaced),
+    # ---- review r3 (issue 13): inputs that escaped as tracebacks
+    case("copa-label-non-ascii-digit", train("copa"), f"{COPA}:1: label '\u00b2' is not one of 0, 1",
+         files={COPA: '{"premise": "p", "choice1": "a", "choice2": "b", "question": "cause", "label": "\u00b2"}\n'}),
+    case("tatoeba-labels-non-ascii-digit", retrieval("tatoeba", "de"),
+         "data/labels/tatoeba/test-de.tsv:1: '\u00b2' is not a line index of data/target/tatoeba/de-en.en (0-0)",
+         files={"data/target/tatoeba/de-en.de": "Hallo.\n", "data/target/tatoeba/de-en.en": "Hello.\n",
+                "data/labels/tatoeba/test-de.tsv": "\u00b2\n"}),
+    case("squad-blank-answer-then-a-question-that-is-no-object", train("squad"),
+         f"{SQUAD}: question 'q0': answer with empty text (no gold answer; allow_blank_answers=True reads it as "
+         "unanswered)",
+         files={SQUAD: json.dumps({"data": [{"paragraphs": [{"context": "c", "qas": [
+             {"id": "q0", "question": "q", "answers": [{"text": "", "answer_start": 0}]}, "not a question"]}]}]})}),
 ]
 
 
