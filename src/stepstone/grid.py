@@ -547,7 +547,7 @@ def _run_grid(grid: GridSpec, folder: Path, every_cell: list[Cell], progress: Pr
     done = load_records(log)
     ran = skipped = 0
     failed: list[str] = []
-    todo, finished = planned(grid, done)
+    todo, finished = planned(grid, done, every_cell)
     countdown = Countdown(todo if limit is None else min(todo, limit), clock())
     note(progress, f"grid {folder}: {countdown.total} cells to run, {finished} already done")
     for cell in every_cell:
@@ -584,13 +584,13 @@ def _run_grid(grid: GridSpec, folder: Path, every_cell: list[Cell], progress: Pr
     return GridResult(folder, ran, skipped, failed)
 
 
-def planned(grid: GridSpec, done: dict[str, dict]) -> tuple[int, int]:
+def planned(grid: GridSpec, done: dict[str, dict], every_cell: list[Cell] | None = None) -> tuple[int, int]:
     """(cells a run will start, cells already recorded ok). Of the best-stack seed cells (`after`), one
     per gate and seed runs: the best intermediate's, unless one of them is done already or the target
-    has no dev score to pick by."""
+    has no dev score to pick by. `every_cell`: `cells(grid)` where the caller has built them already."""
     todo = finished = 0
     gates, gates_done = set(), set()
-    for cell in cells(grid):
+    for cell in cells(grid) if every_cell is None else every_cell:
         key = (cell.after, cell.record.get("seed"))
         if done.get(cell.id, {}).get("status") == "ok":
             finished += 1
