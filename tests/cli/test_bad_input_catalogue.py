@@ -837,6 +837,13 @@ CASES = [
          "runs/target.checkpoint was written with other inputs: zoo member 'sent-a' changed (adapter.safetensors: "
          "sha256 <*> -> <*>) since; resume needs the same ones: put them back, or remove the folder to start over",
          zoo=("sent-a",), setup=stack_stopped_then_member_replaced),
+    # ---- review r2 of issue 13: summary of a report without a score per language
+    case("summary-report-whose-scores-are-a-list", ("summary", "x.json"),
+         "x.json: not a stepstone evaluation report ('scores' must be an object with one entry per language, got [])",
+         files={"x.json": '{"task": "xnli", "metric": "accuracy", "scores": []}'}),
+    case("summary-report-without-scores", ("summary", "x.json"),
+         "x.json: not a stepstone evaluation report ('scores' must be an object with one entry per language, got {})",
+         files={"x.json": '{"task": "xnli", "metric": "accuracy", "scores": {}}'}),
 ]
 
 
