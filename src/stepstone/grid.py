@@ -712,13 +712,11 @@ def _costs(manifest: dict) -> dict:
 
 def _languages(task: TaskSpec, split: Split, data_dir: Path | None) -> list[str]:
     """Every language of the benchmark's list for the task (as `stepstone evaluate` defaults to; not the further
-    languages its source has, e.g. MLQA's language pairs) with a local file for `split` (all of them when data come
-    from the hub)."""
-    local = getattr(task.source, "local", None)
-    if data_dir is None or local is None:
-        return list(task.official_languages)
-    found = [lang for lang in task.official_languages
-             if any((Path(data_dir) / path).is_file() for path, _ in local.paths(split, lang))]
+    languages its source has, e.g. MLQA's language pairs) with data for `split` (`data.missing_data`: a local file,
+    another task's for a borrowed English split, or the hub)."""
+    from .data import missing_data
+
+    found = [lang for lang in task.official_languages if missing_data(task, split, lang, data_dir) is None]
     if not found:
         raise StepstoneError(f"no {split.value} data for task '{task.name}' in any language under {data_dir}")
     return found

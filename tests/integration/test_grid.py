@@ -385,3 +385,7 @@ def test_target_languages_are_the_benchmarks_list(tmp_path):
     for lang in ("ro", "de", "en"):
         (folder / f"xquad.{lang}.json").write_text('{"data": []}')
     assert _languages(xquad, Split.TEST, tmp_path) == ["de", "en"]
+    # English dev borrowed from SQuAD's file, as evaluate reads it (XQuAD has no validation files of its own)
+    (tmp_path / "intermediate" / "squad").mkdir(parents=True)
+    (tmp_path / "intermediate" / "squad" / "dev.json").write_text('{"data": []}')
+    assert _languages(xquad, Split.VALIDATION, tmp_path) == ["en"]
