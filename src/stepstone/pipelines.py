@@ -259,7 +259,7 @@ def _train_run(spec: RunSpec, *, zoo: Zoo | None, runs_dir: Path, progress: Prog
     live = tracking.open_trackers(chosen, name, Path(runs_dir), to_dict(spec)) if chosen and procs.primary else None
     with (live or nullcontext()) as sink:
         result = train(model, parts, backbone.tokenizer, train_spec, mode, trainable,
-                       progress if procs.primary else silent, sink, checkpoints, resume)
+                       progress, sink, checkpoints, resume)
     task = tasks[0]
     hold.enter_context(interrupts.deferred())  # the save and the checkpoint clean-up are not cut short
 
