@@ -547,7 +547,7 @@ def _run_grid(grid: GridSpec, folder: Path, every_cell: list[Cell], progress: Pr
     done = load_records(log)
     ran = skipped = 0
     failed: list[str] = []
-    todo, finished = planned(grid, done)
+    todo, finished = planned(grid, done, every_cell)
     countdown = Countdown(todo if limit is None else min(todo, limit), clock())
     note(progress, f"grid {folder}: {countdown.total} cells to run, {finished} already done")
     for cell in every_cell:
@@ -584,13 +584,13 @@ def _run_grid(grid: GridSpec, folder: Path, every_cell: list[Cell], progress: Pr
     return GridResult(folder, ran, skipped, failed)
 
 
-def planned(grid: GridSpec, done: dict[str, dict]) -> tuple[int, int]:
+def planned(grid: GridSpec, done: dict[str, dict], every_cell: list[Cell] | None = None) -> tuple[int, int]:
     """(cells a run will start, cells already recorded ok). Of the best-stack seed cells (`after`), one
     per gate and seed runs: the best intermediate's, unless one of them is done already or the target
-    has no dev score to pick by."""
+    has no dev score to pick by. `every_cell`: `cells(grid)` where the caller has built them already."""
     todo = finished = 0
     gates, gates_done = set(), set()
-    for cell in cells(grid):
+    for cell in cells(grid) if every_cell is None else every_cell:
         key = (cell.after, cell.record.get("seed"))
         if done.get(cell.id, {}).get("status") == "ok":
             finished += 1
@@ -711,12 +711,12 @@ def _costs(manifest: dict) -> dict:
 
 
 def _languages(task: TaskSpec, split: Split, data_dir: Path | None) -> list[str]:
-    """Every language of the task with a local file for `split` (all of them when data come from the hub)."""
-    local = getattr(task.source, "local", None)
-    if data_dir is None or local is None:
-        return list(task.languages)
-    found = [lang for lang in task.languages
-             if any((Path(data_dir) / path).is_file() for path, _ in local.paths(split, lang))]
+    """Every language of the benchmark's list for the task (as `stepstone evaluate` defaults to; not the further
+    languages its source has, e.g. MLQA's language pairs) with data for `split` (`data.missing_data`: a local file,
+    another task's for a borrowed English split, or the hub)."""
+    from .data import missing_data
+
+    found = [lang for lang in task.official_languages if missing_data(task, split, lang, data_dir) is None]
     if not found:
         raise StepstoneError(f"no {split.value} data for task '{task.name}' in any language under {data_dir}")
     return found

@@ -163,6 +163,8 @@ def _train_run(spec: RunSpec, *, zoo: Zoo | None, runs_dir: Path, progress: Prog
     destination = zoo.path(name) if standalone else Path(runs_dir) / name
     train_spec = spec.train.resolved(spec.method.kind)
     spec = replace(spec, train=train_spec)
+    if any(t.format is TaskFormat.QA for t in tasks):  # only QA has windows: doc_stride means nothing elsewhere
+        check_window_settings(train_spec.max_length, train_spec.doc_stride)  # settings first: before lock and reads
     checkpoints = checkpoints_of(spec, runs_dir)
     # a read-only or full zoo / runs folder, or a file in the way, fails now, not after training
     check_destination(destination)
@@ -187,8 +189,6 @@ def _train_run(spec: RunSpec, *, zoo: Zoo | None, runs_dir: Path, progress: Prog
         raise StepstoneError(f"init_from '{spec.init_from}' is not a full fine-tune run")
     if init is not None:
         check_artifact(Path(spec.init_from), init)
-    if any(t.format is TaskFormat.QA for t in tasks):  # only QA has windows: doc_stride means nothing elsewhere
-        check_window_settings(train_spec.max_length, train_spec.doc_stride)
     checkpoints.check(resume)
     checkpoints.expect("members", {e.name: {"files": e.manifest["files"]} for e in members}, resume)
     checkpoints.expect("init_from", None if init is None else {"path": str(spec.init_from), "files": init["files"]},
@@ -259,7 +259,7 @@ def _train_run(spec: RunSpec, *, zoo: Zoo | None, runs_dir: Path, progress: Prog
     live = tracking.open_trackers(chosen, name, Path(runs_dir), to_dict(spec)) if chosen and procs.primary else None
     with (live or nullcontext()) as sink:
         result = train(model, parts, backbone.tokenizer, train_spec, mode, trainable,
-                       progress if procs.primary else silent, sink, checkpoints, resume)
+                       progress, sink, checkpoints, resume)
     task = tasks[0]
     hold.enter_context(interrupts.deferred())  # the save and the checkpoint clean-up are not cut short
 

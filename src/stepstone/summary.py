@@ -62,6 +62,8 @@ def summarize(paths: Sequence[Path]) -> Summary:
         try:
             report = json.loads(path.read_text(encoding="utf-8"))
             task, metric, per_lang = report["task"], report["metric"], report["scores"]
+            if not isinstance(per_lang, dict) or not per_lang:  # the average below needs a score per language
+                raise ValueError(f"'scores' must be an object with one entry per language, got {json.dumps(per_lang)}")
             values = {lang: float(s[metric]) for lang, s in per_lang.items()}
         except KeyError as err:
             raise StepstoneError(f"{path}: not a stepstone evaluation report (missing key {err})") from None

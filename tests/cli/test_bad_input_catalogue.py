@@ -849,6 +849,13 @@ CASES = [
          "unanswered)",
          files={SQUAD: json.dumps({"data": [{"paragraphs": [{"context": "c", "qas": [
              {"id": "q0", "question": "q", "answers": [{"text": "", "answer_start": 0}]}, "not a question"]}]}]})}),
+    # ---- review r2 of issue 13: summary of a report without a score per language
+    case("summary-report-whose-scores-are-a-list", ("summary", "x.json"),
+         "x.json: not a stepstone evaluation report ('scores' must be an object with one entry per language, got [])",
+         files={"x.json": '{"task": "xnli", "metric": "accuracy", "scores": []}'}),
+    case("summary-report-without-scores", ("summary", "x.json"),
+         "x.json: not a stepstone evaluation report ('scores' must be an object with one entry per language, got {})",
+         files={"x.json": '{"task": "xnli", "metric": "accuracy", "scores": {}}'}),
 ]
 
 

@@ -369,3 +369,23 @@ def test_presets_calibrate_training_per_task_family():
     assert paper["intermediate/bottleneck/squad"] == paper["target/xquad/bottleneck/none/seed0"] == (384, 128)
     assert paper["intermediate/bottleneck/mnli"] == paper["target/xnli/full/full/seed0"] == (256, 64)
     assert paper["intermediate/bottleneck/multitask"] == (384, 128)  # multitask_train settles the mix
+
+
+def test_target_languages_are_the_benchmarks_list(tmp_path):
+    """A target without `langs` is evaluated in the benchmark's languages that have a file, as `stepstone evaluate`
+    is: not the further ones its source has (XQuAD's ro, MLQA's 42 language pairs), which would enter the mean."""
+    from stepstone.grid import _languages
+    from stepstone.tasks import Split, get_task
+
+    xquad, mlqa = get_task("xquad"), get_task("mlqa")
+    assert _languages(xquad, Split.TEST, None) == ["ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh"]
+    assert _languages(mlqa, Split.TEST, None) == ["ar", "de", "en", "es", "hi", "vi", "zh"]
+    folder = tmp_path / "target" / "xquad"
+    folder.mkdir(parents=True)
+    for lang in ("ro", "de", "en"):
+        (folder / f"xquad.{lang}.json").write_text('{"data": []}')
+    assert _languages(xquad, Split.TEST, tmp_path) == ["de", "en"]
+    # English dev borrowed from SQuAD's file, as evaluate reads it (XQuAD has no validation files of its own)
+    (tmp_path / "intermediate" / "squad").mkdir(parents=True)
+    (tmp_path / "intermediate" / "squad" / "dev.json").write_text('{"data": []}')
+    assert _languages(xquad, Split.VALIDATION, tmp_path) == ["en"]

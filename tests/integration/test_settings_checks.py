@@ -132,3 +132,19 @@ def test_a_library_caller_gets_the_same_refusals(tmp_path):
     with pytest.raises(StepstoneError, match=r"^train.max_length is 600, but backbone 'tiny' takes at most 512"):
         pipelines.train_run(spec, runs_dir=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
+
+
+def test_qa_window_settings_are_refused_before_the_destination_is_checked_or_locked(tmp_path, monkeypatch):
+    """A settings error comes before any filesystem work: no destination check, no lock, no leftover clean-up."""
+    from stepstone.zoo import Zoo
+
+    touched = []
+    monkeypatch.setattr(pipelines, "check_destination", lambda *args, **kwargs: touched.append(args))
+    monkeypatch.setattr(pipelines, "_lock_run", lambda *args: touched.append("lock"))
+    spec = RunSpec(task=("toy-qa",), backbone=BackboneSpec("tiny"),
+                   train=TrainSpec(epochs=1, max_train_examples=8, max_length=20, doc_stride=20))
+    with pytest.raises(StepstoneError) as err:
+        pipelines.train_run(spec, zoo=Zoo(tmp_path / "zoo"), runs_dir=tmp_path / "runs")
+    assert str(err.value) == ("train.doc_stride (20) must be smaller than train.max_length (20): QA windows of "
+                              "max_length tokens overlap by doc_stride tokens")
+    assert touched == [] and list(tmp_path.iterdir()) == []
