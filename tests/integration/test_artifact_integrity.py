@@ -342,7 +342,9 @@ def test_configs_that_do_not_fit_the_manifest_are_refused_before_the_backbone_lo
      f"invalid member name '/abs/b' in 'composition.members[1]': {NAME_RULE}"),
     (dict(composition={"members": "a"}), "'composition.members' must be a non-empty list, got \"a\""),
     (dict(kind="run", composition=None), "'composition' is missing from a composed run"),
-], ids=["name", "task-traversal", "task-absolute", "head", "task-record", "member-absolute", "members-type", "run"])
+    (dict(composition={"members": ["a\n"]}), f"invalid member name 'a\\n' in 'composition.members[0]': {NAME_RULE}"),
+], ids=["name", "task-traversal", "task-absolute", "head", "task-record", "member-absolute", "members-type", "run",
+        "member-final-newline"])
 def test_names_read_from_manifests_follow_the_name_rule(trained, tmp_path, change, problem):
     path = copy_of(trained, "bn", tmp_path)
     edit_json(path / "manifest.json", lambda m: m.update(change))
