@@ -185,7 +185,9 @@ def remove_tree(path: Path) -> None:
     `.NAME.deleting-HOST-PID` (which `remove_leftovers` clears if the kill comes during the deletion)."""
     trash = path.with_name(f".{path.name}.deleting-{_HOST}-{os.getpid()}")
     os.rename(path, trash)
-    shutil.rmtree(trash)
+    # The name is free once renamed: what cannot be deleted now (e.g. NFS's .nfs* file of a file still open) is a
+    # leftover like a killed deletion's, not a failure of the save or `zoo rm` that called this.
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
