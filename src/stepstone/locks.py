@@ -41,7 +41,7 @@ def holder(path: Path) -> tuple[int, str] | None:
         pid, _, host = path.read_text(encoding="utf-8").strip().partition("@")
     except (OSError, UnicodeDecodeError):
         return None
-    return (int(pid), host) if pid.isdigit() else None
+    return (int(pid), host) if pid.isascii() and pid.isdigit() else None  # int() refuses some digits, e.g. "²"
 
 
 def describe(path: Path) -> str:
