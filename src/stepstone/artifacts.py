@@ -392,9 +392,11 @@ def name_problems(manifest: dict) -> list[str]:
 
 
 def read_json(path: Path) -> Any:
-    """The JSON in `path`; a file that is not valid JSON (or not UTF-8) is one error naming it."""
+    """The JSON in `path`; a missing file, or one that is not valid JSON (or not UTF-8), is one error naming it."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StepstoneError(f"'{path}' is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise StepstoneError(f"{path}: not valid JSON ({err})") from None
 
