@@ -185,7 +185,9 @@ def remove_tree(path: Path) -> None:
     `.NAME.deleting-HOST-PID` (which `remove_leftovers` clears if the kill comes during the deletion)."""
     trash = path.with_name(f".{path.name}.deleting-{_HOST}-{os.getpid()}")
     os.rename(path, trash)
-    shutil.rmtree(trash)
+    # The name is free once renamed: what cannot be deleted now (e.g. NFS's .nfs* file of a file still open) is a
+    # leftover like a killed deletion's, not a failure of the save or `zoo rm` that called this.
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
@@ -354,7 +356,11 @@ def name_problems(manifest: dict) -> list[str]:
     """Names a manifest gives that become path components or adapter keys (its own name, task names,
     their heads, composition members) and do not follow the name rule, e.g. "invalid member name '../x'
     in 'composition.members[0]': use ...". Heads must be the ones `head_name` gives (every writer names
-    them so), which also keeps them free of '.' and '/'."""
+    them so), which also keeps them free of '.' and '/'. Also the other task and composition fields loading
+    reads as they are (a task's format and labels, the members' method records), so an edited manifest is one
+    line, not a TypeError deep in a loader."""
+    from .integrity import HEAD_TYPES
+
     problems = []
 
     def check(value: Any, what: str, where: str) -> bool:
@@ -373,6 +379,11 @@ def name_problems(manifest: dict) -> list[str]:
             if record.get("head") != expected:
                 problems.append(f"invalid head name {record.get('head')!r} in 'tasks[{i}].head' (expected "
                                 f"'{expected}')")
+        fmt, labels = record.get("format"), record.get("labels", [])
+        if not isinstance(fmt, str) or fmt not in HEAD_TYPES:
+            problems.append(f"'tasks[{i}].format' must be one of {', '.join(HEAD_TYPES)}, got {json.dumps(fmt)[:40]}")
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+            problems.append(f"'tasks[{i}].labels' must be a list of strings, got {json.dumps(labels)[:40]}")
     if manifest["tasks"] and isinstance(manifest["tasks"][0], dict) and \
             any(manifest["task"].get(k) != manifest["tasks"][0].get(k) for k in ("name", "head")):
         problems.append(f"'task' ({manifest['task'].get('name')!r}) differs from 'tasks[0]'")
@@ -384,15 +395,34 @@ def name_problems(manifest: dict) -> list[str]:
         else:
             for i, member in enumerate(members):
                 check(member, "member name", f"composition.members[{i}]")
+        from .composition import Semantics
+        from .specs import Block
+
+        block, semantics = composition.get("block"), composition.get("semantics")
+        if block not in [b.value for b in Block]:
+            problems.append(f"'composition.block' must be one of {', '.join(b.value for b in Block)}, got "
+                            f"{json.dumps(block)[:40]}")
+        elif (block == Block.FUSE.value) != (manifest["mode"] == "fusion"):  # the fusion config is checked by mode
+            problems.append(f"'composition.block' is {block!r}, but 'mode' is {manifest['mode']!r}")
+        if semantics not in [m.value for m in Semantics]:
+            problems.append(f"'composition.semantics' must be one of {', '.join(m.value for m in Semantics)}, got "
+                            f"{json.dumps(semantics)[:40]}")
+        recorded = composition.get("member_methods")
+        if recorded is not None and not (isinstance(recorded, dict)
+                                         and all(isinstance(v, dict) for v in recorded.values())):
+            problems.append(f"'composition.member_methods' must be an object of method records, got "
+                            f"{json.dumps(recorded)[:40]}")
     elif manifest["kind"] == "run" and manifest["mode"] != "full":
         problems.append("'composition' is missing from a composed run")
     return problems
 
 
 def read_json(path: Path) -> Any:
-    """The JSON in `path`; a file that is not valid JSON (or not UTF-8) is one error naming it."""
+    """The JSON in `path`; a missing file, or one that is not valid JSON (or not UTF-8), is one error naming it."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StepstoneError(f"'{path}' is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise StepstoneError(f"{path}: not valid JSON ({err})") from None
 

@@ -31,7 +31,7 @@ TENSORS = "tensors.safetensors"
 CHECKPOINT_VERSION = 1
 RESUMABLE_CHANGES = ("threads", "checkpoint_every")  # train settings a resumed run may change
 # What a run depends on beyond its spec, which names them but cannot tell whether they changed:
-# members: zoo member -> its manifest's weights files and their sha256; init_from: the same for the full
+# members: zoo member -> its manifest's files (weights and configs) and their sha256; init_from: the same for the full
 # fine-tune run it starts from; data: task -> sha256 of its training and dev examples; backbone: fingerprint
 INPUTS = ("members", "init_from", "data", "backbone")
 

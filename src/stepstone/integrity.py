@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .artifacts import read_json
+from .artifacts import read_json, read_manifest
 from .errors import StepstoneError
 
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter.safetensors"  # the adapters library's names
@@ -68,8 +68,6 @@ def check_artifact(path: Path, manifest: dict) -> None:
 
 
 def _member_manifest(folder: Path) -> dict:
-    from .artifacts import read_manifest
-
     return read_manifest(folder, verify=False)
 
 

@@ -35,7 +35,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from .artifacts import atomic_dir, check_destination, name_problems, sha256, to_json, write_manifest
+from .artifacts import atomic_dir, check_destination, name_problems, read_json, sha256, to_json, write_manifest
 from .errors import StepstoneError, choices
 from .specs import LoRASpec, LoRATarget, MethodKind, MethodSpec
 from .zoo import Entry, Zoo
@@ -129,7 +129,7 @@ def export_adapter(name: str, out: Path, fmt: str | Format = Format.PEFT, zoo: Z
     if kind != MethodKind.LORA.value:
         raise StepstoneError(f"cannot export '{name}' to PEFT: it is a {kind} adapter and PEFT has no "
                              "bottleneck adapters; only LoRA entries export")
-    config = _read_json(entry.path / ADAPTER_CONFIG)
+    config = read_json(entry.path / ADAPTER_CONFIG)
     lora_config = config.get("config", {}) if isinstance(config, dict) else {}
     problems = _unexportable(lora_config)
     if problems:
@@ -323,7 +323,7 @@ def _read_peft(path: Path) -> tuple[dict, dict]:
             raise StepstoneError(f"'{path}' holds only {PEFT_PICKLE}, a pickle, which stepstone never loads; "
                                  f"re-save it with save_pretrained(..., safe_serialization=True) to get {PEFT_WEIGHTS}")
         raise StepstoneError(f"'{path}' is not a PEFT adapter folder: {PEFT_WEIGHTS} is missing")
-    config = _read_json(path / PEFT_CONFIG)
+    config = read_json(path / PEFT_CONFIG)
     if not isinstance(config, dict):
         raise StepstoneError(f"{path / PEFT_CONFIG}: not a PEFT config (expected a JSON object)")
     problems = _unimportable(config)
@@ -344,7 +344,7 @@ def _read_source(path: Path) -> dict | None:
     names must have its head folder."""
     if not (path / STEPSTONE_MANIFEST).is_file():
         return None
-    source = _read_json(path / STEPSTONE_MANIFEST)
+    source = read_json(path / STEPSTONE_MANIFEST)
     if not (isinstance(source, dict) and isinstance(source.get("backbone"), dict)
             and isinstance(source.get("tasks"), list) and isinstance(source.get("name"), str)
             and isinstance(source.get("task"), dict)):
@@ -586,15 +586,6 @@ def _lora_config_class() -> Any:
     from peft import LoraConfig
 
     return LoraConfig
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StepstoneError(f"'{path}' is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise StepstoneError(f"{path}: not valid JSON ({err})") from None
 
 
 def _few(items: list[str], n: int = 3) -> str:

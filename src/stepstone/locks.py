@@ -41,7 +41,7 @@ def holder(path: Path) -> tuple[int, str] | None:
         pid, _, host = path.read_text(encoding="utf-8").strip().partition("@")
     except (OSError, UnicodeDecodeError):
         return None
-    return (int(pid), host) if pid.isdigit() else None
+    return (int(pid), host) if pid.isascii() and pid.isdigit() else None  # int() refuses some digits, e.g. "²"
 
 
 def describe(path: Path) -> str:
@@ -101,8 +101,12 @@ def try_lock(path: Path) -> int | None:
         except FileNotFoundError:
             same = False
         if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}@{_HOST}\n".encode())
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}@{_HOST}\n".encode())
+            except OSError:  # e.g. disk full: not held after all
+                os.close(fd)
+                raise
             return fd
         os.close(fd)  # removed (stale-lock sweep, or its holder releasing) after we opened it: start over
 
@@ -124,17 +128,20 @@ def exclusive(targets: list[Path], what: str) -> Iterator[None]:
     refuse at once: StepstoneError "`what` by process PID (...)", `what` e.g. "run 'x' is already being
     trained". Folders created for the lock files are removed again when empty, so a refused or failed run
     leaves nothing behind."""
-    from .artifacts import check_destination
+    from .artifacts import check_destination, describe_errno
 
     with ExitStack() as stack:
         for path in dict.fromkeys(lock_path(Path(t)) for t in targets):
             check_destination(path, "lock")  # a file in the way, a read-only place: one line, not a traceback
             created = _made_dirs(path.parent)
             stack.callback(_remove_empty, created)
-            fd, deadline = try_lock(path), time.monotonic() + _SETTLE_SECONDS
-            while fd is None and not _held_by_live_process(path) and time.monotonic() < deadline:
-                time.sleep(0.05)  # the PID inside is gone: the file is being swept or just taken; look again
-                fd = try_lock(path)
+            try:
+                fd, deadline = try_lock(path), time.monotonic() + _SETTLE_SECONDS
+                while fd is None and not _held_by_live_process(path) and time.monotonic() < deadline:
+                    time.sleep(0.05)  # the PID inside is gone: the file is being swept or just taken; look again
+                    fd = try_lock(path)
+            except OSError as err:  # what check_destination cannot see: a folder by the lock's name, disk full
+                raise StepstoneError(f"cannot lock '{path}': {describe_errno(err.errno, err.strerror)}") from None
             if fd is None:
                 raise StepstoneError(f"{what} by {describe(path)} ({path} is locked): wait for it to finish, "
                                      f"or stop it first")

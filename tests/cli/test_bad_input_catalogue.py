@@ -856,6 +856,18 @@ CASES = [
     case("summary-report-without-scores", ("summary", "x.json"),
          "x.json: not a stepstone evaluation report ('scores' must be an object with one entry per language, got {})",
          files={"x.json": '{"task": "xnli", "metric": "accuracy", "scores": {}}'}),
+    # ---- review r1 of issue 13: manifest fields loaders read, a folder where a lock file goes
+    case("manifest-task-labels-not-strings", EVAL,
+         "zoo/sent-a/manifest.json: 'tasks[0].labels' must be a list of strings, got 5",
+         zoo=("sent-a",), setup=manifest_edit("sent-a", task_field("labels", 5))),
+    case("manifest-fuse-block-under-adapter-mode", ("zoo", "show", "sent-a", "--zoo", ZOO),
+         "zoo/sent-a/manifest.json: 'composition.block' is 'fuse', but 'mode' is 'adapter'",
+         zoo=("sent-a",), setup=manifest_edit("sent-a", lambda m: m.update(
+             composition={"block": "fuse", "members": ["sent-b"], "semantics": "fusion", "setup": "-"}))),
+    case("train-with-a-folder-where-its-lock-file-goes", ("train", "--task", "toy-sentiment", "--name", "held",
+                                                          "--zoo", ZOO, "-q", *FAST),
+         "cannot lock 'zoo/.held.lock': Is a directory (EISDIR)",
+         setup=lambda root: (root / ZOO / ".held.lock").mkdir(parents=True)),
 ]
 
 

@@ -342,7 +342,22 @@ def test_configs_that_do_not_fit_the_manifest_are_refused_before_the_backbone_lo
      f"invalid member name '/abs/b' in 'composition.members[1]': {NAME_RULE}"),
     (dict(composition={"members": "a"}), "'composition.members' must be a non-empty list, got \"a\""),
     (dict(kind="run", composition=None), "'composition' is missing from a composed run"),
-], ids=["name", "task-traversal", "task-absolute", "head", "task-record", "member-absolute", "members-type", "run"])
+    (dict(composition={"members": ["a\n"]}), f"invalid member name 'a\\n' in 'composition.members[0]': {NAME_RULE}"),
+    # not names, but read by loaders as they are: a TypeError / ValueError there before
+    (dict(tasks=[{"name": "toy-sentiment", "head": "bn", "format": ["qa"], "labels": []}]),
+     "'tasks[0].format' must be one of classification, tagging, qa, multiple_choice, got [\"qa\"]"),
+    (dict(tasks=[{"name": "toy-sentiment", "head": "bn", "format": "classification", "labels": [["a"]]}]),
+     "'tasks[0].labels' must be a list of strings, got [[\"a\"]]"),
+    (dict(composition={"members": ["a"], "block": "pile", "semantics": "sequential"}),
+     "'composition.block' must be one of stack, fuse, got \"pile\""),
+    (dict(composition={"members": ["a"], "block": "fuse", "semantics": "sequential"}),
+     "'composition.block' is 'fuse', but 'mode' is 'adapter'"),
+    (dict(composition={"members": ["a"], "block": "stack"}),
+     "'composition.semantics' must be one of sequential, placed, sum, fusion, got null"),
+    (dict(composition={"members": ["a"], "block": "stack", "semantics": "sequential", "member_methods": {"a": "x"}}),
+     "'composition.member_methods' must be an object of method records, got {\"a\": \"x\"}"),
+], ids=["name", "task-traversal", "task-absolute", "head", "task-record", "member-absolute", "members-type", "run",
+        "member-final-newline", "task-format", "task-labels", "block", "block-mode", "semantics", "member-methods"])
 def test_names_read_from_manifests_follow_the_name_rule(trained, tmp_path, change, problem):
     path = copy_of(trained, "bn", tmp_path)
     edit_json(path / "manifest.json", lambda m: m.update(change))

@@ -316,6 +316,20 @@ def test_zoo_rm_on_a_read_only_zoo_changes_nothing(entry, tmp_path, monkeypatch)
     assert zoo.get("sent").name == "sent"
 
 
+def test_zoo_rm_whose_deletion_is_cut_short_removes_the_entry_and_leaves_a_leftover(entry, tmp_path, monkeypatch):
+    """Once renamed away the entry is gone; a deletion that fails after that (a file held open on NFS) must not
+    report "nothing was removed"."""
+    from stepstone.zoo import Zoo
+
+    zoo = Zoo(tmp_path / "zoo")
+    shutil.copytree(entry, zoo.path("sent"))
+    monkeypatch.setattr(os, "rmdir", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EBUSY, "Busy")))
+    assert zoo.remove("sent").path == zoo.path("sent")
+    monkeypatch.undo()
+    assert zoo.names() == []
+    assert os.listdir(zoo.root) == [f".sent.deleting-{artifacts._HOST}-{os.getpid()}"]
+
+
 def test_a_full_disk_while_appending_a_cell_record_leaves_no_half_line(tmp_path, monkeypatch):
     from stepstone.artifacts import append_line
 

@@ -44,6 +44,12 @@ def test_remove_leftovers_removes_exactly_what_dead_processes_of_this_host_left(
     assert remove_leftovers(tmp_path / "missing") == []
 
 
+def test_a_lock_file_holding_a_digit_int_refuses_is_no_lock_of_ours(tmp_path):
+    (tmp_path / ".x.lock").write_text(f"\u00b2@{HOST}\n")  # '²'.isdigit() is true, int('²') raises
+    assert artifacts.remove_leftovers(tmp_path) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".x.lock"]
+
+
 def test_remove_leftovers_of_one_name_leaves_the_others(tmp_path):
     for name in (f".a.json.tmp-{HOST}-{DEAD}-1", f".a.json.x.tmp-{HOST}-{DEAD}-1", f".b.json.tmp-{HOST}-{DEAD}-1"):
         (tmp_path / name).write_text("x")

@@ -110,6 +110,14 @@ def test_a_filesystem_that_cannot_lock_warns_and_trains(tmp_path, monkeypatch):
     assert outcome.path.name == "r" and tree(tmp_path / "zoo")[0] == "r"
 
 
+def test_a_lock_that_cannot_be_opened_is_one_line_and_writes_nothing(tmp_path):
+    (tmp_path / "zoo" / ".r.lock").mkdir(parents=True)  # a folder where the lock file goes
+    with pytest.raises(StepstoneError) as caught:
+        pipelines.train_run(spec(), zoo=Zoo(tmp_path / "zoo"), runs_dir=tmp_path / "runs")
+    assert str(caught.value) == f"cannot lock '{tmp_path / 'zoo' / '.r.lock'}': Is a directory (EISDIR)"
+    assert tree(tmp_path) == ["zoo", "zoo/.r.lock"]
+
+
 def test_a_lock_file_removed_between_open_and_lock_is_not_trusted(tmp_path, monkeypatch):
     """The sweep of stale lock files removes a file while a starting run may have it open: that run must not
     hold a lock on a file nobody else can find."""
