@@ -81,11 +81,37 @@ def logits(backbone, task) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- artifacts from before this change
+@pytest.fixture(scope="module")
+def old_weights(tmp_path_factory) -> dict[str, Path]:
+    """The fixture's weights, retrained with the recipe that made them at 8076a29 (no weights live in git).
+    Training is deterministic on CPU, so these are the very bytes the old manifests' sha256 name: loading
+    verifies that, so an old artifact is what is tested, not a lookalike."""
+    from stepstone.composition import parse
+    from stepstone.specs import BottleneckSpec
+
+    root = tmp_path_factory.mktemp("old-weights")
+    zoo = Zoo(root / "zoo")
+    method = MethodSpec(bottleneck=BottleneckSpec(reduction_factor=64))
+    train = TrainSpec(epochs=4, batch_size=16, max_train_examples=96, max_eval_examples=16, lr=5e-3,
+                      select_best=False)
+    pipelines.train_run(RunSpec(task="toy-tags", method=method, train=train, name="old-tags"), zoo=zoo)
+    pipelines.train_run(RunSpec(task="toy-tags", method=method, train=train, name="old-stack",
+                                compose=parse("Stack(old-tags)")), zoo=zoo, runs_dir=root / "runs")
+    return {"zoo/old-tags": zoo.path("old-tags"), "run/old-stack": root / "runs" / "old-stack"}
+
+
 @pytest.fixture
-def old(tmp_path) -> tuple[Zoo, Path]:
-    shutil.copytree(FIXTURE / "zoo", tmp_path / "zoo")
-    shutil.copytree(FIXTURE / "run" / "old-stack", tmp_path / "old-stack")
-    return Zoo(tmp_path / "zoo"), tmp_path / "old-stack"
+def old(tmp_path, old_weights) -> tuple[Zoo, Path]:
+    """The artifacts as 8076a29 saved them: its manifests and configs (in git) and its weights (retrained)."""
+    for folder, trained in old_weights.items():
+        destination = tmp_path / folder
+        shutil.copytree(FIXTURE / folder, destination)
+        listed = json.loads((destination / "manifest.json").read_text())["files"]
+        assert sorted(listed) == sorted(str(p.relative_to(trained)) for p in trained.rglob("*.safetensors"))
+        for relative, digest in listed.items():
+            shutil.copyfile(trained / relative, destination / relative)
+            assert hashlib.sha256((destination / relative).read_bytes()).hexdigest() == digest, relative
+    return Zoo(tmp_path / "zoo"), tmp_path / "run" / "old-stack"
 
 
 def test_the_fixture_is_an_artifact_whose_manifest_lists_only_weights(old):
