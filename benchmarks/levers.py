@@ -51,7 +51,7 @@ def main() -> None:
 
     from stepstone.artifacts import write_text_atomic
     from stepstone.backbone import load_backbone
-    from stepstone.data import load_examples
+    from stepstone.tasks.examples import load_examples
     from stepstone.formats import handler_for
     from stepstone.methods import add_adapter, backbone_dropout_off
     from stepstone.precision import autocast, frozen_linears_lowered

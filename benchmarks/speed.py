@@ -36,7 +36,7 @@ DEFAULT_BACKBONE = Path("~/.cache/stepstone/multilingual-e5-small").expanduser()
 
 
 def _data(args: argparse.Namespace):
-    from stepstone.data import load_examples
+    from stepstone.tasks.examples import load_examples
     from stepstone.tasks import Split, get_task
 
     task = get_task("panx")

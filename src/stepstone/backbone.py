@@ -18,9 +18,8 @@ from typing import Any, Iterator
 import torch
 
 from .errors import StepstoneError
-from .specs import BackboneSpec, Quantize
+from .specs import TINY, BackboneSpec, Quantize
 
-TINY = "tiny"
 DEFAULT_REAL = "xlm-roberta-large"  # the paper's backbone
 # The tiny backbone's shape: small enough that the whole demo trains in seconds on 2 CPU cores.
 # A random encoder with the usual init (std 0.02) passes almost nothing to the <s> token, so

@@ -712,9 +712,9 @@ def _costs(manifest: dict) -> dict:
 
 def _languages(task: TaskSpec, split: Split, data_dir: Path | None) -> list[str]:
     """Every language of the benchmark's list for the task (as `stepstone evaluate` defaults to; not the further
-    languages its source has, e.g. MLQA's language pairs) with data for `split` (`data.missing_data`: a local file,
+    languages its source has, e.g. MLQA's language pairs) with data for `split` (`tasks.examples.missing_data`: a local file,
     another task's for a borrowed English split, or the hub)."""
-    from .data import missing_data
+    from .tasks.examples import missing_data
 
     found = [lang for lang in task.official_languages if missing_data(task, split, lang, data_dir) is None]
     if not found:

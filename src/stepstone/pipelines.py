@@ -24,7 +24,7 @@ from .backbone import Backbone, load_backbone, place
 from .checkpoint import SUFFIX as CHECKPOINT_SUFFIX
 from .checkpoint import Checkpoints
 from .config import build, dump_yaml, to_dict
-from .data import load_examples
+from .tasks.examples import load_examples
 from .distributed import processes
 from .errors import StepstoneError
 from .evaluation import score
@@ -534,7 +534,7 @@ def _examples_by_language(task: TaskSpec, split: Split, languages: list[str], da
     """The examples of every language that has data, why each other one has none (no local file), and
     where each language's data came from (files or hub datasets; generated toy data have none). Any
     other problem (a malformed file, an unknown language) is an error. No language with data: error."""
-    from .data import missing_data
+    from .tasks.examples import missing_data
 
     examples, skipped, sources = {}, {}, {}
     for lang in languages:

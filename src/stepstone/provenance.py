@@ -20,6 +20,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
 
+from .specs import TINY
+
 # The files transformers reads from a model folder: config, tokenizer, weights (anything else, e.g. a
 # README or a build marker, does not change the model).
 BACKBONE_FILES = ("config.json", "tokenizer*", "special_tokens_map.json", "added_tokens.json", "*.model", "vocab*",
@@ -72,8 +74,6 @@ def backbone_source(name: str, revision: str | None, commit: str | None = None) 
     """What identifies a backbone's content: None for the built-in `tiny` (stepstone's version builds it),
     `{"local", "sha256", "files"}` for a local folder, `{"hub", "revision", "commit"}` for a hub id
     (`commit`: the one transformers loaded, else the cache's)."""
-    from .backbone import TINY
-
     if name == TINY:
         return None
     path = Path(name).expanduser()
@@ -94,8 +94,6 @@ def same_backbone(source: dict | None, name: str, record: dict) -> bool | None:
     """Whether backbone `name` (with `source`, from `backbone_source`) is the one `record` (a manifest's
     backbone record) describes, as far as can be told without loading it: True, False, or None when only
     loading and comparing fingerprints can tell (e.g. a local folder against a hub id)."""
-    from .backbone import TINY
-
     recorded = record.get("source")
     if name == TINY or record["name"] == TINY:  # tiny is only ever recorded as itself
         return name == record["name"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # \Z: "$" also matches before a final newline
 NAME_RULE = "1-64 letters, digits, '-' or '_', starting with a letter or digit"
+TINY = "tiny"  # the built-in random XLM-R backbone (stepstone.tiny), built offline from a config
 
 
 def check_name(name: str, what: str = "name") -> str:
@@ -105,7 +106,7 @@ class BackboneSpec:
         faster, and with the backbone's dropout off SDPA takes a fused CPU kernel that is slower still.
     """
 
-    name: str = "tiny"
+    name: str = TINY
     revision: str | None = None
     quantize: Quantize = Quantize.NONE
     attention: Attention = Attention.SDPA

@@ -224,7 +224,7 @@ def test_a_dev_pass_gives_the_4bit_layers_their_training_layout_back(kind):
     model in training mode puts the original layout back: the next training step is bitwise the same."""
     from bitsandbytes.functional import has_avx512bf16
 
-    from stepstone.data import load_examples
+    from stepstone.tasks.examples import load_examples
     from stepstone.evaluation import predict
     from stepstone.formats import handler_for
     from stepstone.tasks import Split, get_task

@@ -11,7 +11,7 @@ import transformers.utils.hub
 
 from stepstone import pipelines, provenance
 from stepstone.backbone import load_backbone
-from stepstone.data import load_examples
+from stepstone.tasks.examples import load_examples
 from stepstone.errors import StepstoneError
 from stepstone.specs import BackboneSpec, Block, Composition, RunSpec, TrainSpec
 from stepstone.tasks import Split, get_task

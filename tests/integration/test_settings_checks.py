@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from stepstone import pipelines
 from stepstone.backbone import load_backbone
-from stepstone.data import load_examples
+from stepstone.tasks.examples import load_examples
 from stepstone.errors import StepstoneError
 from stepstone.formats import handler_for
 from stepstone.specs import BackboneSpec, BottleneckSpec, LoRASpec, MethodKind, MethodSpec, RunSpec, TrainSpec

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from stepstone import pipelines
-from stepstone.data import load_examples
+from stepstone.tasks.examples import load_examples
 from stepstone.errors import StepstoneError
 from stepstone.tasks import Split, get_task
 from stepstone_cli.main import app

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from stepstone.data import load_examples
+from stepstone.tasks.examples import load_examples
 from stepstone.formats import handler_for
 from stepstone.tasks import Split, get_task
 

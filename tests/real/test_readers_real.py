@@ -6,10 +6,11 @@ from collections import Counter
 import pytest
 
 from stepstone.data.readers import (
-    JsonlShape, read_bucc, read_conllu, read_cosmosqa_csv, read_pairs_tsv, read_single_tsv, read_squad_json,
-    read_tagging_tsv, read_task_jsonl, read_tatoeba,
+    read_bucc, read_conllu, read_pairs_tsv, read_single_tsv, read_squad_json, read_tagging_tsv, read_tatoeba,
 )
 from stepstone.errors import StepstoneError
+from stepstone.tasks.multiple_choice import read_cosmosqa_csv
+from stepstone.tasks.rows import JsonlShape, read_task_jsonl
 
 pytestmark = pytest.mark.real
 

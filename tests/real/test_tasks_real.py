@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from stepstone.data import load_examples
+from stepstone.tasks.examples import load_examples
 from stepstone.errors import StepstoneError
 from stepstone.tasks import Split, get_task
 

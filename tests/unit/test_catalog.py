@@ -5,7 +5,7 @@ from __future__ import annotations
 import datasets
 import pytest
 
-from stepstone.data import load_examples
+from stepstone.tasks.examples import load_examples
 from stepstone.errors import StepstoneError
 from stepstone.tasks import TASKS, Split, TaskFormat, get_task
 

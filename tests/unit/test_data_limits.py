@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from stepstone.data import BUCC_DISTRACTORS, limit_bucc, load_examples
+from stepstone.tasks.examples import BUCC_DISTRACTORS, limit_bucc, load_examples
 from stepstone.errors import StepstoneError
 from stepstone.pipelines import _dev_examples
 from stepstone.specs import TrainSpec

@@ -9,14 +9,16 @@ from pathlib import Path
 import datasets
 import pytest
 
-from stepstone.data import load_examples
 from stepstone.data.readers import (
-    JsonlShape, Unlabelled, read_cosmosqa_csv, read_pairs_tsv, read_pairs_with_labels, read_squad_json,
-    read_tagging_tsv, read_tagging_with_labels, read_task_jsonl, read_tatoeba_with_labels,
+    Unlabelled, read_pairs_tsv, read_pairs_with_labels, read_squad_json, read_tagging_tsv, read_tagging_with_labels,
+    read_tatoeba_with_labels,
 )
 from stepstone.errors import StepstoneError
 from stepstone.metrics import Metric
 from stepstone.tasks import Split, TaskFormat, TaskSpec, get_task
+from stepstone.tasks.examples import load_examples
+from stepstone.tasks.multiple_choice import read_cosmosqa_csv
+from stepstone.tasks.rows import JsonlShape, read_task_jsonl
 
 TRAIN, DEV, TEST = Split.TRAIN, Split.VALIDATION, Split.TEST
 
@@ -352,7 +354,7 @@ def test_sources_describe_the_tasks_own_folder_not_xtremes_labels():
 
 def test_a_hub_only_task_refuses_a_language_outside_its_list_with_a_data_dir(tmp_path):
     # review r3: a hub-only task has no local layout; this was an AttributeError (source.local is None)
-    from stepstone.data import missing_data
+    from stepstone.tasks.examples import missing_data
 
     for call in (lambda: load_examples(get_task("mnli"), DEV, "de", tmp_path),
                  lambda: missing_data(get_task("mnli"), TEST, "de", tmp_path)):

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from stepstone.data.readers import (
-    BuccData, JsonlShape, convert_rows, read_bucc, read_conllu, read_cosmosqa_csv, read_jsonl, read_pairs_tsv,
-    read_single_tsv, read_squad_json, read_tagging_tsv, read_task_jsonl, read_tatoeba,
+    BuccData, read_bucc, read_conllu, read_jsonl, read_pairs_tsv, read_single_tsv, read_squad_json, read_tagging_tsv,
+    read_tatoeba,
 )
 from stepstone.errors import StepstoneError
+from stepstone.tasks.multiple_choice import read_cosmosqa_csv
+from stepstone.tasks.rows import JsonlShape, convert_rows, read_task_jsonl
 
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:

@@ -1,19 +1,22 @@
-"""Readers for the native file formats of the XTREME target tasks and the English intermediate tasks.
+"""Readers of native file formats: tab-separated (XTREME tagging and sentence-pair files, GLUE TSV),
+CoNLL-U, CCGbank AUTO, SQuAD JSON, JSON Lines, CSV, and the line files of Tatoeba and BUCC.
+
+File formats only: a dataset's own row layout (ANLI's, HellaSwag's, Cosmos QA's columns, ...) is converted by
+the task family that owns the dataset (`stepstone.tasks.<family>`, shared helpers in `stepstone.tasks.rows`).
+This module imports nothing from `stepstone.tasks`.
 
 Each reader takes a `Path` and returns canonical examples (see `tasks.base.TaskFormat`):
 classification `{"text", ["text_pair"], "label": str}`, tagging `{"tokens", "tags"}`, QA (SQuAD v1.1)
-`{"id", "context", "question", "answers": {"text", "answer_start"}}`, multiple choice
-`{"context", "choices", "label": int}`; retrieval readers return aligned pairs or `BuccData`.
+`{"id", "context", "question", "answers": {"text", "answer_start"}}`; JSON Lines and CSV readers return
+numbered rows; retrieval readers return aligned pairs or `BuccData`.
 
 Every malformed input raises `StepstoneError` with one line `PATH[:LINE]: what is wrong`: a missing file
 ("PATH: file not found"), an empty file ("PATH: empty file"), bytes that are not UTF-8
 ("PATH:LINE: not valid UTF-8"), a wrong column count, a bad label, ... Text files may end lines with
 LF or CRLF and may start with a UTF-8 BOM; fields are kept verbatim (no stripping of inner whitespace).
-Multiple-choice convention: `context` = the passage followed by the question (joined by one space),
-`choices` = the answers alone, `label` = index of the right answer.
-Readers of labelled lines (tagging, classification TSV, multiple-choice JSONL) return `Examples`: a list that
-also knows the line of every example, so that a label found to be outside a task's set later is reported as
-`PATH:LINE`.
+Readers of labelled lines (tagging, classification TSV; the task families' JSONL converters too) return
+`Examples`: a list that also knows the line of every example, so that a label found to be outside a task's set
+later is reported as `PATH:LINE`.
 A file that carries no labels at all (XTREME removes them from its test files: a missing label column, tokens
 without tags, every SQuAD answer blank) raises `Unlabelled`, a `StepstoneError` the task sources complete with
 what to do (pair it with its labels file, or train without dev). XTREME's separate label files pair with
@@ -26,9 +29,8 @@ import io
 import json
 import re
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from .. import provenance
 from ..errors import StepstoneError, choices
@@ -372,7 +374,8 @@ def _field(path: Path, obj, key: str, kind, where: str):
 
 
 # ---------------------------------------------------------------------------------------------- JSONL
-def _jsonl(path: Path) -> list[tuple[int, dict]]:
+def read_jsonl_rows(path: Path) -> list[tuple[int, dict]]:
+    """JSON Lines as (line number, object) pairs: one JSON object per line, blank lines skipped."""
     rows = []
     for number, line in enumerate(_lines(path), 1):
         if not line.strip():
@@ -389,207 +392,28 @@ def _jsonl(path: Path) -> list[tuple[int, dict]]:
 
 def read_jsonl(path: Path) -> list[dict]:
     """JSON Lines: one JSON object per line (blank lines are skipped), returned as they are."""
-    return [row for _, row in _jsonl(path)]
-
-
-class _RowError(Exception):
-    """A problem with one row; the caller adds where it is."""
-
-
-def _get(row: dict, key: str):
-    if key not in row:
-        raise _RowError(f"missing key '{key}'")
-    return row[key]
-
-
-def _text(row: dict, key: str) -> str:
-    if not isinstance(_get(row, key), str):
-        raise _RowError(f"'{key}' must be a string, found {type(row[key]).__name__}")
-    return row[key]
-
-
-def _index(value, n: int, key: str = "label") -> int:
-    """An answer index given as an int or a string of digits, in range(n)."""
-    if isinstance(value, str) and value.isascii() and value.isdigit():  # int() refuses some digits, e.g. "²"
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < n:
-        raise _RowError(f"{key} '{value}' is not one of {', '.join(map(str, range(n)))}")
-    return value
-
-
-def _letter(value, letters: list[str], key: str) -> int:
-    if value not in letters:
-        raise _RowError(f"{key} '{value}' is not one of {', '.join(letters)}")
-    return letters.index(value)
-
-
-def _join(*parts: str) -> str:
-    return " ".join(part for part in parts if part)
-
-
-_ANLI_LABELS = {"e": "entailment", "n": "neutral", "c": "contradiction"}
-
-
-def _anli(row: dict, n: int | None = None) -> dict:
-    """ANLI (facebookresearch/anli): context, hypothesis, label e/n/c -> classification."""
-    label = _get(row, "label")
-    label = _ANLI_LABELS.get(label, label) if isinstance(label, str) else label
-    if label not in _ANLI_LABELS.values():
-        raise _RowError(f"label '{label}' is not one of {choices(_ANLI_LABELS)}")
-    return {"text": _text(row, "context"), "text_pair": _text(row, "hypothesis"), "label": label}
-
-
-def _count(found: int, n: int | None, noun: str) -> None:
-    """A multiple-choice row has exactly the task's number of options (else collation would fail later)."""
-    if n is not None and found != n:
-        raise _RowError(f"expected {n} {noun}, found {found}")
-
-
-def _numbered(row: dict, pattern: str) -> int:
-    """How many option keys (e.g. choice1, choice2, ...) a row has."""
-    return sum(1 for key in row if re.fullmatch(pattern, key))
-
-
-def _hellaswag(row: dict, n: int | None = None) -> dict:
-    """HellaSwag (rowanz/hellaswag): ctx, endings[], label (int or digit string)."""
-    endings = _get(row, "endings")
-    if not isinstance(endings, list) or len(endings) < 2 or not all(isinstance(e, str) for e in endings):
-        raise _RowError("'endings' must be a list of at least 2 strings")
-    example = {"context": _text(row, "ctx"), "choices": list(endings), "label": _index(_get(row, "label"), len(endings))}
-    _count(len(endings), n, "endings")
-    return example
-
-
-def _commonsenseqa(row: dict, n: int | None = None) -> dict:
-    """CommonsenseQA: the hub's flat rows (tau/commonsense_qa: question, choices{label[], text[]}, answerKey) or
-    the original release's (train_rand_split.jsonl: question{stem, choices[{label, text}]}, answerKey)."""
-    question = _get(row, "question")
-    if isinstance(question, dict) and isinstance(question.get("choices"), list):  # the original release
-        listed = question["choices"]
-        if not all(isinstance(c, dict) and "label" in c and "text" in c for c in listed):
-            raise _RowError("'question.choices' must be a list of {'label', 'text'}")
-        options = {"label": [c["label"] for c in listed], "text": [c["text"] for c in listed]}
-        row = {**row, "question": _text(question, "stem")}
-    else:
-        options = _get(row, "choices")
-    if (not isinstance(options, dict) or not isinstance(options.get("label"), list)
-            or not isinstance(options.get("text"), list) or len(options["label"]) != len(options["text"])):
-        raise _RowError("'choices' must be {'label': [...], 'text': [...]} of equal length")
-    label = _letter(_get(row, "answerKey"), options["label"], "answerKey")
-    example = {"context": _text(row, "question"), "choices": list(options["text"]), "label": label}
-    _count(len(options["text"]), n, "choices")
-    return example
-
-
-def _siqa(row: dict, n: int | None = None) -> dict:
-    """Social IQa (allenai socialiqa v1.4 jsonl): context, question, answerA-C, correct A/B/C."""
-    example = {"context": _join(_text(row, "context"), _text(row, "question")),
-               "choices": [_text(row, f"answer{x}") for x in "ABC"],
-               "label": _letter(_get(row, "correct"), ["A", "B", "C"], "correct")}
-    _count(_numbered(row, r"answer[A-Z]"), n, "answers")  # e.g. an answerD the task would silently drop
-    return example
-
-
-def _copa(row: dict, n: int | None = None) -> dict:
-    """COPA (SuperGLUE jsonl): premise, choice1, choice2, question cause/effect, label 0/1.
-    context = "PREMISE What was the cause?" (or "... effect?")."""
-    question = _get(row, "question")
-    if question not in ("cause", "effect"):
-        raise _RowError(f"question '{question}' is not one of cause, effect")
-    example = {"context": f"{_text(row, 'premise')} What was the {question}?",
-               "choices": [_text(row, "choice1"), _text(row, "choice2")], "label": _index(_get(row, "label"), 2)}
-    _count(_numbered(row, r"choice\d+"), n, "choices")  # e.g. a choice3 the task would silently drop
-    return example
-
-
-class JsonlShape(str, Enum):
-    """The row layouts `read_task_jsonl` understands."""
-
-    ANLI = "anli"
-    HELLASWAG = "hellaswag"
-    COMMONSENSEQA = "commonsenseqa"
-    SIQA = "siqa"
-    COPA = "copa"
-
-
-_CONVERTERS: dict[JsonlShape, Callable[[dict, int | None], dict]] = {
-    JsonlShape.ANLI: _anli, JsonlShape.HELLASWAG: _hellaswag, JsonlShape.COMMONSENSEQA: _commonsenseqa,
-    JsonlShape.SIQA: _siqa, JsonlShape.COPA: _copa,
-}
-# the key that holds each shape's answer: a file where no row has one is unlabelled (e.g. SuperGLUE's test files)
-_LABEL_KEYS = {JsonlShape.ANLI: "label", JsonlShape.HELLASWAG: "label", JsonlShape.COMMONSENSEQA: "answerKey",
-               JsonlShape.SIQA: "correct", JsonlShape.COPA: "label"}
-
-
-def _convert(numbered: Iterable[tuple[int, dict]], shape: JsonlShape | str, source: str,
-             num_choices: int | None = None) -> tuple[list[dict], list[int]]:
-    try:
-        shape = JsonlShape(shape)
-    except ValueError:
-        raise StepstoneError(f"unknown row shape '{shape}' (valid: {choices(s.value for s in JsonlShape)})") from None
-    convert, key = _CONVERTERS[shape], _LABEL_KEYS[shape]
-    numbered = list(numbered)
-    examples, lines = [], []
-    for number, row in numbered:
-        try:
-            examples.append(convert(row, num_choices))
-            lines.append(number)
-        except _RowError as err:
-            message = f"{source}:{number}: {err}"
-            about_label = str(err).startswith((f"missing key '{key}'", f"{key} '"))
-            if about_label and all(other.get(key) in (None, "", -1, "-1") for _, other in numbered):
-                raise Unlabelled(message) from None
-            raise StepstoneError(message) from None
-    return examples, lines
-
-
-def read_task_jsonl(path: Path, shape: JsonlShape | str, num_choices: int | None = None) -> Examples:
-    """A task's JSONL file converted to canonical examples; errors name the file and line.
-    ANLI -> classification (label entailment/neutral/contradiction); the others -> multiple choice, each
-    row required to have `num_choices` options when given (`FILE:LINE: expected 4 endings, found 5`)."""
-    examples, lines = _convert(_jsonl(path), shape, str(path), num_choices)
-    return Examples(path, examples, lines)
-
-
-def convert_rows(rows: Iterable[dict], shape: JsonlShape | str, source: str,
-                 num_choices: int | None = None) -> list[dict]:
-    """The same conversion for rows from elsewhere (e.g. a hub dataset); errors say `SOURCE:ROW` (1-based)."""
-    return _convert(enumerate(rows, 1), shape, source, num_choices)[0]
+    return [row for _, row in read_jsonl_rows(path)]
 
 
 # ----------------------------------------------------------------------------------------------- CSV
-_COSMOS_COLUMNS = ("id", "context", "question", "answer0", "answer1", "answer2", "answer3", "label")
-
-
-def read_cosmosqa_csv(path: Path) -> list[dict]:
-    """Cosmos QA CSV (wilburOne/cosmosqa): header `id,context,question,answer0..answer3,label`, RFC 4180
-    quoting. Multiple choice: context = context + " " + question, 4 choices, label 0-3."""
+def read_csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """CSV with a header line (RFC 4180 quoting): yields (1, header), then (line, fields) for every non-empty
+    record, `line` being where the record starts; each record has as many fields as the header. Lazy, so
+    that a caller's check of the header comes before an error further down the file."""
     reader = csv.reader(io.StringIO(_read_text(path), newline=""))
     try:
         header = next(reader)
-        missing = [c for c in _COSMOS_COLUMNS if c not in header]
-        if missing:
-            raise StepstoneError(f"{path}:1: missing column(s) {', '.join(missing)} (found: {', '.join(header)})")
-        answers = sum(1 for c in header if re.fullmatch(r"answer\d+", c))
-        if answers != 4:  # e.g. an extra answer4 column: the task has 4 options, collation needs exactly that
-            raise StepstoneError(f"{path}:1: expected 4 answers, found {answers}")
-        at = {c: header.index(c) for c in _COSMOS_COLUMNS}
-        examples, line = [], reader.line_num
+        yield 1, header
+        line = reader.line_num
         for fields in reader:
             number, line = line + 1, reader.line_num
             if not fields:
                 continue
             if len(fields) != len(header):
                 raise StepstoneError(f"{path}:{number}: expected {len(header)} columns, found {len(fields)}")
-            try:
-                label = _index(fields[at["label"]], 4)
-            except _RowError as err:
-                raise StepstoneError(f"{path}:{number}: {err}") from None
-            examples.append({"context": _join(fields[at["context"]], fields[at["question"]]),
-                             "choices": [fields[at[f"answer{i}"]] for i in range(4)], "label": label})
+            yield number, fields
     except csv.Error as err:
         raise StepstoneError(f"{path}:{reader.line_num}: invalid CSV: {err}") from None
-    return examples
 
 
 # ----------------------------------------------------------------------------------------- retrieval

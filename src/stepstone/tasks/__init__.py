@@ -1,5 +1,7 @@
-"""Registered tasks. Importing this package registers every task family module."""
-from . import catalog, toy  # noqa: F401  (register the real and the toy tasks)
+"""Registered tasks. Importing this package registers every task family module: one module per task format
+(`classification`, `tagging`, `qa`, `multiple_choice`, `retrieval`) holds that family's tasks and its datasets'
+converters; `toy` the generated tasks. `examples.load_examples` loads a task's split."""
+from . import classification, multiple_choice, qa, retrieval, tagging, toy  # noqa: F401  (register the tasks)
 from .base import TASKS, DataSource, Split, TaskFormat, TaskSpec, register
 
 __all__ = ["TASKS", "DataSource", "Split", "TaskFormat", "TaskSpec", "register", "get_task", "task_record"]

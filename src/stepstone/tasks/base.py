@@ -117,3 +117,14 @@ TASKS: Registry[TaskSpec] = Registry("task")
 
 def register(task: TaskSpec) -> TaskSpec:
     return TASKS.register(task.name, task)
+
+
+def define(name: str, format: TaskFormat, metric: Metric, description: str, source: DataSource, *,
+           languages: tuple[str, ...] = ("en",), labels: tuple[str, ...] = (), num_choices: int = 0,
+           train_from: str | None = None, dev_from: str | None = None, open_labels: int = 0,
+           unanswerable: bool = False, benchmark_languages: tuple[str, ...] = ()) -> TaskSpec:
+    """Register a task: the family modules' one call per task (English-only unless `languages` says more)."""
+    return register(TaskSpec(name=name, format=format, metric=metric, languages=languages, source=source,
+                             description=description, labels=labels, num_choices=num_choices,
+                             train_from=train_from, dev_from=dev_from, open_labels=open_labels,
+                             unanswerable=unanswerable, benchmark_languages=benchmark_languages))

@@ -37,6 +37,13 @@ class Together:
     read: Reader
 
 
+def xtreme_test(inputs: str, task: str, read_plain: Reader, read_paired: Reader) -> list:
+    """An XTREME test file's candidates: the file with its labels from XTREME's label folder
+    (`labels/TASK/test-{lang}.tsv`; XTREME's preprocessing removes them from the test file), else the file
+    as it is (labelled, e.g. from the original dataset)."""
+    return [Together((inputs, f"{LABELS}{task}/test-{{lang}}.tsv"), read_paired), (inputs, read_plain)]
+
+
 @dataclass(frozen=True)
 class Local:
     """Per split, candidates in order: a file pattern (relative to the data dir; `{lang}`, `{lang3}`, `{name}`
