@@ -458,3 +458,25 @@ def test_saving_the_target_or_a_member_holds_no_gate(tiny, tmp_path):
         with safe_open(str(tmp_path / name / "adapter.safetensors"), "pt") as handle:
             keys = set(handle.keys())
         assert keys and {methods.adapter_kind_of_parameter(k) for k in keys} == {("loras", name)}
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    """stepstone's loop may switch checkpointing on (training.py): the hook re-runs in the recomputation and the
+    gradients are those of the plain backward, bit for bit (dropout of lora_b included)."""
+    def gradients(checkpointing: bool) -> dict[str, torch.Tensor]:
+        model, inputs = _build()
+        lf.add_lora_fusion(model, MEMBERS, FUSION)
+        randomise_gates(model)
+        _freeze_all_but(model, lf.trainable_owners(FUSION, "lora_t"))
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.train()
+        methods.activate(model, "lora_t", HEAD)
+        lf.activate_lora_fusion(model, FUSION)
+        torch.manual_seed(0)
+        model(**inputs).logits.pow(2).sum().backward()
+        return {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+    plain, checkpointed = gradients(False), gradients(True)
+    assert len(plain) == 16 and set(plain) == set(checkpointed)  # 8 gate + 8 target tensors
+    assert all(torch.equal(plain[n], checkpointed[n]) for n in plain)
