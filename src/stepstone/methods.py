@@ -186,7 +186,7 @@ def fusion_regularization(model: Any) -> Any:
 
 
 def adapter_kind_of_parameter(name: str) -> tuple[str, str] | None:
-    """('adapters'|'loras'|'adapter_fusion_layer'|'heads', owner) for an adapter/head parameter name.
+    """('adapters'|'loras'|'adapter_fusion_layer'|'lora_fusion'|'heads', owner) for an adapter/head parameter name.
 
     Parameter names hold the owner as a path segment right after its container, e.g.
     `roberta.encoder.layer.0.output.adapters.NAME.adapter_up.weight`, `...query.loras.NAME.lora_A`,
@@ -196,7 +196,7 @@ def adapter_kind_of_parameter(name: str) -> tuple[str, str] | None:
     if parts[0] == "heads" and len(parts) > 1:
         return "heads", parts[1]
     for i, part in enumerate(parts[:-1]):
-        if part in ("adapters", "loras", "adapter_fusion_layer"):
+        if part in ("adapters", "loras", "adapter_fusion_layer", "lora_fusion"):
             return part, parts[i + 1]
     return None
 
