@@ -26,7 +26,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import __version__
 from .artifacts import (MANIFEST, OUTPUTS, PICKLE_SUFFIXES, READ_SUFFIXES, _is_output, _walk, artifact_files,
                         library_versions, read_json, sha256, to_json)
 from .errors import StepstoneError

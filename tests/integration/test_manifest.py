@@ -209,3 +209,20 @@ def test_a_run_trained_with_eager_attention_is_evaluated_with_it(tmp_path):
     assert imported.entry.manifest.backbone.attention is Attention.EAGER
     assert load_for_inference(imported.entry.path)[0].model.config._attn_implementation == "eager"
 
+
+
+def test_a_quantised_entry_comes_back_quantised_from_its_manifest_and_through_peft(tmp_path):
+    from bitsandbytes.nn import Linear8bitLt
+
+    zoo = Zoo(tmp_path / "zoo")
+    spec = load_run_spec(None, {"task": ["toy-pair"], "method": {"kind": "lora"}, "name": "q-lora"},
+                         ["backbone.quantize=8bit", "train.epochs=1", "train.max_train_examples=16",
+                          "train.max_eval_examples=8"])
+    train_run(spec, zoo=zoo, runs_dir=tmp_path / "runs")
+    export_adapter("q-lora", tmp_path / "peft", "peft", zoo=zoo)
+    imported = import_adapter(tmp_path / "peft", "q-again", "peft", zoo=zoo)
+    for name in ("q-lora", "q-again"):
+        backbone, manifest, _ = load_for_inference(zoo.path(name))
+        assert manifest.backbone.quantize is Quantize.INT8 and backbone.spec == manifest.backbone.spec()
+        assert isinstance(backbone.model.roberta.encoder.layer[0].output.dense, Linear8bitLt)
+    assert imported.entry.manifest.spec["backbone"]["quantize"] == "8bit"
