@@ -72,14 +72,14 @@ def train(
     if not outcome.primary:  # another process of `accelerate launch`: the first one reports
         return
     manifest = outcome.manifest
-    metric = manifest["metrics"]["main"]
-    console.print(f"setup: {manifest['composition']['setup'] if manifest['composition'] else manifest['mode']}")
+    metric = manifest.metrics.main
+    console.print(f"setup: {manifest.composition.setup if manifest.composition else manifest.mode}")
     console.print(f"trained {outcome.trainable.describe()}")
-    dev = manifest["metrics"]["dev"]
+    dev = manifest.metrics.dev
     shown = f"{metric}: {dev[metric]:.2f}" if dev else "not evaluated (train.dev=false)"
-    console.print(f"dev ({manifest['task']['train_language']}) {shown} "
-                  f"(best epoch {manifest['metrics']['best_epoch']}, {manifest['train_seconds']:.1f}s)")
-    console.print(f"saved {manifest['kind']}: {outcome.path}")
-    warning = health.warning(manifest["name"], manifest.get("learning"))
+    console.print(f"dev ({manifest.task.train_language}) {shown} "
+                  f"(best epoch {manifest.metrics.best_epoch}, {manifest.train_seconds:.1f}s)")
+    console.print(f"saved {manifest.kind.value}: {outcome.path}")
+    warning = health.warning(manifest.name, manifest.learning)
     if warning is not None:  # one line on stderr: a run that did not learn must not pass unnoticed
         stderr_console().print(warning, soft_wrap=True)

@@ -28,10 +28,10 @@ def list_entries(zoo_dir: Optional[Path] = ZooOption) -> None:
         table.add_column(column)
     for e in entries:
         m = e.manifest
-        main = m["metrics"]["main"]
-        table.add_row(e.name, m["task"]["name"], m["method"]["kind"], m["backbone"]["name"],
-                      f"{main} {m['metrics']['dev'][main]:.2f}" if m["metrics"]["dev"] else "-",
-                      f"{m['trainable']['parameters']:,}")
+        main = m.metrics.main
+        table.add_row(e.name, m.task.name, m.method.kind.value, m.backbone.name,
+                      f"{main} {m.metrics.dev[main]:.2f}" if m.metrics.dev else "-",
+                      f"{m.trainable.parameters:,}")
     console.print(table if entries else f"zoo {zoo.root} is empty")
 
 
@@ -44,7 +44,7 @@ def show(name: str = typer.Argument(..., help="Zoo entry name, or a run folder (
 
     with user_errors():
         _, manifest = show_artifact(name, Zoo(zoo_dir))
-    console.print_json(to_json(manifest))
+    console.print_json(to_json(manifest.to_json()))
 
 
 @app.command("rm")

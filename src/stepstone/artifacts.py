@@ -5,6 +5,8 @@ one step, so readers never see a half-written artifact and a crash leaves only a
 folder behind; a filesystem fault during the save (disk full, read-only, no permission) removes the
 temporary folder and becomes one StepstoneError line. The manifest records what ran next to what it
 produced and the sha256 of every file of the artifact (weights and configs), which loading verifies.
+This module keeps the file-level helpers (atomic writes, hashing, JSON, the walk that refuses links); the
+manifest itself (typed records, reading, writing, the folder layout) lives in `stepstone.manifest`.
 """
 from __future__ import annotations
 
@@ -24,11 +26,8 @@ from typing import Any, Iterator
 
 from . import __version__
 from .errors import StepstoneError
-from .specs import NAME_PATTERN, NAME_RULE
 
-FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-CONFIG = "config.yaml"
 _LIBRARIES = ("torch", "transformers", "adapters", "peft", "datasets", "safetensors", "accelerate")
 
 
@@ -265,8 +264,10 @@ READ_SUFFIXES = (".safetensors", ".json", ".jsonl", ".yaml", ".yml")
 
 def _is_output(relative: str) -> bool:
     """evaluations/ of the artifact, or of a member copy inside a run (members/M/evaluations/)."""
+    from .manifest import ArtifactLayout  # the layout's home (it builds on this module)
+
     parts = Path(relative).parts
-    return parts[0] == OUTPUTS or (len(parts) > 3 and parts[0] == "members" and parts[2] == OUTPUTS)
+    return parts[0] == OUTPUTS or (len(parts) > 3 and parts[0] == ArtifactLayout.MEMBERS and parts[2] == OUTPUTS)
 
 
 def _walk(folder: Path) -> list[str]:
@@ -300,121 +301,9 @@ def artifact_files(folder: Path) -> list[str]:
     return [f for f in _walk(folder) if f != MANIFEST and not _is_output(f)]
 
 
-def write_manifest(folder: Path, manifest: dict) -> None:
-    """Add format/version/file-hash fields and write manifest.json (sorted keys). `files` holds the sha256
-    of every file of the artifact (weights, adapter / head / fusion configs, config.yaml, the train log, the
-    manifests of member copies), so editing any of them is caught on load; `weights_bytes` is the size
-    of the weights alone."""
-    files = {f: sha256(folder / f) for f in artifact_files(folder)}
-    full = {**manifest, "format_version": FORMAT_VERSION, "versions": library_versions(), "files": files,
-            "weights_bytes": sum((folder / f).stat().st_size for f in files if f.endswith(".safetensors"))}
-    (folder / MANIFEST).write_text(to_json(full), encoding="utf-8")
-
-
-def head_name(run: str, task: str, index: int) -> str:
-    """The first task's head is named like the adapter (the adapters library pairs them); further
-    multi-task heads are RUN_TASK."""
-    return run if index == 0 else f"{run}_{task}"
-
-
-# What loading relies on, checked before anything else is read: field -> a JSON type, a tuple of allowed
-# values, or a dict of required sub-fields (other fields are free: older and newer writers add some).
-SCHEMA: dict = {
-    "format_version": int, "kind": ("adapter", "run"), "name": str, "mode": ("adapter", "fusion", "full"),
-    "backbone": {"name": str, "fingerprint": str}, "method": {"kind": ("bottleneck", "lora", "full"), "settings": dict},
-    "task": {"name": str}, "tasks": list, "spec": dict, "files": dict,
-}
 # Formats that unpickle on load (torch.save / pickle / joblib): stepstone never writes them and never reads
 # a folder that holds one, so a shared adapter cannot smuggle code in through a library's fallback loader.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-def schema_problems(manifest: Any, schema: dict = SCHEMA, where: str = "") -> list[str]:
-    """What in `manifest` does not match `schema`: one phrase per problem, e.g. "'backbone.name' is missing"."""
-    if not isinstance(manifest, dict):
-        return [f"'{where or 'manifest'}' must be an object, got {type(manifest).__name__}"]
-    problems = []
-    for key, rule in schema.items():
-        name = f"{where}.{key}" if where else key
-        if key not in manifest:
-            problems.append(f"'{name}' is missing")
-        elif isinstance(rule, dict):
-            problems += schema_problems(manifest[key], rule, name)
-        elif isinstance(rule, tuple):
-            if manifest[key] not in rule:
-                problems.append(f"'{name}' must be one of {', '.join(rule)}, got {manifest[key]!r}")
-        elif not isinstance(manifest[key], rule) or (rule is int and isinstance(manifest[key], bool)):
-            problems.append(f"'{name}' must be {_JSON_TYPES[rule]}, got {json.dumps(manifest[key])[:40]}")
-    return problems
-
-
-_JSON_TYPES = {int: "an integer", str: "a string", dict: "an object", list: "a list"}
-
-
-def name_problems(manifest: dict) -> list[str]:
-    """Names a manifest gives that become path components or adapter keys (its own name, task names,
-    their heads, composition members) and do not follow the name rule, e.g. "invalid member name '../x'
-    in 'composition.members[0]': use ...". Heads must be the ones `head_name` gives (every writer names
-    them so), which also keeps them free of '.' and '/'. Also the other task and composition fields loading
-    reads as they are (a task's format and labels, the members' method records), so an edited manifest is one
-    line, not a TypeError deep in a loader."""
-    from .integrity import HEAD_TYPES
-
-    problems = []
-
-    def check(value: Any, what: str, where: str) -> bool:
-        if not isinstance(value, str) or not NAME_PATTERN.match(value):
-            problems.append(f"invalid {what} {value!r} in '{where}': use {NAME_RULE}")
-            return False
-        return True
-
-    name_ok = check(manifest["name"], "name", "name")
-    for i, record in enumerate(manifest["tasks"]):
-        if not isinstance(record, dict):
-            problems.append(f"'tasks[{i}]' must be an object")
-            continue
-        if check(record.get("name"), "task name", f"tasks[{i}].name") and name_ok:
-            expected = head_name(manifest["name"], record["name"], i)
-            if record.get("head") != expected:
-                problems.append(f"invalid head name {record.get('head')!r} in 'tasks[{i}].head' (expected "
-                                f"'{expected}')")
-        fmt, labels = record.get("format"), record.get("labels", [])
-        if not isinstance(fmt, str) or fmt not in HEAD_TYPES:
-            problems.append(f"'tasks[{i}].format' must be one of {', '.join(HEAD_TYPES)}, got {json.dumps(fmt)[:40]}")
-        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
-            problems.append(f"'tasks[{i}].labels' must be a list of strings, got {json.dumps(labels)[:40]}")
-    if manifest["tasks"] and isinstance(manifest["tasks"][0], dict) and \
-            any(manifest["task"].get(k) != manifest["tasks"][0].get(k) for k in ("name", "head")):
-        problems.append(f"'task' ({manifest['task'].get('name')!r}) differs from 'tasks[0]'")
-    composition = manifest.get("composition")
-    if isinstance(composition, dict):
-        members = composition.get("members")
-        if not isinstance(members, list) or not members:
-            problems.append(f"'composition.members' must be a non-empty list, got {json.dumps(members)[:40]}")
-        else:
-            for i, member in enumerate(members):
-                check(member, "member name", f"composition.members[{i}]")
-        from .composition import Semantics
-        from .specs import Block
-
-        block, semantics = composition.get("block"), composition.get("semantics")
-        if block not in [b.value for b in Block]:
-            problems.append(f"'composition.block' must be one of {', '.join(b.value for b in Block)}, got "
-                            f"{json.dumps(block)[:40]}")
-        elif (block == Block.FUSE.value) != (manifest["mode"] == "fusion"):  # the fusion config is checked by mode
-            problems.append(f"'composition.block' is {block!r}, but 'mode' is {manifest['mode']!r}")
-        if semantics not in [m.value for m in Semantics]:
-            problems.append(f"'composition.semantics' must be one of {', '.join(m.value for m in Semantics)}, got "
-                            f"{json.dumps(semantics)[:40]}")
-        recorded = composition.get("member_methods")
-        if recorded is not None and not (isinstance(recorded, dict)
-                                         and all(isinstance(v, dict) for v in recorded.values())):
-            problems.append(f"'composition.member_methods' must be an object of method records, got "
-                            f"{json.dumps(recorded)[:40]}")
-    elif manifest["kind"] == "run" and manifest["mode"] != "full":
-        problems.append("'composition' is missing from a composed run")
-    return problems
 
 
 def read_json(path: Path) -> Any:
@@ -425,63 +314,3 @@ def read_json(path: Path) -> Any:
         raise StepstoneError(f"'{path}' is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise StepstoneError(f"{path}: not valid JSON ({err})") from None
-
-
-def read_manifest(folder: Path, verify: bool = True) -> dict:
-    """Read and check a manifest (JSON, format version, schema, file entries, the names that become paths
-    and adapter keys); with `verify`, also check every file it lists against its hash and refuse a folder
-    that holds a link, a pickle, or an unlisted weights or config file."""
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise StepstoneError(f"'{folder}' is not a stepstone artifact: {MANIFEST} is missing")
-    manifest = read_json(path)
-    version = manifest.get("format_version") if isinstance(manifest, dict) else None
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise StepstoneError(f"{path}: no integer 'format_version': not a stepstone manifest")
-    if manifest["format_version"] > FORMAT_VERSION:
-        raise StepstoneError(
-            f"{path}: format version {manifest['format_version']} is newer than this stepstone "
-            f"understands ({FORMAT_VERSION}); upgrade stepstone"
-        )
-    problems = schema_problems(manifest)
-    if problems:
-        raise StepstoneError(f"{path}: not a valid manifest: {'; '.join(problems)}")
-    for relative, digest in manifest["files"].items():
-        parts = Path(relative).parts
-        if not parts or Path(relative).is_absolute() or ".." in parts or relative == MANIFEST \
-                or _is_output(relative) or Path(relative).suffix in PICKLE_SUFFIXES \
-                or not isinstance(digest, str) or not _SHA256.match(digest):
-            raise StepstoneError(f"{path}: bad weights entry {relative!r} (expected a relative path to a "
-                                 f"file inside the artifact, not a pickle, and its sha256)")
-    problems = name_problems(manifest)
-    if problems:
-        raise StepstoneError(f"{path}: {problems[0]}")
-    if verify:
-        present = _walk(folder)
-        pickles = [f for f in present if Path(f).suffix in PICKLE_SUFFIXES]
-        if pickles:
-            raise StepstoneError(f"'{folder}' holds pickle-format file(s) {', '.join(pickles[:3])}: "
-                                 f"refusing to load it "
-                                 f"(stepstone reads safetensors only; remove them if the rest is trusted)")
-        listed = manifest["files"]
-        # Manifests written before every file was hashed list only the weights: their configs cannot be
-        # verified, so only unlisted weights are refused there.
-        complete = any(not f.endswith(".safetensors") for f in listed)
-        readable = READ_SUFFIXES if complete else (".safetensors",)
-        unlisted = [f for f in present if f != MANIFEST and not _is_output(f) and f not in listed
-                    and f.endswith(readable)]
-        if unlisted:
-            what = "weights file" if unlisted[0].endswith(".safetensors") else "file"
-            raise StepstoneError(f"'{folder}': {what} {unlisted[0]} is not in the manifest (a file that "
-                                 f"cannot be verified is not loaded)")
-        for relative, expected in listed.items():
-            file = folder / relative
-            what = "weights file" if relative.endswith(".safetensors") else "file"
-            if not file.is_file():
-                raise StepstoneError(f"'{folder}': {what} {relative} is missing")
-            if sha256(file) != expected:
-                if what == "file":
-                    raise StepstoneError(f"'{folder}': file {relative} was edited or is corrupted (sha256 "
-                                         f"mismatch; the manifest's hash is of the file as saved)")
-                raise StepstoneError(f"'{folder}': weights file {relative} is corrupted (sha256 mismatch)")
-    return manifest

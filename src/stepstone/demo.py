@@ -70,10 +70,10 @@ def run_demo(out: Path, progress: ProgressFactory = silent) -> DemoResult:
         result = evaluate(str(outcome.path), zoo=zoo, langs=TOY_LANGUAGES, progress=progress)
         metric = result.metric
         manifest = outcome.manifest
-        setup = manifest["composition"]["setup"] if manifest["composition"] else (
+        setup = manifest.composition.setup if manifest.composition else (
             "full fine-tune" if spec.method.kind is MethodKind.FULL else spec.run_name)
         rows.append(DemoRow(spec.run_name, setup, outcome.trainable.count, outcome.trainable.percent,
-                            manifest["metrics"]["dev"][metric], {k: v[metric] for k, v in result.scores.items()}))
+                            manifest.metrics.dev[metric], {k: v[metric] for k, v in result.scores.items()}))
     result = DemoResult(out, metric, TOY_LANGUAGES, rows)
     write_text_atomic(out / "results.json", to_json({
         "task": TARGET, "metric": metric, "split": "test", "languages": list(TOY_LANGUAGES),

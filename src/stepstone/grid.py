@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from . import health, interrupts
-from .artifacts import append_line, check_destination, read_manifest, write_text_atomic
+from .artifacts import append_line, check_destination, write_text_atomic
 from .composition import parse
 from .config import dotted_path, build, dump_yaml, load_yaml, merge, parse_overrides, to_dict
 from .errors import ConfigError, StepstoneError, choices, did_you_mean
+from .manifest import ArtifactLayout, Manifest, read_manifest
 from .progress import Countdown, ProgressFactory, note, silent
 from .specs import BackboneSpec, MethodKind, MethodSpec, RunSpec, TrainSpec
 from .tasks import TASKS, Split, TaskFormat, TaskSpec, get_task
@@ -678,7 +679,7 @@ def _run_cell(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactor
                 spec = replace(spec, init_from=runs / spec.init_from)
             standalone = spec.compose is None and spec.method.kind is not MethodKind.FULL
             path = zoo.path(spec.run_name) if standalone else runs / spec.run_name
-            if not (path / "manifest.json").is_file():  # saved before an interruption: reuse it
+            if not ArtifactLayout(path).manifest.is_file():  # saved before an interruption: reuse it
                 # a cell killed mid-training continues from its checkpoint
                 resume = pipelines.checkpoints_of(replace(spec, train=spec.train.resolved(spec.method.kind)),
                                                   runs).latest() is not None
@@ -701,13 +702,12 @@ def _run_cell(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactor
         return {"status": "error", "error": f"{type(err).__name__}: {message}"[:500]}
 
 
-def _costs(manifest: dict) -> dict:
-    metrics = manifest["metrics"]
-    return {"trainable_parameters": manifest["trainable"]["parameters"],
-            "trainable_percent": manifest["trainable"]["percent_of_backbone"],
-            "weights_bytes": manifest["weights_bytes"], "train_seconds": manifest["train_seconds"],
-            "peak_rss_mb": manifest["peak_rss_mb"], "dev": metrics["dev"].get(metrics["main"]),
-            "artifact": manifest["name"], "learning": manifest.get("learning")}  # stepstone.health's verdict
+def _costs(manifest: Manifest) -> dict:
+    return {"trainable_parameters": manifest.trainable.parameters,
+            "trainable_percent": manifest.trainable.percent_of_backbone,
+            "weights_bytes": manifest.weights_bytes, "train_seconds": manifest.train_seconds,
+            "peak_rss_mb": manifest.peak_rss_mb, "dev": manifest.metrics.main_dev,
+            "artifact": manifest.name, "learning": manifest.learning}  # stepstone.health's verdict
 
 
 def _languages(task: TaskSpec, split: Split, data_dir: Path | None) -> list[str]:

@@ -18,13 +18,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .artifacts import read_json, read_manifest
+from .artifacts import read_json
 from .errors import StepstoneError
+from .manifest import ArtifactLayout, Kind, Manifest, MethodRecord, TaskRecord, read_manifest
 
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter.safetensors"  # the adapters library's names
 HEAD_CONFIG, HEAD_WEIGHTS = "head_config.json", "model_head.safetensors"
 FUSION_CONFIG, FUSION_WEIGHTS = "adapter_fusion_config.json", "model_adapter_fusion.safetensors"
-FULL_WEIGHTS = "model.safetensors"
 # stepstone task format -> the adapters library's head_type of its head (stepstone.formats adds them)
 HEAD_TYPES = {"classification": "classification", "tagging": "tagging", "qa": "question_answering",
               "multiple_choice": "multiple_choice"}
@@ -42,36 +42,36 @@ def read_config(path: Path) -> dict:
     return data
 
 
-def check_artifact(path: Path, manifest: dict) -> None:
+def check_artifact(path: Path, manifest: Manifest) -> None:
     """Every config of the artifact at `path` fits its (already read and checked) manifest. Cheap: reads
     JSON only, so it runs before the backbone is loaded."""
-    tasks = manifest["tasks"]
-    if manifest["mode"] == "full":
-        if not (path / FULL_WEIGHTS).is_file():
-            raise StepstoneError(f"'{path / FULL_WEIGHTS}' is missing")
+    layout, tasks = ArtifactLayout(path), manifest.tasks
+    if manifest.mode == "full":
+        if not layout.full_weights.is_file():
+            raise StepstoneError(f"'{layout.full_weights}' is missing")
         return
     first = tasks[0] if tasks else None
-    if manifest["kind"] == "adapter":
-        check_adapter(path, manifest["method"], first)
+    if manifest.kind is Kind.ADAPTER:
+        check_adapter(path, manifest.method, first)
     else:
-        composition = manifest["composition"]
-        recorded = composition.get("member_methods") or {}
-        for member in composition["members"]:
-            folder = path / "members" / member
-            method = recorded.get(member) or _member_manifest(folder)["method"]
+        composition = manifest.composition
+        recorded = composition.member_methods or {}
+        for member in composition.members:
+            folder = layout.member(member)
+            method = recorded.get(member) or _member_manifest(folder).method
             check_adapter(folder, method, None)
-        if manifest["mode"] == "fusion":
-            check_fusion(path / "fusion", composition["members"])
-        check_adapter(path / "target", manifest["method"], first)
+        if manifest.mode == "fusion":
+            check_fusion(layout.fusion, composition.members)
+        check_adapter(layout.target, manifest.method, first)
     for record in tasks[1:]:
-        check_head(path / "heads" / record["name"], record)
+        check_head(layout.head(record.name), record)
 
 
-def _member_manifest(folder: Path) -> dict:
+def _member_manifest(folder: Path) -> Manifest:
     return read_manifest(folder, verify=False)
 
 
-def check_adapter(folder: Path, method: dict, head: dict | None) -> None:
+def check_adapter(folder: Path, method: MethodRecord, head: TaskRecord | None) -> None:
     """`folder` holds an adapter with the settings of the manifest's `method` record, and, for a task
     record `head`, that task's head. (The name it was saved under may differ from the manifest's: loading
     renames it, as for a copied entry.)"""
@@ -80,8 +80,8 @@ def check_adapter(folder: Path, method: dict, head: dict | None) -> None:
     from .specs import MethodSpec
 
     config = read_config(folder / ADAPTER_CONFIG)
-    kind = method.get("kind")
-    spec = build(MethodSpec, {"kind": kind, kind: method.get("settings", {})}, source=f"{folder} manifest method")
+    kind = method.kind.value
+    spec = build(MethodSpec, {"kind": kind, kind: method.settings}, source=f"{folder} manifest method")
     expected = json.loads(json.dumps(methods.adapter_config(spec).to_dict()))
     saved = config["config"]
     # settings both sides know (a newer adapters library may add fields with defaults)
@@ -97,28 +97,28 @@ def check_adapter(folder: Path, method: dict, head: dict | None) -> None:
         check_head(folder, head)
 
 
-def check_head(folder: Path, record: dict) -> None:
+def check_head(folder: Path, record: TaskRecord) -> None:
     """`folder` holds the head the manifest's task record names: its head type, labels and choices."""
     file = folder / HEAD_CONFIG
     config = read_config(file)
-    head, task, fmt = config["config"], record["name"], record.get("format")
+    head, task, fmt = config["config"], record.name, record.format
     wanted = HEAD_TYPES.get(fmt)
     if head.get("head_type") != wanted:
         raise StepstoneError(f"{file}: a {head.get('head_type')!r} head, but the manifest's task '{task}' ({fmt}) "
                              f"needs a {wanted!r} head")
     if fmt in ("classification", "tagging"):
-        labels = {label: i for i, label in enumerate(record.get("labels") or [])}
+        labels = {label: i for i, label in enumerate(record.labels)}
         if head.get("label2id") != labels or head.get("num_labels") != len(labels):
             raise StepstoneError(f"{file}: the head's labels {_labels(head.get('label2id'))} are not those of the "
                                  f"manifest's task '{task}' ({', '.join(labels)})")
-    if fmt == "multiple_choice" and head.get("num_choices") != record.get("num_choices"):
+    if fmt == "multiple_choice" and head.get("num_choices") != record.num_choices:
         raise StepstoneError(f"{file}: the head scores {head.get('num_choices')} choices, the manifest's task "
-                             f"'{task}' has {record.get('num_choices')}")
+                             f"'{task}' has {record.num_choices}")
     if not (folder / HEAD_WEIGHTS).is_file():
         raise StepstoneError(f"'{folder / HEAD_WEIGHTS}' is missing")
 
 
-def check_fusion(folder: Path, members: list[str]) -> None:
+def check_fusion(folder: Path, members: tuple[str, ...]) -> None:
     file = folder / FUSION_CONFIG
     if not file.is_file():
         raise StepstoneError(f"'{file}' is missing")

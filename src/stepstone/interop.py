@@ -29,14 +29,15 @@ import json
 import logging
 import re
 import shutil
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from .artifacts import atomic_dir, check_destination, name_problems, read_json, sha256, to_json, write_manifest
+from .artifacts import atomic_dir, check_destination, read_json, sha256, to_json
 from .errors import StepstoneError, choices
+from .manifest import (ArtifactLayout, BackboneRecord, Kind, Manifest, MethodRecord, TaskRecord, TrainableRecord,
+                       head_name, name_problems, write_manifest)
 from .specs import LoRASpec, LoRATarget, MethodKind, MethodSpec
 from .zoo import Entry, Zoo
 
@@ -123,10 +124,10 @@ def export_adapter(name: str, out: Path, fmt: str | Format = Format.PEFT, zoo: Z
     check_destination(out)
     entry = zoo.get(name)  # verifies every file against the manifest's hashes
     manifest = entry.manifest
-    if manifest["kind"] != "adapter":
-        raise StepstoneError(f"cannot export '{name}' to PEFT: it is a {manifest['kind']}, not a zoo adapter")
-    kind = manifest["method"]["kind"]
-    if kind != MethodKind.LORA.value:
+    if manifest.kind is not Kind.ADAPTER:
+        raise StepstoneError(f"cannot export '{name}' to PEFT: it is a {manifest.kind.value}, not a zoo adapter")
+    kind = manifest.method.kind.value
+    if manifest.method.kind is not MethodKind.LORA:
         raise StepstoneError(f"cannot export '{name}' to PEFT: it is a {kind} adapter and PEFT has no "
                              "bottleneck adapters; only LoRA entries export")
     config = read_json(entry.path / ADAPTER_CONFIG)
@@ -147,14 +148,14 @@ def export_adapter(name: str, out: Path, fmt: str | Format = Format.PEFT, zoo: Z
                     target_modules=tuple(t for t in LoRATarget if MODULE_OF[t] in modules))
     _check_ranks(name, peft_tensors, spec.r)
     heads = _entry_heads(entry)
-    peft_config = _peft_config(spec, modules, layers, manifest["backbone"])
+    peft_config = _peft_config(spec, modules, layers, manifest.backbone)
 
     from safetensors.torch import save_file
 
     with atomic_dir(out) as tmp:
         save_file(peft_tensors, str(tmp / PEFT_WEIGHTS), metadata={"format": "pt"})  # PEFT's own metadata
         peft_config.save_pretrained(str(tmp))
-        (tmp / STEPSTONE_MANIFEST).write_text(to_json(manifest), encoding="utf-8")
+        (tmp / STEPSTONE_MANIFEST).write_text(to_json(manifest.to_json()), encoding="utf-8")
         for task, folder in heads.items():
             target = tmp / STEPSTONE_HEADS / task
             target.mkdir(parents=True)
@@ -229,28 +230,28 @@ def _peft_config(spec: LoRASpec, modules: set[str], layers: list[int], backbone:
     LoraConfig = _lora_config_class()
 
     # base_model_name_or_path lets AutoPeftModel find the base; 'tiny' is built in code and has no such path
-    base = None if backbone["name"] == "tiny" else backbone["name"]
+    base = None if backbone.name == "tiny" else backbone.name
     return LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout, bias="none",
                       target_modules=target_regex(modules, layers), base_model_name_or_path=base,
-                      revision=backbone.get("revision"), inference_mode=True)
+                      revision=backbone.revision, inference_mode=True)
 
 
 def _entry_heads(entry: Entry) -> dict[str, Path]:
     """Task name -> folder holding its AdapterHub head files (the first task's head sits with the adapter)."""
     heads = {}
-    for i, record in enumerate(entry.manifest["tasks"]):
-        folder = entry.path if i == 0 else entry.path / "heads" / record["name"]
+    for i, record in enumerate(entry.manifest.tasks):
+        folder = entry.path if i == 0 else ArtifactLayout(entry.path).head(record.name)
         if all((folder / f).is_file() for f in (HEAD_CONFIG, HEAD_WEIGHTS)):
-            heads[record["name"]] = folder
+            heads[record.name] = folder
     return heads
 
 
-def _readme(name: str, manifest: dict, spec: LoRASpec, heads: tuple[str, ...]) -> str:
-    backbone = manifest["backbone"]
+def _readme(name: str, manifest: Manifest, spec: LoRASpec, heads: tuple[str, ...]) -> str:
+    backbone = manifest.backbone
     return (
         f"# {name} (stepstone LoRA adapter in PEFT format)\n\n"
-        f"Backbone: {backbone['name']} (stepstone fingerprint {backbone['fingerprint']}"
-        + (f", trained {backbone['quantize']}-quantised" if backbone.get("quantize", "none") != "none" else "") + "). "
+        f"Backbone: {backbone.name} (stepstone fingerprint {backbone.fingerprint}"
+        + (f", trained {backbone.quantize.value}-quantised" if backbone.quantize.value != "none" else "") + "). "
         f"LoRA r={spec.r}, alpha={spec.alpha}, modules: {', '.join(MODULE_OF[t] for t in spec.target_modules)}.\n\n"
         "PEFT loads the encoder LoRA onto the bare encoder (transformers AutoModel of the backbone):\n\n"
         "    model = peft.PeftModel.from_pretrained(AutoModel.from_pretrained(BACKBONE), THIS_FOLDER)\n\n"
@@ -274,7 +275,6 @@ def import_adapter(path: Path, name: str, fmt: str | Format = Format.PEFT, zoo: 
     task head(s), labels and training record; a plain PEFT folder gives a head-less entry to compose on.
     Files and settings are checked before the backbone is loaded; the entry is written atomically."""
     from . import methods
-    from .pipelines import _backbone_record, head_name
 
     parse_format(fmt)
     zoo = zoo or Zoo()
@@ -292,22 +292,22 @@ def import_adapter(path: Path, name: str, fmt: str | Format = Format.PEFT, zoo: 
         original = source.get("method", {}).get("settings", {}).get("target_modules", ())
         if set(original) == {t.value for t in spec.target_modules}:
             spec = LoRASpec(spec.r, spec.alpha, spec.dropout, tuple(LoRATarget(t) for t in original))
-    tasks = source["tasks"] if source is not None else []
+    tasks = [TaskRecord.from_json(r) for r in source["tasks"]] if source is not None else []
     loaded = _import_backbone(path, config, source, backbone)
 
     model = loaded.model
     methods.add_adapter(model, name, MethodSpec(kind=MethodKind.LORA, lora=spec))
     _copy_lora(model, name, renamed, path, loaded.spec.name, layers)
-    heads = [head_name(name, record["name"], i) for i, record in enumerate(tasks)]
+    heads = [head_name(name, record.name, i) for i, record in enumerate(tasks)]
     for record, head in zip(tasks, heads):
-        methods.load_head(model, path / STEPSTONE_HEADS / record["name"], head)
-    manifest = _import_manifest(name, path, config, spec, source, _backbone_record(loaded),
+        methods.load_head(model, path / STEPSTONE_HEADS / record.name, head)
+    manifest = _import_manifest(name, path, config, spec, source, BackboneRecord.of(loaded),
                                 _parameters(model, name, heads), loaded.num_parameters)
     with atomic_dir(destination) as tmp:
         methods.save_adapter(model, tmp, name, with_head=bool(heads))
         for record, head in zip(tasks[1:], heads[1:]):  # extra multi-task heads, as train_run saves them
-            (tmp / "heads" / record["name"]).mkdir(parents=True)
-            model.save_head(str(tmp / "heads" / record["name"]), head, use_safetensors=True)
+            ArtifactLayout(tmp).head(record.name).mkdir(parents=True)
+            model.save_head(str(ArtifactLayout(tmp).head(record.name)), head, use_safetensors=True)
         write_manifest(tmp, manifest)
     return Imported(zoo.get(name), spec, len(renamed), tuple(heads))
 
@@ -361,7 +361,7 @@ def _read_source(path: Path) -> dict | None:
     from .integrity import check_head
 
     for record in source["tasks"]:  # each head fits its task (head type, labels), before the backbone is loaded
-        check_head(path / STEPSTONE_HEADS / record["name"], record)
+        check_head(path / STEPSTONE_HEADS / record["name"], TaskRecord.from_json(record))
     return source
 
 
@@ -370,16 +370,15 @@ def _import_backbone(path: Path, config: dict, source: dict | None, name: str | 
     else PEFT's base_model_name_or_path. An exported entry's fingerprint must match."""
     from .backbone import load_backbone
     from .pipelines import _check_backbone
-    from .specs import BackboneSpec, Quantize
+    from .specs import BackboneSpec
 
-    recorded = source["backbone"] if source is not None else None
+    recorded = BackboneRecord.from_json(source["backbone"]) if source is not None else None
     if name:
         spec = BackboneSpec(name)
     elif recorded is not None:
-        from .provenance import location
-
-        # a local folder by the absolute path recorded (the name may be relative to another directory)
-        spec = BackboneSpec(location(recorded), recorded.get("revision"), Quantize(recorded.get("quantize", "none")))
+        # the entry's revision, quantisation and attention; a local folder by the absolute path recorded (the
+        # name may be relative to another directory)
+        spec = recorded.spec(recorded.location())
     elif config.get("base_model_name_or_path"):
         spec = BackboneSpec(config["base_model_name_or_path"], config.get("revision"))
     else:
@@ -524,56 +523,39 @@ def _parameters(model: Any, name: str, heads: list[str]) -> int:
     return sum(p.numel() for key, p in model.named_parameters() if adapter_kind_of_parameter(key) in owners)
 
 
-def _import_manifest(name: str, path: Path, config: dict, spec: LoRASpec, source: dict | None, backbone: dict,
-                     parameters: int, backbone_parameters: int) -> dict:
+def _import_manifest(name: str, path: Path, config: dict, spec: LoRASpec, source: dict | None,
+                     backbone: BackboneRecord, parameters: int, backbone_parameters: int) -> Manifest:
     """A zoo-entry manifest: what train_run writes, with the exported entry's record where it came from
     stepstone, and `imported` saying where it came from."""
     from .config import to_dict
-    from .pipelines import head_name
-    from .specs import BackboneSpec, Quantize
 
-    method = {"kind": MethodKind.LORA.value, "settings": to_dict(spec)}
+    method = MethodSpec(kind=MethodKind.LORA, lora=spec)
     heads = bool(source and source["tasks"])
     if heads:
-        tasks = [{**r, "head": head_name(name, r["name"], i)} for i, r in enumerate(source["tasks"])]
+        tasks = tuple(replace(TaskRecord.from_json(r), head=head_name(name, r["name"], i))
+                      for i, r in enumerate(source["tasks"]))
         task = tasks[0]
     else:
         # no head: nothing to evaluate on a task; '-' reads as "none" in `stepstone zoo list`
-        tasks = []
-        task = {"name": "-", "format": None, "labels": [], "head": None, "num_choices": None, "train_language": None}
+        tasks, task = (), TaskRecord("-", None)
     origin = source or {}
-    spec_record = origin.get("spec") or {
-        "backbone": to_dict(BackboneSpec(backbone["name"], backbone["revision"], Quantize(backbone["quantize"]))),
-        "method": to_dict(MethodSpec(kind=MethodKind.LORA, lora=spec))}
-    return {
-        "kind": "adapter",
-        "name": name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "backbone": backbone,
-        "method": method,
-        "task": task,
-        "tasks": tasks,
-        "composition": None,
-        "init_from": None,
-        "mode": "adapter",
-        "spec": spec_record,
-        "seed": origin.get("seed"),
-        "data": origin.get("data"),
-        "trainable": {"parameters": parameters, "percent_of_backbone": 100.0 * parameters / backbone_parameters,
-                      "backbone_parameters": backbone_parameters},
-        "metrics": origin.get("metrics") if heads else {"dev": {}, "best_epoch": None, "main": None},
-        "history": origin.get("history", []) if heads else [],
-        "train_seconds": origin.get("train_seconds"),
-        "peak_rss_mb": origin.get("peak_rss_mb"),
-        "imported": {
+    spec_record = origin.get("spec") or {"backbone": to_dict(backbone.spec()), "method": to_dict(method)}
+    return Manifest.new(
+        kind=Kind.ADAPTER, name=name, backbone=backbone, method=MethodRecord.of(method), task=task, tasks=tasks,
+        composition=None, init_from=None, mode="adapter", spec=spec_record, seed=origin.get("seed"),
+        data=origin.get("data"),
+        trainable=TrainableRecord(parameters, 100.0 * parameters / backbone_parameters, backbone_parameters),
+        metrics=origin.get("metrics") if heads else {"dev": {}, "best_epoch": None, "main": None},
+        history=origin.get("history", []) if heads else [],
+        train_seconds=origin.get("train_seconds"), peak_rss_mb=origin.get("peak_rss_mb"),
+        imported={
             "format": Format.PEFT.value,
             "source": str(path.resolve()),
             "sha256": {f: sha256(path / f) for f in (PEFT_CONFIG, PEFT_WEIGHTS)},
             "peft_config": config,
             "stepstone_entry": origin.get("name"),
             "heads": heads,
-        },
-    }
+        })
 
 
 # ---------------------------------------------------------------------------------------------- helpers

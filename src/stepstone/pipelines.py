@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,8 +17,7 @@ import torch
 
 from . import composition as comp
 from . import health, interrupts, methods, provenance, tokenized
-from .artifacts import (CONFIG, OUTPUTS, SaveError, atomic_dir, check_destination, check_tree, head_name,
-                        read_manifest, to_json, write_manifest, write_text_atomic)
+from .artifacts import OUTPUTS, SaveError, atomic_dir, check_destination, check_tree, to_json, write_text_atomic
 from .backbone import Backbone, load_backbone, place
 from .checkpoint import SUFFIX as CHECKPOINT_SUFFIX
 from .checkpoint import Checkpoints
@@ -31,14 +29,15 @@ from .evaluation import score
 from .formats import handler_for
 from .formats.qa import check_window_settings
 from .integrity import check_artifact, load_full
+from .manifest import (ArtifactLayout, BackboneRecord, CompositionRecord, Kind, Manifest, MethodRecord,
+                       TaskRecord, TrainableRecord, head_name, read_manifest, write_manifest)
 from .progress import ProgressFactory, silent
-from .specs import Attention, BackboneSpec, Block, LoRASpec, MethodKind, Precision, Quantize, RunSpec, TrainSpec
+from .specs import BackboneSpec, Block, LoRASpec, MethodKind, Precision, RunSpec, TrainSpec
 from .tasks import Split, TaskFormat, TaskSpec, get_task
 from .training import Mode, TaskData, TrainResult, Trainable, set_trainable, train, trainable_names
 from .zoo import Entry, Zoo
 
-FULL_WEIGHTS = "model.safetensors"
-TRAIN_LOG = "train_log.jsonl"
+FULL_WEIGHTS = ArtifactLayout.FULL_WEIGHTS
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class Outcome:
     """A finished training: where it was saved, its manifest, and what was trained."""
 
     path: Path
-    manifest: dict
+    manifest: Manifest
     trainable: Trainable
     result: TrainResult
     primary: bool = True  # False in the other processes of a multi-process run (they print nothing)
@@ -113,11 +112,11 @@ def _dev_examples(task: TaskSpec, train_split: Split, n_train: int, data_dir: Pa
 
 
 def _member(entry: Entry) -> comp.Member:
-    method = entry.manifest["method"]
-    if entry.manifest["kind"] != "adapter":
-        raise StepstoneError(f"'{entry.name}' is a {entry.manifest['kind']}, not an adapter: only adapters compose")
-    lora = build(LoRASpec, method["settings"]) if method["kind"] == MethodKind.LORA.value else None
-    return comp.Member(entry.name, MethodKind(method["kind"]), lora)
+    method = entry.manifest.method
+    if entry.manifest.kind is not Kind.ADAPTER:
+        raise StepstoneError(f"'{entry.name}' is a {entry.manifest.kind.value}, not an adapter: only adapters compose")
+    lora = build(LoRASpec, method.settings) if method.kind is MethodKind.LORA else None
+    return comp.Member(entry.name, method.kind, lora)
 
 
 def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("runs"),
@@ -181,17 +180,17 @@ def _train_run(spec: RunSpec, *, zoo: Zoo | None, runs_dir: Path, progress: Prog
     if spec.compose is not None:
         target = comp.Member(name, spec.method.kind, spec.method.lora if spec.method.kind is MethodKind.LORA else None)
         semantics = comp.semantics(spec.compose.block, [_member(e) for e in members], target)
-        _same_backbone([(e.name, e.manifest["backbone"]) for e in members])
+        _same_backbone([(e.name, e.manifest.backbone) for e in members])
     for entry in members:  # their files fit their manifests (the rules above read manifests only)
         check_artifact(entry.path, entry.manifest)
     init = read_manifest(Path(spec.init_from)) if spec.init_from else None
-    if init is not None and init["method"]["kind"] != MethodKind.FULL.value:
+    if init is not None and init.method.kind is not MethodKind.FULL:
         raise StepstoneError(f"init_from '{spec.init_from}' is not a full fine-tune run")
     if init is not None:
         check_artifact(Path(spec.init_from), init)
     checkpoints.check(resume)
-    checkpoints.expect("members", {e.name: {"files": e.manifest["files"]} for e in members}, resume)
-    checkpoints.expect("init_from", None if init is None else {"path": str(spec.init_from), "files": init["files"]},
+    checkpoints.expect("members", {e.name: {"files": e.manifest.files} for e in members}, resume)
+    checkpoints.expect("init_from", None if init is None else {"path": str(spec.init_from), "files": init.files},
                        resume)
     set_threads(train_spec.threads)
     data, sources = {}, {}
@@ -224,11 +223,11 @@ def _train_run(spec: RunSpec, *, zoo: Zoo | None, runs_dir: Path, progress: Prog
         if mode is not Mode.FULL:
             methods.check_fits(spec.method, backbone.model.config)
         for entry in members:
-            _check_backbone(backbone, entry.name, entry.manifest["backbone"])
+            _check_backbone(backbone, entry.name, entry.manifest.backbone)
             methods.load_adapter(backbone.model, entry.path, entry.name, with_head=False)
         if init is not None:
-            _check_backbone(backbone, str(spec.init_from), init["backbone"])
-            _load_encoder(backbone.model, Path(spec.init_from) / FULL_WEIGHTS)
+            _check_backbone(backbone, str(spec.init_from), init.backbone)
+            _load_encoder(backbone.model, ArtifactLayout(Path(spec.init_from)).full_weights)
     model = backbone.model
     torch.manual_seed(train_spec.seed)  # adapter, fusion and head initialisation
     if mode is not Mode.FULL:
@@ -263,55 +262,43 @@ def _train_run(spec: RunSpec, *, zoo: Zoo | None, runs_dir: Path, progress: Prog
     task = tasks[0]
     hold.enter_context(interrupts.deferred())  # the save and the checkpoint clean-up are not cut short
 
-    manifest = {
-        "kind": "adapter" if standalone else "run",
-        "name": name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "backbone": _backbone_record(backbone),
-        "method": {"kind": spec.method.kind.value, "settings": spec.method.settings()},
-        "task": _task_record(task, heads[task.name]),
-        "tasks": [_task_record(t, heads[t.name]) for t in tasks],
-        "composition": None if spec.compose is None else {
-            "block": spec.compose.block.value, "members": list(spec.compose.members),
-            "semantics": semantics.value, "setup": comp.describe(spec.compose, name),
-            "member_methods": {e.name: e.manifest["method"] for e in members}},
-        "init_from": None if init is None else {"path": str(spec.init_from), "name": init["name"]},
-        "mode": mode.value,
-        "spec": to_dict(spec),
-        "seed": train_spec.seed,
-        "data": _data_record(parts, sources),
-        "trainable": {"parameters": trainable.count, "percent_of_backbone": trainable.percent,
-                      "backbone_parameters": trainable.backbone},
-        "metrics": {"dev": result.dev_metrics, "best_epoch": result.best_epoch, "main": task.metric.main,
-                    **({"dev_by_task": result.history[result.best_epoch - 1]["dev_by_task"]}
-                       if len(tasks) > 1 and train_spec.dev else {})},
-        "history": result.history,
-        "learning": health.assess(parts, result),  # did it learn? (stepstone.health)
-        "train_seconds": round(result.seconds, 3),
-        "peak_rss_mb": _peak_rss_mb(),
-        "processes": procs.world,
-    }
+    manifest = Manifest.new(
+        kind=Kind.ADAPTER if standalone else Kind.RUN, name=name, backbone=BackboneRecord.of(backbone),
+        method=MethodRecord.of(spec.method), tasks=tuple(TaskRecord.of(t, heads[t.name]) for t in tasks),
+        composition=None if spec.compose is None else CompositionRecord(
+            spec.compose.block, tuple(spec.compose.members), semantics.value, comp.describe(spec.compose, name),
+            {e.name: e.manifest.method for e in members}),
+        init_from=None if init is None else {"path": str(spec.init_from), "name": init.name},
+        mode=mode, spec=to_dict(spec), seed=train_spec.seed, data=_data_record(parts, sources),
+        trainable=TrainableRecord(trainable.count, trainable.percent, trainable.backbone),
+        metrics={"dev": result.dev_metrics, "best_epoch": result.best_epoch, "main": task.metric.main,
+                 **({"dev_by_task": result.history[result.best_epoch - 1]["dev_by_task"]}
+                    if len(tasks) > 1 and train_spec.dev else {})},
+        history=result.history,
+        learning=health.assess(parts, result),  # did it learn? (stepstone.health)
+        train_seconds=round(result.seconds, 3), peak_rss_mb=_peak_rss_mb(), processes=procs.world)
     try:
         if procs.primary:  # one writer; the other processes wait for it
             with progress(f"save {destination}", None), _keeping(checkpoints), atomic_dir(destination) as tmp:
+                layout = ArtifactLayout(tmp)
                 for t in tasks[1:]:  # extra multi-task heads; the first task's head travels with the adapter
-                    (tmp / "heads" / t.name).mkdir(parents=True)
-                    model.save_head(str(tmp / "heads" / t.name), heads[t.name], use_safetensors=True)
+                    layout.head(t.name).mkdir(parents=True)
+                    model.save_head(str(layout.head(t.name)), heads[t.name], use_safetensors=True)
                 if standalone:
                     methods.save_adapter(model, tmp, name, with_head=True)
                 elif mode is Mode.FULL:
                     from safetensors.torch import save_model
 
-                    save_model(model, str(tmp / FULL_WEIGHTS))
+                    save_model(model, str(layout.full_weights))
                 else:
-                    methods.save_adapter(model, tmp / "target", name, with_head=True)
+                    methods.save_adapter(model, layout.target, name, with_head=True)
                     for entry in members:  # runs are self-contained: the exact member weights travel with them
-                        shutil.copytree(entry.path, tmp / "members" / entry.name, ignore=_outputs_of(entry.path))
+                        shutil.copytree(entry.path, layout.member(entry.name), ignore=_outputs_of(entry.path))
                     if mode is Mode.FUSION:
-                        methods.save_fusion(model, tmp / "fusion", spec.compose.members)
-                (tmp / CONFIG).write_text(dump_yaml(spec), encoding="utf-8")
+                        methods.save_fusion(model, layout.fusion, spec.compose.members)
+                layout.config.write_text(dump_yaml(spec), encoding="utf-8")
                 log = "".join(json.dumps(r, sort_keys=True) + "\n" for r in result.log)
-                (tmp / TRAIN_LOG).write_text(log, encoding="utf-8")
+                layout.train_log.write_text(log, encoding="utf-8")
                 write_manifest(tmp, manifest)
             checkpoints.clear()
     finally:  # also when the writer failed: the others then fail to read it, instead of waiting forever
@@ -365,48 +352,42 @@ def checkpoints_of(spec: RunSpec, runs_dir: Path) -> Checkpoints:
                        to_dict(spec))
 
 
-def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Backbone, dict, TaskSpec | None]:
+def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Backbone, Manifest, TaskSpec | None]:
     """Rebuild the model an artifact describes (backbone, members, fusion, target, every task head) and
     activate it with the first task's head. Returns the backbone, the manifest and that task (None for
     an adapter without a head, e.g. one imported from PEFT)."""
-    manifest = read_manifest(path)
+    manifest, layout = read_manifest(path), ArtifactLayout(path)
     check_artifact(path, manifest)  # configs fit the manifest: before the backbone is loaded
-    record = manifest["backbone"]
-    source = record.get("source") or {}
-    if backbone_name is None and source.get("local") and not Path(source["local"]).is_dir():
-        raise StepstoneError(f"'{manifest['name']}' was trained on the backbone folder '{source['local']}', which is "
+    record = manifest.backbone
+    local = (record.source or {}).get("local")
+    if backbone_name is None and local and not Path(local).is_dir():
+        raise StepstoneError(f"'{manifest.name}' was trained on the backbone folder '{local}', which is "
                              f"not there: pass --backbone with where it is now (its fingerprint is checked)")
-    # the backbone as it was trained on, quantised or not (older manifests: not); a local folder by its
-    # absolute path, so a relative name recorded elsewhere still finds it
-    backbone = load_backbone(BackboneSpec(backbone_name or provenance.location(record), record.get("revision"),
-                                          Quantize(record.get("quantize", Quantize.NONE.value)),
-                                          Attention(record.get("attention", Attention.SDPA.value))))
-    _check_backbone(backbone, manifest["name"], record)
-    task = task_of(manifest["task"]) if manifest["tasks"] else None
-    model, name = backbone.model, manifest["name"]
-    if manifest["mode"] == Mode.FULL.value:
-        for record in manifest["tasks"]:
-            handler_for(task_of(record)).add_head(model, record["head"], task_of(record))
-        _load_full(model, path / FULL_WEIGHTS)
+    # the backbone as it was trained on (quantisation, attention); a local folder by its absolute path, so a
+    # relative name recorded elsewhere still finds it
+    backbone = load_backbone(record.spec(backbone_name or record.location()))
+    _check_backbone(backbone, manifest.name, record)
+    task = manifest.task.registered() if manifest.tasks else None
+    model, name = backbone.model, manifest.name
+    if manifest.mode == Mode.FULL:
+        for record in manifest.tasks:
+            handler_for(record.registered()).add_head(model, record.head, record.registered())
+        _load_full(model, layout.full_weights)
         setup = None
-    elif manifest["kind"] == "adapter":
+    elif manifest.kind is Kind.ADAPTER:
         methods.load_adapter(model, path, name, with_head=task is not None)
         setup = name
     else:
-        composition = manifest["composition"]
-        members = tuple(composition["members"])
-        for member in members:
-            methods.load_adapter(model, path / "members" / member, member, with_head=False)
-        if composition["block"] == Block.FUSE.value:
-            methods.load_fusion(model, path / "fusion", members)
-        methods.load_adapter(model, path / "target", name, with_head=True)
-        from .specs import Composition
-
-        setup = comp.adapters_setup(Composition(Block(composition["block"]), members), name,
-                                    comp.Semantics(composition["semantics"]))
-    if manifest["mode"] != Mode.FULL.value:
-        for t in manifest["tasks"][1:]:  # further multi-task heads
-            methods.load_head(model, path / "heads" / t["name"], t["head"])
+        composition = manifest.composition
+        for member in composition.members:
+            methods.load_adapter(model, layout.member(member), member, with_head=False)
+        if composition.block is Block.FUSE:
+            methods.load_fusion(model, layout.fusion, composition.members)
+        methods.load_adapter(model, layout.target, name, with_head=True)
+        setup = comp.adapters_setup(composition.composition(), name, comp.Semantics(composition.semantics))
+    if manifest.mode != Mode.FULL:
+        for t in manifest.tasks[1:]:  # further multi-task heads
+            methods.load_head(model, layout.head(t.name), t.head)
     methods.activate(model, setup, head=name if task is not None else None)
     place(model)
     model.eval()
@@ -449,30 +430,30 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
     manifest = read_manifest(path, verify=False) if path is not None else None
     if path is not None:
         check_tree(path)  # no link inside: scores are written into it
-    records = {t["name"]: t for t in manifest["tasks"]} if manifest else {}
+    records = {t.name: t for t in manifest.tasks} if manifest else {}
     if task is None and not records:
-        name = manifest["name"]
+        name = manifest.name
         raise StepstoneError(f"'{name}' has no task head (an imported adapter): evaluate it on a retrieval task "
                              f"(--task bucc or tatoeba), or train a head on it: --on \"Stack({name})\"")
-    name_asked = task or manifest["task"]["name"]
-    spec_task = task_of(records[name_asked]) if name_asked in records else get_task(name_asked)
-    heads = {name: t["head"] for name, t in records.items()}
+    name_asked = task or manifest.task.name
+    spec_task = records[name_asked].registered() if name_asked in records else get_task(name_asked)
+    heads = {name: t.head for name, t in records.items()}
     if spec_task.trainable and spec_task.name not in heads:
         # a sibling task with the same output space serves too: an NLI head (ANLI) scores XNLI,
         # a QA head (TyDiQA) scores XQuAD
-        sibling = next((r for r in records.values() if r["format"] == spec_task.format.value
-                        and tuple(r["labels"]) == spec_task.labels and r["num_choices"] == spec_task.num_choices), None)
+        sibling = next((r for r in records.values() if r.format == spec_task.format.value
+                        and r.labels == spec_task.labels and r.num_choices == spec_task.num_choices), None)
         if sibling is not None:
-            heads[spec_task.name] = sibling["head"]
+            heads[spec_task.name] = sibling.head
     if spec_task.trainable and spec_task.name not in heads:
-        what = f"'{manifest['name']}'" if manifest else "a bare backbone"
+        what = f"'{manifest.name}'" if manifest else "a bare backbone"
         raise StepstoneError(f"{what} has no head for task '{spec_task.name}' (heads: {', '.join(heads) or 'none'}); "
                              "retrieval tasks (bucc, tatoeba) work with any artifact")
     try:
         split_value = Split(split)
     except ValueError:
         raise StepstoneError(f"unknown split '{split}' (valid: {', '.join(s.value for s in Split)})") from None
-    trained = manifest["spec"]["train"] if spec_task.trainable else {}
+    trained = manifest.spec["train"] if spec_task.trainable else {}
     length, length_name = _setting(max_length, "--max-length", trained.get("max_length", 128),
                                    "the run's train.max_length" if trained else "the retrieval default max_length")
     if length < 1:
@@ -488,7 +469,7 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
     destination = output or default / f"{spec_task.name}.{split_value.value}.json"
     check_destination(destination, "write")  # before the data and the model are loaded
     languages = list(dict.fromkeys(langs)) if langs else list(spec_task.official_languages)
-    recorded = manifest["spec"].get("data_dir") if manifest else None
+    recorded = manifest.spec.get("data_dir") if manifest else None
     data_dir = data_dir if data_dir is not None else (Path(recorded) if recorded else None)
     examples, skipped, sources = _examples_by_language(spec_task, split_value, languages, data_dir, max_examples)
     languages = [lang for lang in languages if lang in examples]
@@ -507,7 +488,7 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
                                        batch_size, length, stride, progress)
         else:
             scores[lang] = _score_retrieval(loaded, spec_task, examples[lang], lang, settings, progress)
-    name = manifest["name"] if manifest else loaded.spec.name
+    name = manifest.name if manifest else loaded.spec.name
     result = Evaluation(path or destination.parent, spec_task.name, split_value.value, spec_task.metric.main, scores,
                         destination, spec_task.train_language, skipped, outside)
     report = {"artifact": name, "task": spec_task.name, "split": split_value.value, "metric": spec_task.metric.main,
@@ -560,9 +541,9 @@ def _setting(given: int | None, flag: str, default: int, name: str) -> tuple[int
     return (given, flag) if given is not None else (default, name)
 
 
-def _score_task(loaded: Backbone, task: TaskSpec, head: str, examples: list[dict], lang: str, manifest: dict,
+def _score_task(loaded: Backbone, task: TaskSpec, head: str, examples: list[dict], lang: str, manifest: Manifest,
                 batch_size: int, max_length: int, doc_stride: int | None, progress: ProgressFactory) -> dict[str, float]:
-    handler, trained = handler_for(task), manifest["spec"]["train"]
+    handler, trained = handler_for(task), manifest.spec["train"]
     rows = tokenized.encode(handler, examples, loaded.tokenizer, task, max_length,
                             trained["doc_stride"] if doc_stride is None else doc_stride, train=False,
                             progress=progress, description=f"tokenize {task.name} [{lang}]")
@@ -590,18 +571,6 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name.strip("/")).strip("_") or "backbone"
 
 
-def task_of(record: dict) -> TaskSpec:
-    """The registered task of a manifest's task record, with the label set the artifact was trained
-    with when the task's labels come from its training data."""
-    task = get_task(record["name"])
-    return replace(task, labels=tuple(record["labels"])) if task.open_labels else task
-
-
-def _task_record(task: TaskSpec, head: str) -> dict:
-    return {"name": task.name, "format": task.format.value, "labels": list(task.labels), "head": head,
-            "num_choices": task.num_choices, "train_language": task.train_language}
-
-
 def _data_record(parts: list[TaskData], sources: dict[str, dict] | None = None) -> dict:
     first = parts[0]
     record = {"train_examples": sum(len({r.get("example_index", i) for i, r in enumerate(p.rows)}) for p in parts),
@@ -621,27 +590,18 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def _backbone_record(backbone: Backbone) -> dict:
-    record = {"name": backbone.spec.name, "revision": backbone.spec.revision, "fingerprint": backbone.fingerprint,
-              "parameters": backbone.num_parameters, "quantize": backbone.spec.quantize.value,
-              "attention": backbone.spec.attention.value}
-    if backbone.source is not None:  # where it came from (hub commit, or a local folder's content hash); not tiny
-        record["source"] = backbone.source
-    return record
-
-
-def _check_backbone(backbone: Backbone, what: str, record: dict) -> None:
-    if record["fingerprint"] != backbone.fingerprint:
+def _check_backbone(backbone: Backbone, what: str, record: BackboneRecord) -> None:
+    if record.fingerprint != backbone.fingerprint:
         raise StepstoneError(
-            f"'{what}' was trained on backbone '{record['name']}' (fingerprint {record['fingerprint']}), "
+            f"'{what}' was trained on backbone '{record.name}' (fingerprint {record.fingerprint}), "
             f"not on the loaded '{backbone.spec.name}' (fingerprint {backbone.fingerprint})"
         )
 
 
-def _same_backbone(records: list[tuple[str, dict]]) -> None:
-    prints = {r["fingerprint"] for _, r in records}
+def _same_backbone(records: list[tuple[str, BackboneRecord]]) -> None:
+    prints = {r.fingerprint for _, r in records}
     if len(prints) > 1:
-        detail = ", ".join(f"{name}: {r['name']} ({r['fingerprint']})" for name, r in records)
+        detail = ", ".join(f"{name}: {r.name} ({r.fingerprint})" for name, r in records)
         raise StepstoneError(f"composition members come from different backbones: {detail}")
 
 
@@ -690,23 +650,23 @@ def _members_backbone(spec: RunSpec, named: bool, zoo: Zoo) -> RunSpec:
     (the local folder by its absolute path, or the hub id and revision). A backbone that is `named` and
     is not theirs is refused here, before anything is loaded; where that cannot be told without loading it
     (a local folder against a hub id), the fingerprint check after loading decides."""
-    records = [(m, zoo.get(m, verify=False).manifest["backbone"]) for m in spec.compose.members]
+    records = [(m, zoo.get(m, verify=False).manifest.backbone) for m in spec.compose.members]
     _same_backbone(records)
     member, record = records[0]
     if not named:
-        if record.get("source") is None:  # tiny, or a manifest older than recorded sources: the default
+        if record.source is None:  # tiny, or a manifest older than recorded sources: the default
             return spec
-        folder = record["source"].get("local")
+        folder = record.source.get("local")
         if folder and not Path(folder).is_dir():
             raise StepstoneError(f"'{member}' was trained on the backbone folder '{folder}', which is not there: "
                                  "pass --backbone with where it is now (its content is checked)")
-        revision = spec.backbone.revision or record.get("revision")
-        return replace(spec, backbone=replace(spec.backbone, name=provenance.location(record), revision=revision))
+        revision = spec.backbone.revision or record.revision
+        return replace(spec, backbone=replace(spec.backbone, name=record.location(), revision=revision))
     source = provenance.backbone_source(spec.backbone.name, spec.backbone.revision)
-    if provenance.same_backbone(source, spec.backbone.name, record) is False:
+    if provenance.same_backbone(source, spec.backbone.name, record.to_json()) is False:
         given = provenance.describe({"name": spec.backbone.name, "source": source})
-        hint = ("leave --backbone out to train on theirs" if record.get("source") is not None
-                else f"train on theirs: --backbone {record['name']}")  # an older manifest: by its name
+        hint = ("leave --backbone out to train on theirs" if record.source is not None
+                else f"train on theirs: --backbone {record.name}")  # an older manifest: by its name
         raise StepstoneError(f"backbone {given} is not the one the composition members were trained on: "
-                             f"'{member}' was trained on {provenance.describe(record)}; {hint}")
+                             f"'{member}' was trained on {provenance.describe(record.to_json())}; {hint}")
     return spec

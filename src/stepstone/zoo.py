@@ -5,8 +5,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import MANIFEST, describe_errno, read_manifest, remove_leftovers, remove_tree
+from .artifacts import MANIFEST, describe_errno, remove_leftovers, remove_tree
 from .errors import StepstoneError, choices
+from .manifest import Manifest, read_manifest
 from .specs import NAME_PATTERN, check_name
 
 ENV = "STEPSTONE_ZOO"
@@ -24,7 +25,7 @@ def default_root() -> Path:
 class Entry:
     name: str
     path: Path
-    manifest: dict
+    manifest: Manifest
 
 
 class Zoo:
@@ -59,9 +60,9 @@ class Zoo:
             known = self.names()
             raise StepstoneError(f"no zoo entry '{name}' in {self.root} (entries: {choices(known) or 'none'})")
         manifest = read_manifest(path, verify=verify)
-        if manifest["name"] != name:  # a renamed folder: its adapter would load under the other name
-            raise StepstoneError(f"zoo folder '{name}' holds the entry '{manifest['name']}': a renamed folder? "
-                                 f"Rename it back to '{manifest['name']}'")
+        if manifest.name != name:  # a renamed folder: its adapter would load under the other name
+            raise StepstoneError(f"zoo folder '{name}' holds the entry '{manifest.name}': a renamed folder? "
+                                 f"Rename it back to '{manifest.name}'")
         return Entry(name, path, manifest)
 
     def remove(self, name: str) -> Entry:
@@ -76,7 +77,7 @@ class Zoo:
         return entry
 
 
-def show_artifact(target: str, zoo: Zoo | None = None) -> tuple[Path, dict]:
+def show_artifact(target: str, zoo: Zoo | None = None) -> tuple[Path, Manifest]:
     """What `zoo show` prints: a zoo entry by name, or any artifact folder (a run, an entry) by path; its
     manifest, with the weights checked against their hashes. A folder holding no manifest is named as such,
     unless a zoo entry has that name."""

@@ -496,7 +496,7 @@ CASES = [
          "'zoo/sent-a': weights file adapter.safetensors is corrupted (sha256 mismatch)",
          zoo=("sent-a",), setup=corrupt_weights),
     case("zoo-manifest-newer-format", ("zoo", "show", "sent-a", "--zoo", ZOO),
-         "zoo/sent-a/manifest.json: format version 99 is newer than this stepstone understands (1); "
+         "zoo/sent-a/manifest.json: format version 99 is newer than this stepstone understands (2); "
          "upgrade stepstone", zoo=("sent-a",), setup=manifest_edit("sent-a", newer_format)),
     case("zoo-manifest-invalid-json", ("zoo", "list", "--zoo", ZOO),
          "zoo/sent-a/manifest.json: not valid JSON (<*>)", zoo=("sent-a",), setup=broken_manifest),

@@ -20,7 +20,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from stepstone import pipelines
-from stepstone.artifacts import check_tree, name_problems, read_manifest
+from stepstone.artifacts import check_tree
+from stepstone.manifest import name_problems, read_manifest
 from stepstone.errors import StepstoneError
 from stepstone.formats import handler_for
 from stepstone.specs import Block, Composition, MethodKind, MethodSpec, RunSpec, TrainSpec

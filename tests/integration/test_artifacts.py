@@ -15,7 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from stepstone import pipelines
-from stepstone.artifacts import FORMAT_VERSION, library_versions, read_manifest
+from stepstone.artifacts import library_versions
+from stepstone.manifest import FORMAT_VERSION, read_manifest
 from stepstone.backbone import load_backbone
 from stepstone.config import build, load_yaml, to_dict
 from stepstone.errors import StepstoneError
@@ -361,7 +362,7 @@ def test_corrupted_zoo_entry_refused_by_get(trained, tmp_path):
 def test_newer_format_and_broken_manifests_refused(trained, tmp_path):
     path = copy_of(trained, "bn-cls", tmp_path)
     edit_manifest(path, format_version=99)
-    with pytest.raises(StepstoneError, match=r"format version 99 is newer than this stepstone understands \(1\)"):
+    with pytest.raises(StepstoneError, match=r"format version 99 is newer than this stepstone understands \(2\)"):
         pipelines.load_for_inference(path)
     edit_manifest(path, format_version="1")
     with pytest.raises(StepstoneError, match="no integer 'format_version'"):

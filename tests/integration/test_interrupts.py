@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from stepstone import pipelines
-from stepstone.artifacts import read_manifest
+from stepstone.manifest import read_manifest
 from stepstone.grid import CELLS, GridSpec, Preset, Setup, TargetSpec, load_records, run_grid
 from stepstone.interrupts import Interrupted
 from stepstone.specs import BackboneSpec, MethodKind, MethodSpec, RunSpec, TrainSpec

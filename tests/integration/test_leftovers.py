@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from stepstone import artifacts
-from stepstone.artifacts import read_manifest, remove_leftovers, write_text_atomic
+from stepstone.artifacts import remove_leftovers, write_text_atomic
+from stepstone.manifest import read_manifest
 
 HOST, ME, DEAD = artifacts._HOST, os.getpid(), 999_999_999  # beyond pid_max: no such process
 
