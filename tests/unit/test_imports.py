@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("tasks", ("stepstone.tasks",)),  # registrations, dataset converters, load_examples
     ("formats", ("stepstone.formats", "stepstone.health")),
     # tokenized sits here, not with formats: its cache is written through artifacts.atomic_dir
-    ("model", ("stepstone.methods", "stepstone.composition", "stepstone.manifest", "stepstone.backbone",
+    ("model", ("stepstone.methods", "stepstone.composition", "stepstone.lora_fusion", "stepstone.manifest", "stepstone.backbone",
                "stepstone.precision", "stepstone.distributed", "stepstone.artifacts", "stepstone.locks",
                "stepstone.integrity", "stepstone.checkpoint", "stepstone.zoo", "stepstone.tracking",
                "stepstone.tokenized")),
