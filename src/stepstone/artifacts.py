@@ -24,6 +24,7 @@ from typing import Any, Iterator
 
 from . import __version__
 from .errors import StepstoneError
+from .methods import METHODS
 from .specs import NAME_PATTERN, NAME_RULE
 
 FORMAT_VERSION = 1
@@ -321,7 +322,7 @@ def head_name(run: str, task: str, index: int) -> str:
 # values, or a dict of required sub-fields (other fields are free: older and newer writers add some).
 SCHEMA: dict = {
     "format_version": int, "kind": ("adapter", "run"), "name": str, "mode": ("adapter", "fusion", "full"),
-    "backbone": {"name": str, "fingerprint": str}, "method": {"kind": ("bottleneck", "lora", "full"), "settings": dict},
+    "backbone": {"name": str, "fingerprint": str}, "method": {"kind": tuple(METHODS.in_order()), "settings": dict},
     "task": {"name": str}, "tasks": list, "spec": dict, "files": dict,
 }
 # Formats that unpickle on load (torch.save / pickle / joblib): stepstone never writes them and never reads
@@ -395,14 +396,14 @@ def name_problems(manifest: dict) -> list[str]:
         else:
             for i, member in enumerate(members):
                 check(member, "member name", f"composition.members[{i}]")
-        from .composition import Semantics
+        from .composition import Semantics, mode_of
         from .specs import Block
 
         block, semantics = composition.get("block"), composition.get("semantics")
         if block not in [b.value for b in Block]:
             problems.append(f"'composition.block' must be one of {', '.join(b.value for b in Block)}, got "
                             f"{json.dumps(block)[:40]}")
-        elif (block == Block.FUSE.value) != (manifest["mode"] == "fusion"):  # the fusion config is checked by mode
+        elif (mode_of(Block(block)) == "fusion") != (manifest["mode"] == "fusion"):  # fusion config: checked by mode
             problems.append(f"'composition.block' is {block!r}, but 'mode' is {manifest['mode']!r}")
         if semantics not in [m.value for m in Semantics]:
             problems.append(f"'composition.semantics' must be one of {', '.join(m.value for m in Semantics)}, got "

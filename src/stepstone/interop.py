@@ -37,7 +37,8 @@ from typing import Any
 
 from .artifacts import atomic_dir, check_destination, name_problems, read_json, sha256, to_json, write_manifest
 from .errors import StepstoneError, choices
-from .specs import LoRASpec, LoRATarget, MethodKind, MethodSpec
+from .methods import LoRASpec, LoRATarget
+from .specs import MethodSpec
 from .zoo import Entry, Zoo
 
 PEFT_CONFIG = "adapter_config.json"
@@ -126,7 +127,7 @@ def export_adapter(name: str, out: Path, fmt: str | Format = Format.PEFT, zoo: Z
     if manifest["kind"] != "adapter":
         raise StepstoneError(f"cannot export '{name}' to PEFT: it is a {manifest['kind']}, not a zoo adapter")
     kind = manifest["method"]["kind"]
-    if kind != MethodKind.LORA.value:
+    if kind != "lora":
         raise StepstoneError(f"cannot export '{name}' to PEFT: it is a {kind} adapter and PEFT has no "
                              "bottleneck adapters; only LoRA entries export")
     config = read_json(entry.path / ADAPTER_CONFIG)
@@ -296,7 +297,7 @@ def import_adapter(path: Path, name: str, fmt: str | Format = Format.PEFT, zoo: 
     loaded = _import_backbone(path, config, source, backbone)
 
     model = loaded.model
-    methods.add_adapter(model, name, MethodSpec(kind=MethodKind.LORA, lora=spec))
+    methods.add_adapter(model, name, MethodSpec(kind="lora", lora=spec))
     _copy_lora(model, name, renamed, path, loaded.spec.name, layers)
     heads = [head_name(name, record["name"], i) for i, record in enumerate(tasks)]
     for record, head in zip(tasks, heads):
@@ -532,7 +533,7 @@ def _import_manifest(name: str, path: Path, config: dict, spec: LoRASpec, source
     from .pipelines import head_name
     from .specs import BackboneSpec, Quantize
 
-    method = {"kind": MethodKind.LORA.value, "settings": to_dict(spec)}
+    method = {"kind": "lora", "settings": to_dict(spec)}
     heads = bool(source and source["tasks"])
     if heads:
         tasks = [{**r, "head": head_name(name, r["name"], i)} for i, r in enumerate(source["tasks"])]
@@ -544,7 +545,7 @@ def _import_manifest(name: str, path: Path, config: dict, spec: LoRASpec, source
     origin = source or {}
     spec_record = origin.get("spec") or {
         "backbone": to_dict(BackboneSpec(backbone["name"], backbone["revision"], Quantize(backbone["quantize"]))),
-        "method": to_dict(MethodSpec(kind=MethodKind.LORA, lora=spec))}
+        "method": to_dict(MethodSpec(kind="lora", lora=spec))}
     return {
         "kind": "adapter",
         "name": name,

@@ -32,7 +32,7 @@ from .formats import handler_for
 from .formats.qa import check_window_settings
 from .integrity import check_artifact, load_full
 from .progress import ProgressFactory, silent
-from .specs import Attention, BackboneSpec, Block, LoRASpec, MethodKind, Precision, Quantize, RunSpec, TrainSpec
+from .specs import Attention, BackboneSpec, Block, MethodSpec, Precision, Quantize, RunSpec, TrainSpec
 from .tasks import Split, TaskFormat, TaskSpec, get_task
 from .training import Mode, TaskData, TrainResult, Trainable, set_trainable, train, trainable_names
 from .zoo import Entry, Zoo
@@ -90,9 +90,9 @@ def set_threads(threads: int | None) -> None:
 
 
 def mode_of(spec: RunSpec) -> Mode:
-    if spec.method.kind is MethodKind.FULL:
-        return Mode.FULL
-    return Mode.FUSION if spec.compose is not None and spec.compose.block is Block.FUSE else Mode.ADAPTER
+    if spec.compose is not None:
+        return Mode(comp.mode_of(spec.compose.block))
+    return Mode(spec.method.registered.train_mode)
 
 
 def _dev_examples(task: TaskSpec, train_split: Split, n_train: int, data_dir: Path | None,
@@ -116,8 +116,8 @@ def _member(entry: Entry) -> comp.Member:
     method = entry.manifest["method"]
     if entry.manifest["kind"] != "adapter":
         raise StepstoneError(f"'{entry.name}' is a {entry.manifest['kind']}, not an adapter: only adapters compose")
-    lora = build(LoRASpec, method["settings"]) if method["kind"] == MethodKind.LORA.value else None
-    return comp.Member(entry.name, MethodKind(method["kind"]), lora)
+    built = MethodSpec.from_record(method)
+    return comp.Member(entry.name, built.kind, built.options)
 
 
 def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("runs"),
@@ -179,13 +179,13 @@ def _train_run(spec: RunSpec, *, zoo: Zoo | None, runs_dir: Path, progress: Prog
     members = [zoo.get(m) for m in spec.compose.members] if spec.compose else []
     semantics = None
     if spec.compose is not None:
-        target = comp.Member(name, spec.method.kind, spec.method.lora if spec.method.kind is MethodKind.LORA else None)
+        target = comp.Member(name, spec.method.kind, spec.method.options)
         semantics = comp.semantics(spec.compose.block, [_member(e) for e in members], target)
         _same_backbone([(e.name, e.manifest["backbone"]) for e in members])
     for entry in members:  # their files fit their manifests (the rules above read manifests only)
         check_artifact(entry.path, entry.manifest)
     init = read_manifest(Path(spec.init_from)) if spec.init_from else None
-    if init is not None and init["method"]["kind"] != MethodKind.FULL.value:
+    if init is not None and init["method"]["kind"] != "full":
         raise StepstoneError(f"init_from '{spec.init_from}' is not a full fine-tune run")
     if init is not None:
         check_artifact(Path(spec.init_from), init)
@@ -268,7 +268,7 @@ def _train_run(spec: RunSpec, *, zoo: Zoo | None, runs_dir: Path, progress: Prog
         "name": name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "backbone": _backbone_record(backbone),
-        "method": {"kind": spec.method.kind.value, "settings": spec.method.settings()},
+        "method": {"kind": spec.method.kind, "settings": spec.method.settings()},
         "task": _task_record(task, heads[task.name]),
         "tasks": [_task_record(t, heads[t.name]) for t in tasks],
         "composition": None if spec.compose is None else {
@@ -397,7 +397,7 @@ def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Ba
         members = tuple(composition["members"])
         for member in members:
             methods.load_adapter(model, path / "members" / member, member, with_head=False)
-        if composition["block"] == Block.FUSE.value:
+        if comp.mode_of(Block(composition["block"])) == Mode.FUSION.value:  # the block's own layer
             methods.load_fusion(model, path / "fusion", members)
         methods.load_adapter(model, path / "target", name, with_head=True)
         from .specs import Composition
