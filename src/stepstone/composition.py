@@ -137,13 +137,11 @@ RULES: tuple[Rule, ...] = (
 
 @dataclass(frozen=True)
 class BlockRule:
-    """What a block needs and builds. min_members / too_few: the fewest members and the message below it;
+    """What a block needs and builds (its fewest members are `Block.min_members`, which specs checks).
     mode: the training mode it needs ("adapter": the target adapter + head; "fusion": also the block's own
     layer); setups: for each semantics the block supports, (members, target) -> the adapters-library setup;
     describe: (members, target) -> the human-readable setup."""
 
-    min_members: int
-    too_few: str
     mode: str
     setups: Mapping[Semantics, Callable[[tuple[str, ...], str], Any]]
     describe: Callable[[tuple[str, ...], str], str]
@@ -170,10 +168,10 @@ def _fuse(members: tuple[str, ...], target: str) -> Any:
 
 
 BLOCKS: dict[Block, BlockRule] = {
-    Block.STACK: BlockRule(1, "a composition needs at least one member", "adapter",
+    Block.STACK: BlockRule("adapter",
                            {Semantics.SEQUENTIAL: _stack, Semantics.PLACED: _stack, Semantics.SUM: _sum},
                            lambda members, target: f"Stack({', '.join((*members, target))})", "Stack"),
-    Block.FUSE: BlockRule(2, "Fuse needs at least two members", "fusion", {Semantics.FUSION: _fuse},
+    Block.FUSE: BlockRule("fusion", {Semantics.FUSION: _fuse},
                           lambda members, target: f"Fuse({', '.join(members)}) + {target}", "Fuse"),
 }
 

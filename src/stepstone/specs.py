@@ -56,10 +56,17 @@ class Precision(str, Enum):
 
 
 class Block(str, Enum):
-    """How zoo adapters are composed under a new target adapter (see stepstone.composition)."""
+    """How zoo adapters are composed under a new target adapter (see stepstone.composition: what each block
+    means for each method family, its training mode and setups). min_members: the fewest members it takes."""
 
-    STACK = "stack"
-    FUSE = "fuse"
+    STACK = ("stack", 1)
+    FUSE = ("fuse", 2)
+
+    def __new__(cls, value: str, min_members: int) -> "Block":
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.min_members = min_members
+        return member
 
 
 class Attention(str, Enum):
@@ -157,13 +164,12 @@ class Composition:
     members: tuple[str, ...]
 
     def __post_init__(self):
-        from .composition import BLOCKS  # each block's own rules (composition imports this module)
-
         if not self.members:
             raise ValueError("a composition needs at least one member")
-        rule = BLOCKS[self.block]
-        if len(self.members) < rule.min_members:
-            raise ValueError(rule.too_few)
+        fewest = self.block.min_members
+        if len(self.members) < fewest:
+            count = {2: "two", 3: "three"}.get(fewest, str(fewest))
+            raise ValueError(f"{self.block.value.capitalize()} needs at least {count} members")
         if len(set(self.members)) != len(self.members):
             raise ValueError("composition members must be distinct")
         for member in self.members:
