@@ -55,7 +55,7 @@ def main() -> None:
     from stepstone.formats import handler_for
     from stepstone.methods import add_adapter, backbone_dropout_off
     from stepstone.precision import autocast, frozen_linears_lowered
-    from stepstone.specs import Attention, BackboneSpec, MethodKind, MethodSpec, Precision
+    from stepstone.specs import Attention, BackboneSpec, MethodSpec, Precision
     from stepstone.tasks import Split, get_task
     from stepstone.training import GROUP_BATCHES, TaskData, _batches
 
@@ -67,7 +67,7 @@ def main() -> None:
     def build(attention: Attention):
         loaded = load_backbone(BackboneSpec(args.backbone, attention=attention))
         torch.manual_seed(0)
-        add_adapter(loaded.model, "a", MethodSpec(kind=MethodKind.BOTTLENECK))
+        add_adapter(loaded.model, "a", MethodSpec(kind="bottleneck"))
         handler.add_head(loaded.model, "a", task)
         loaded.model.train_adapter("a")
         loaded.model.set_active_adapters("a")

@@ -56,20 +56,21 @@ def one(args: argparse.Namespace) -> dict:
     from stepstone import methods
     from stepstone.backbone import device, load_backbone, place
     from stepstone.precision import autocast, grad_scaler
-    from stepstone.specs import BackboneSpec, MethodKind, MethodSpec, Precision, Quantize
+    from stepstone.specs import BackboneSpec, MethodSpec, Precision, Quantize
     from stepstone.training import Mode, enable_grad_checkpointing, set_trainable, trainable_names
 
     quantize, precision, method = args.one.split(",")
     torch.manual_seed(0)
     backbone = load_backbone(BackboneSpec(args.backbone, quantize=Quantize(quantize)))
     model, where = backbone.model, device()
-    kind = MethodKind(method)
-    if kind is not MethodKind.FULL:
-        methods.add_adapter(model, "bench", MethodSpec(kind=kind))
+    spec = MethodSpec(kind=method)
+    full = spec.registered.train_mode == "full"
+    if not full:
+        methods.add_adapter(model, "bench", spec)
     model.add_tagging_head("bench", num_labels=7)
-    methods.activate(model, None if kind is MethodKind.FULL else "bench", head="bench")
+    methods.activate(model, None if full else "bench", head="bench")
     place(model)
-    mode = Mode.FULL if kind is MethodKind.FULL else Mode.ADAPTER
+    mode = Mode(spec.registered.train_mode)
     trainable = set_trainable(model, trainable_names(model, mode, "bench"), backbone.num_parameters)
     if args.grad_checkpointing:
         enable_grad_checkpointing(model)
@@ -98,7 +99,7 @@ def one(args: argparse.Namespace) -> dict:
         times.append(time.perf_counter() - start)
     step = sum(times[1:]) / len(times[1:])
     tokens = args.batch * args.length
-    flops = (6 if kind is MethodKind.FULL else 4) * backbone.num_parameters * tokens
+    flops = (6 if full else 4) * backbone.num_parameters * tokens
     out = {"quantize": quantize, "precision": precision, "method": method,
            "grad_checkpointing": args.grad_checkpointing, "trainable_parameters": trainable.count,
            "backbone_parameters": backbone.num_parameters, "seconds_per_step": step, "tokens_per_second": tokens / step,

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from stepstone.methods import METHODS  # light: the registry only (the adapters library loads when a model is built)
 
 from .common import (complete_task, console, interruptions, progress_factory, rerun_command, stderr_console,
                      user_errors)
@@ -15,7 +16,7 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML run config (see adapters_zoo/*.yaml)."),
     task: Optional[List[str]] = typer.Option(None, help="Task to train on (`stepstone tasks`); repeat for multi-task.",
                                              autocompletion=complete_task),
-    method: Optional[str] = typer.Option(None, help="Adapter method: bottleneck or lora."),
+    method: Optional[str] = typer.Option(None, help=f"Method: {', '.join(METHODS)} (full = --full-finetune)."),
     on: Optional[str] = typer.Option(None, "--on", help="Train on top of zoo adapters: 'Stack(a, b)' or 'Fuse(a, b)' "
                                                         "(on their backbone unless --backbone says otherwise)."),
     full_finetune: bool = typer.Option(False, "--full-finetune", help="Train every backbone weight (the paper's baseline)."),

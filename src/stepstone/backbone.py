@@ -71,6 +71,9 @@ class Backbone:
 
 def load_backbone(spec: BackboneSpec) -> Backbone:
     """Load `spec`; a missing directory or unreachable hub id raises one clear StepstoneError."""
+    from .methods import quiet_libraries
+
+    quiet_libraries()  # before bitsandbytes / adapters are imported: they log at import
     quiet = logging.getLogger("transformers.modeling_utils")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # "some weights were not initialised" (the unused pooler) is expected

@@ -1,33 +1,35 @@
-"""Composition rules: what Stack and Fuse mean for each method, as data.
+"""Composition rules as data: which (block, member methods, target method) cells mean what.
 
-A target adapter is trained on top of zoo adapters ("members"). What the combination computes
-depends on the block and on the methods involved; every supported cell is pinned by a numeric test
-(tests/unit/test_composition.py) and documented in the README:
+A target adapter is trained on top of zoo adapters ("members"). What the combination computes depends
+on the block and on the *families* of the methods involved (`stepstone.methods.Family`: where each
+update lives), so a new method of an existing family composes with no edit here. `RULES` is the
+capability table: each row matches a block, the member families (how many of each) and the target's
+family, and gives a `Semantics` or the reason the cell is refused; the first matching row wins.
+`BLOCKS` gives each block its own data (fewest members, training mode, the adapters-library setup of
+each semantics it supports). Every supported cell is pinned by a numeric test
+(tests/unit/test_composition.py, mapped in CELL_TESTS there); the README's table is `markdown_table()`.
 
-- Stack, bottleneck members, bottleneck target: SEQUENTIAL. In every layer the FFN output goes through
-  m1, then m2, ..., then the target adapter (adapters' Stack).
-- Stack with exactly one LoRA among members + target: PLACED. Bottlenecks sit after the FFN (in
-  order), the LoRA update sits in the attention / FFN projections; the two never meet.
-- Stack with several LoRAs and no bottleneck: SUM. Each linear layer computes
-  W x + dW_1 x + ... + dW_target x: the intermediate updates stay applied and the target learns a
-  residual on top (PEFT's semantics when several LoRA adapters are active). The adapters library's
-  own Stack would *chain* LoRA branches (dW_target applied to dW_1 x, dropping dW_1 x itself); we
-  do not use that. Implemented with adapters' Average block and un-normalised weights n, ..., n, so
-  the mean of n updates times n is their sum. All LoRAs must update the same modules.
-- Stack with several LoRAs and a bottleneck: refused (the engine cannot sum LoRAs around a bottleneck).
-- Fuse, bottleneck members: FUSION. Stack(Fuse(m1, m2, ...), target): an AdapterFusion layer
-  (attention over member outputs) per layer, then the target adapter (bottleneck or LoRA).
-- Fuse with a LoRA member: refused. AdapterFusion mixes adapter *outputs*; the adapters library
-  implements it for bottleneck adapters only.
+- SEQUENTIAL: in every layer the FFN output goes through m1, then m2, ..., then the target (adapters' Stack).
+- PLACED: bottlenecks sit after the FFN (in order), the one LoRA update sits in the attention / FFN
+  projections; the two never meet.
+- SUM: each linear layer computes W x + dW_1 x + ... + dW_target x: the intermediate updates stay applied
+  and the target learns a residual on top (PEFT's semantics when several LoRA adapters are active). The
+  adapters library's own Stack would *chain* LoRA branches (dW_target applied to dW_1 x, dropping dW_1 x
+  itself); we do not use that. Implemented with adapters' Average block and un-normalised weights
+  n, ..., n, so the mean of n updates times n is their sum. All LoRAs must update the same modules.
+- FUSION: Stack(Fuse(m1, m2, ...), target): an AdapterFusion layer (attention over member outputs) per
+  layer, then the target adapter. AdapterFusion mixes adapter *outputs*; the adapters library implements
+  it for bottleneck adapters only.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .errors import StepstoneError
-from .specs import Block, Composition, LoRASpec, MethodKind
+from .methods import METHODS, Family
+from .specs import Block, Composition
 
 
 class Semantics(str, Enum):
@@ -37,64 +39,203 @@ class Semantics(str, Enum):
     FUSION = "fusion"
 
 
+MEANING = {
+    Semantics.SEQUENTIAL: "in every layer the FFN output goes through m1, ..., then the target adapter",
+    Semantics.PLACED: "bottlenecks after the FFN in order; the LoRA update in its projections",
+    Semantics.SUM: "each linear layer computes `W x + dW_1 x + ... + dW_target x` (PEFT's semantics); every "
+                   "LoRA must update the same modules",
+    Semantics.FUSION: "`Stack(Fuse(m1, m2, ...), target)`, AdapterFusion attention over member outputs, then "
+                      "the target",
+}
+
+
 @dataclass(frozen=True)
 class Member:
-    """A composition member as the rules need it: name, method, and LoRA settings if LoRA."""
+    """A composition member (or target) as the rules need it: name, method name, its settings record."""
 
     name: str
-    method: MethodKind
-    lora: LoRASpec | None = None
+    method: str
+    settings: Any = None
+
+    @property
+    def family(self) -> Family:
+        return METHODS.get(self.method).family
+
+
+Count = tuple[int, "int | None"]  # (fewest, most; None = no limit)
+SOME: Count = (1, None)
+ONE: Count = (1, 1)
+ANY_NUMBER: Count = (0, None)
+ADAPTERS = frozenset({Family.BOTTLENECK, Family.LORA})
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of the capability table.
+
+    name: the row's handle (tests map each supported row to the numeric tests that pin it).
+    block: the block it is about (None: every block). members: how many members of each family; a family
+    not named must be absent unless `others` is set. target: the target families it covers (None: any).
+    outcome: the Semantics, or the refusal reason; a reason may name adapters with `{<family>_members}`
+    (the members of that family) or `{<family>_all}` (members and target). check: a further condition
+    of a supported cell: (members, target) -> refusal reason or None.
+    """
+
+    name: str
+    block: Block | None
+    members: Mapping[Family, Count]
+    target: frozenset[Family] | None
+    outcome: Semantics | str
+    others: bool = False
+    check: Callable[[Sequence[Member], Member], "str | None"] | None = None
+
+    def matches(self, block: Block, members: Sequence[Member], target: Family) -> bool:
+        if self.block is not None and block is not self.block:
+            return False
+        if self.target is not None and target not in self.target:
+            return False
+        families = [m.family for m in members]
+        if not self.others and any(f not in self.members for f in families):
+            return False
+        return all(lo <= families.count(f) and (hi is None or families.count(f) <= hi)
+                   for f, (lo, hi) in self.members.items())
+
+
+def _same_sites(members: Sequence[Member], target: Member) -> str | None:
+    """Summed LoRA updates must sit on the same modules (the Average block pairs them module by module)."""
+    sites = {m.name: METHODS.get(m.method).sites(m.settings) for m in (*members, target)}
+    if len(set(sites.values())) > 1:
+        detail = "; ".join(f"{name}: {', '.join(mods)}" for name, mods in sites.items())
+        return f"LoRA adapters in one Stack must update the same modules ({detail})"
+    return None
+
+
+FULL_REFUSED = "full fine-tune runs cannot be composed: Stack and Fuse take adapters"
+SEVERAL_LORA = ("a Stack with several LoRA adapters cannot also hold a bottleneck adapter: LoRA: {lora_all}; "
+                "make every member LoRA, or keep one LoRA")
+
+RULES: tuple[Rule, ...] = (
+    Rule("full-member", None, {Family.FULL: SOME}, None, FULL_REFUSED, others=True),
+    Rule("full-target", None, {}, frozenset({Family.FULL}), FULL_REFUSED, others=True),
+    Rule("stack-sequential", Block.STACK, {Family.BOTTLENECK: SOME}, frozenset({Family.BOTTLENECK}),
+         Semantics.SEQUENTIAL),
+    Rule("stack-placed-lora-target", Block.STACK, {Family.BOTTLENECK: SOME}, frozenset({Family.LORA}),
+         Semantics.PLACED),
+    Rule("stack-placed-lora-member", Block.STACK, {Family.LORA: ONE, Family.BOTTLENECK: ANY_NUMBER},
+         frozenset({Family.BOTTLENECK}), Semantics.PLACED),
+    Rule("stack-sum", Block.STACK, {Family.LORA: SOME}, frozenset({Family.LORA}), Semantics.SUM, check=_same_sites),
+    Rule("stack-loras-and-bottleneck", Block.STACK, {Family.LORA: SOME, Family.BOTTLENECK: SOME},
+         frozenset({Family.LORA}), SEVERAL_LORA),
+    Rule("stack-loras-bottleneck-target", Block.STACK, {Family.LORA: (2, None), Family.BOTTLENECK: ANY_NUMBER},
+         frozenset({Family.BOTTLENECK}), SEVERAL_LORA),
+    Rule("fuse-bottleneck", Block.FUSE, {Family.BOTTLENECK: SOME}, ADAPTERS, Semantics.FUSION),
+    Rule("fuse-lora-member", Block.FUSE, {Family.LORA: SOME, Family.BOTTLENECK: ANY_NUMBER}, ADAPTERS,
+         "Fuse supports bottleneck members only (AdapterFusion mixes bottleneck outputs); "
+         "LoRA member(s): {lora_members}. Use Stack for LoRA adapters"),
+)
+
+
+@dataclass(frozen=True)
+class BlockRule:
+    """What a block needs and builds (its fewest members are `Block.min_members`, which specs checks).
+    mode: the training mode it needs ("adapter": the target adapter + head; "fusion": also the block's own
+    layer); setups: for each semantics the block supports, (members, target) -> the adapters-library setup;
+    describe: (members, target) -> the human-readable setup."""
+
+    mode: str
+    setups: Mapping[Semantics, Callable[[tuple[str, ...], str], Any]]
+    describe: Callable[[tuple[str, ...], str], str]
+    title: str = field(default="")
+
+
+def _stack(members: tuple[str, ...], target: str) -> Any:
+    from adapters.composition import Stack
+
+    return Stack(*members, target)
+
+
+def _sum(members: tuple[str, ...], target: str) -> Any:
+    from adapters.composition import Average
+
+    n = len(members) + 1
+    return Average(*members, target, weights=[float(n)] * n, normalize_weights=False)
+
+
+def _fuse(members: tuple[str, ...], target: str) -> Any:
+    from adapters.composition import Fuse, Stack
+
+    return Stack(Fuse(*members), target)
+
+
+BLOCKS: dict[Block, BlockRule] = {
+    Block.STACK: BlockRule("adapter",
+                           {Semantics.SEQUENTIAL: _stack, Semantics.PLACED: _stack, Semantics.SUM: _sum},
+                           lambda members, target: f"Stack({', '.join((*members, target))})", "Stack"),
+    Block.FUSE: BlockRule("fusion", {Semantics.FUSION: _fuse},
+                          lambda members, target: f"Fuse({', '.join(members)}) + {target}", "Fuse"),
+}
+
+
+def _names(members: Sequence[Member], target: Member) -> dict[str, str]:
+    out = {}
+    for family in Family:
+        out[f"{family.value}_members"] = ", ".join(m.name for m in members if m.family is family)
+        out[f"{family.value}_all"] = ", ".join(m.name for m in (*members, target) if m.family is family)
+    return out
+
+
+def rule_for(block: Block, members: Sequence[Member], target: Member) -> Rule:
+    """The first row of `RULES` that matches the cell; raises if none does (a family no row covers)."""
+    for rule in RULES:
+        if rule.matches(block, members, target.family):
+            return rule
+    methods = ", ".join(m.method for m in members)
+    raise StepstoneError(f"no composition rule covers {block.value.capitalize()} of {methods} under a "
+                         f"{target.method} target")
 
 
 def semantics(block: Block, members: Sequence[Member], target: Member) -> Semantics:
-    """Which composition a (block, member methods, target method) cell means; raises if unsupported."""
-    if target.method is MethodKind.FULL or any(m.method is MethodKind.FULL for m in members):
-        raise StepstoneError("full fine-tune runs cannot be composed: Stack and Fuse take adapters")
-    loras = [m for m in (*members, target) if m.method is MethodKind.LORA]
-    if block is Block.FUSE:
-        bad = [m.name for m in members if m.method is MethodKind.LORA]
-        if bad:
-            raise StepstoneError(
-                f"Fuse supports bottleneck members only (AdapterFusion mixes bottleneck outputs); "
-                f"LoRA member(s): {', '.join(bad)}. Use Stack for LoRA adapters"
-            )
-        return Semantics.FUSION
-    if len(loras) <= 1:
-        return Semantics.PLACED if loras else Semantics.SEQUENTIAL
-    if len(loras) < len(members) + 1:
-        raise StepstoneError(
-            "a Stack with several LoRA adapters cannot also hold a bottleneck adapter: "
-            f"LoRA: {', '.join(m.name for m in loras)}; make every member LoRA, or keep one LoRA"
-        )
-    modules = {m.name: tuple(sorted(t.value for t in m.lora.target_modules)) for m in loras}
-    if len(set(modules.values())) > 1:
-        detail = "; ".join(f"{name}: {', '.join(mods)}" for name, mods in modules.items())
-        raise StepstoneError(f"LoRA adapters in one Stack must update the same modules ({detail})")
-    return Semantics.SUM
+    """Which composition a (block, member methods, target method) cell means; raises if it is refused."""
+    reason = refusal_of(block, members, target)
+    if reason is not None:
+        raise StepstoneError(reason)
+    return rule_for(block, members, target).outcome
+
+
+def refusal_of(block: Block, members: Sequence[Member], target: Member) -> str | None:
+    """The reason a concrete cell (with names and settings) is refused, or None if it is supported."""
+    rule = rule_for(block, members, target)
+    if isinstance(rule.outcome, Semantics):
+        return rule.check(members, target) if rule.check is not None else None
+    return rule.outcome.format(**_names(members, target))
+
+
+def refusal(block: Block, member_methods: Sequence[str], target_method: str) -> str | None:
+    """The reason a cell given by method names only is refused (for the grid's expansion), or None.
+    Conditions on settings (e.g. summed LoRAs updating the same modules) assume the defaults."""
+    members = [Member(f"m{i + 1}", m, METHODS.get(m).default_settings()) for i, m in enumerate(member_methods)]
+    return refusal_of(block, members, Member("target", target_method, METHODS.get(target_method).default_settings()))
+
+
+def mode_of(block: Block) -> str:
+    """The training mode a block needs ("adapter" or "fusion")."""
+    return BLOCKS[block].mode
 
 
 def adapters_setup(composition: Composition | None, target: str, kind: Semantics | None) -> Any:
     """The adapters-library block that computes `kind` for these members and target."""
-    from adapters.composition import Average, Fuse, Stack
-
     if composition is None:
         return target
-    members = composition.members
-    if kind is Semantics.FUSION:
-        return Stack(Fuse(*members), target)
-    if kind is Semantics.SUM:
-        n = len(members) + 1
-        return Average(*members, target, weights=[float(n)] * n, normalize_weights=False)
-    return Stack(*members, target)
+    setups = BLOCKS[composition.block].setups
+    build = setups[kind] if kind is not None else next(iter(setups.values()))
+    return build(composition.members, target)
 
 
 def describe(composition: Composition | None, target: str) -> str:
     """Human-readable setup, e.g. 'Stack(a, b, target)' or 'Fuse(a, b) + target'."""
     if composition is None:
         return target
-    if composition.block is Block.FUSE:
-        return f"Fuse({', '.join(composition.members)}) + {target}"
-    return f"Stack({', '.join((*composition.members, target))})"
+    return BLOCKS[composition.block].describe(composition.members, target)
 
 
 def parse(text: str) -> Composition:
@@ -115,3 +256,41 @@ def parse(text: str) -> Composition:
         return Composition(blocks[match.group(1).lower()], members)
     except ValueError as err:
         raise StepstoneError(f"bad composition '{text}': {err}") from None
+
+
+def _count_text(family: Family, count: Count) -> str:
+    label, (lo, hi) = family.label, count
+    if (lo, hi) == SOME:
+        return label
+    if (lo, hi) == ONE:
+        return f"one {label}"
+    if (lo, hi) == ANY_NUMBER:
+        return f"any {label}s"
+    return f"{lo}+ {label}" if hi is None else f"{lo}-{hi} {label}"
+
+
+def _members_text(rule: Rule) -> str:
+    parts = [_count_text(f, c) for f, c in rule.members.items()]
+    if rule.others:
+        return " + ".join(parts) + " among them" if parts else "any"
+    return " + ".join(parts)
+
+
+def _outcome_text(rule: Rule) -> str:
+    if isinstance(rule.outcome, Semantics):
+        return f"**{rule.outcome.value}**: {MEANING[rule.outcome]}"
+    reason = rule.outcome
+    for family in Family:  # name placeholders read as what they stand for
+        reason = reason.replace(f"{{{family.value}_members}}", f"*names of the {family.label} members*")
+        reason = reason.replace(f"{{{family.value}_all}}", f"*names of the {family.label} adapters*")
+    return f"refused: {reason}"
+
+
+def markdown_table() -> str:
+    """The capability table as the README shows it (one line per rule, first match wins)."""
+    lines = ["| block | members | target | meaning |", "|---|---|---|---|"]
+    for rule in RULES:
+        block = "any" if rule.block is None else BLOCKS[rule.block].title
+        target = "any" if rule.target is None else " or ".join(f.label for f in Family if f in rule.target)
+        lines.append(f"| {block} | {_members_text(rule)} | {target} | {_outcome_text(rule)} |")
+    return "\n".join(lines) + "\n"

@@ -12,11 +12,12 @@ import re
 import types
 from enum import Enum
 from pathlib import Path, PurePath
-from typing import Any, Literal, Mapping, Sequence, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, Mapping, Sequence, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
 from stepstone.errors import ConfigError, choices, did_you_mean
+from stepstone.registry import Registry
 
 T = TypeVar("T")
 LineMap = dict[tuple[str, ...], int]  # key path -> 1-based line of that key in the YAML file
@@ -187,7 +188,7 @@ class _Builder:
             return data
         if not isinstance(data, Mapping):
             return self.bad(path, "a mapping of keys", data)
-        hints = get_type_hints(cls)
+        hints = get_type_hints(cls, include_extras=True)
         fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
         before = len(self.problems)
         for key in data:
@@ -213,6 +214,15 @@ class _Builder:
         origin, args = get_origin(tp), get_args(tp)
         if tp is Any:
             return value
+        if origin is Annotated:  # Annotated[str, REGISTRY]: a registered name
+            registries = [a for a in args[1:] if isinstance(a, Registry)]
+            out = self.convert(args[0], value, path)
+            if out is _BAD or not registries:
+                return out
+            names = {name.lower(): name for name in registries[0]}
+            if isinstance(out, str) and out.lower() in names:
+                return names[out.lower()]
+            return self._one_of(path, list(registries[0]), value)
         if origin in (Union, types.UnionType):
             options = [a for a in args if a is not type(None)]
             if value is None and len(options) < len(args):
@@ -296,7 +306,9 @@ def build(cls: type[T], data: Mapping, *, source: str = "<config>", lines: LineM
 
     Field types: int, float (ints accepted), str, bool, Path, Enum (by value, case-insensitive), Literal,
     `X | None`, `tuple[X, ...]` (from a list; a lone scalar is a 1-tuple), `dict[K, V]`, nested dataclasses,
-    Any. `prefix` is the key path of `data` inside the file, for building one section of a larger config.
+    Any, `Annotated[str, registry]` (a name registered in that `Registry`, case-insensitive; a miss lists
+    the registered names).
+    `prefix` is the key path of `data` inside the file, for building one section of a larger config.
     """
     if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
         raise TypeError(f"build() needs a dataclass type, got {cls!r}")
@@ -315,6 +327,8 @@ def to_dict(obj: Any) -> dict:
 
 
 def _plain(value: Any) -> Any:
+    if hasattr(value, "to_config") and not isinstance(value, type):  # a spec that writes only what it uses
+        return _plain(value.to_config())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         # init=False fields are derived; `build` would reject them as unknown keys
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}

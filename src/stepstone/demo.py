@@ -15,7 +15,8 @@ from .composition import parse
 from .errors import StepstoneError
 from .pipelines import evaluate, train_run
 from .progress import ProgressFactory, silent
-from .specs import BottleneckSpec, MethodKind, MethodSpec, RunSpec, TrainSpec
+from .methods import BottleneckSpec
+from .specs import MethodSpec, RunSpec, TrainSpec
 from .toy import TOY_LANGUAGES
 from .zoo import Zoo
 
@@ -62,7 +63,7 @@ def run_demo(out: Path, progress: ProgressFactory = silent) -> DemoResult:
         RunSpec(task=TARGET, method=ADAPTER, train=TRAIN, name="target-only"),
         RunSpec(task=TARGET, method=ADAPTER, train=TRAIN, name="stack", compose=parse(f"Stack({first})")),
         RunSpec(task=TARGET, method=ADAPTER, train=TRAIN, name="fuse", compose=parse(f"Fuse({first}, {second})")),
-        RunSpec(task=TARGET, method=MethodSpec(kind=MethodKind.FULL), train=FULL_TRAIN, name="full-finetune"),
+        RunSpec(task=TARGET, method=MethodSpec(kind="full"), train=FULL_TRAIN, name="full-finetune"),
     ]
     rows, metric = [], ""
     for spec in specs:
@@ -71,7 +72,7 @@ def run_demo(out: Path, progress: ProgressFactory = silent) -> DemoResult:
         metric = result.metric
         manifest = outcome.manifest
         setup = manifest.composition.setup if manifest.composition else (
-            "full fine-tune" if spec.method.kind is MethodKind.FULL else spec.run_name)
+            "full fine-tune" if spec.method.kind == "full" else spec.run_name)
         rows.append(DemoRow(spec.run_name, setup, outcome.trainable.count, outcome.trainable.percent,
                             manifest.metrics.dev[metric], {k: v[metric] for k, v in result.scores.items()}))
     result = DemoResult(out, metric, TOY_LANGUAGES, rows)

@@ -23,7 +23,8 @@ from .config import dotted_path, build, dump_yaml, load_yaml, merge, parse_overr
 from .errors import ConfigError, StepstoneError, choices, did_you_mean
 from .manifest import ArtifactLayout, Manifest, read_manifest
 from .progress import Countdown, ProgressFactory, note, silent
-from .specs import BackboneSpec, MethodKind, MethodSpec, RunSpec, TrainSpec
+from .methods import METHODS, Family, MethodName
+from .specs import BackboneSpec, Block, MethodSpec, RunSpec, TrainSpec
 from .tasks import TASKS, Split, TaskFormat, TaskSpec, get_task
 
 CELLS = "cells.jsonl"
@@ -89,7 +90,7 @@ class TargetSpec:
     dev: bool = True  # False where the training task has no English dev data here (no selection then)
     # per-target narrowing of the grid (None = the grid's): adapter methods, setups, seeds (also the full
     # fine-tune's), whether the full fine-tune baseline runs
-    methods: tuple[MethodKind, ...] | None = None
+    methods: tuple[MethodName, ...] | None = None
     setups: tuple[Setup, ...] | None = None
     seeds: tuple[int, ...] | None = None
     full_finetune: bool | None = None
@@ -118,9 +119,9 @@ class GridSpec:
     backbone: BackboneSpec | None = None
     data_dir: Path | None = None
     seeds: tuple[int, ...] = (0, 1, 2)
-    methods: tuple[MethodKind, ...] = (MethodKind.BOTTLENECK, MethodKind.LORA)
+    methods: tuple[MethodName, ...] = ("bottleneck", "lora")
     setups: tuple[Setup, ...] = (Setup.NONE, Setup.STACK, Setup.FUSE, Setup.MULTITASK)
-    method_setups: dict[MethodKind, tuple[Setup, ...]] = field(default_factory=dict)  # per method, instead of setups
+    method_setups: dict[MethodName, tuple[Setup, ...]] = field(default_factory=dict)  # per method, instead of setups
     single_seed: tuple[Setup, ...] = ()  # setups run with the first seed only (e.g. multitask, to save time)
     eval_examples: int | None = None  # zero-shot evaluation examples per language (None: the preset's)
     full_finetune: bool = True
@@ -135,7 +136,7 @@ class GridSpec:
     multitask_train: dict = field(default_factory=dict)  # the multitask adapter's, where its families differ
 
     def __post_init__(self):
-        if MethodKind.FULL in self.methods:
+        if any(METHODS.get(m).family is Family.FULL for m in self.methods):
             raise ValueError("methods are adapter methods; the full fine-tune baseline is `full_finetune`")
         if not self.seeds or not self.targets:
             raise ValueError("a grid needs seeds and targets")
@@ -150,10 +151,10 @@ class GridSpec:
         bad = sorted(f"{t}: {s}" for t, s in self.intermediate_splits.items() if s not in ("train", "validation"))
         if bad:
             raise ValueError(f"intermediate_splits must be train or validation (got {', '.join(bad)})")
-        stray = sorted(m.value for m in set(self.method_setups) - set(self.methods))
+        stray = sorted(set(self.method_setups) - set(self.methods))
         if stray:
             raise ValueError(f"method_setups names methods the grid does not train: {', '.join(stray)} "
-                             f"(grid methods: {', '.join(m.value for m in self.methods)})")
+                             f"(grid methods: {', '.join(self.methods)})")
         untrained = [f.value for f in (*self.train_by_format, *self.full_train_by_format) if f is TaskFormat.RETRIEVAL]
         if untrained:
             raise ValueError("train_by_format / full_train_by_format: retrieval tasks are not trained (valid: "
@@ -162,8 +163,8 @@ class GridSpec:
             extra = set(target.methods or ()) - set(self.methods)
             if extra:
                 raise ValueError(f"target '{target.task}' names methods the grid does not train: "
-                                 f"{', '.join(sorted(m.value for m in extra))} (grid methods: "
-                                 f"{', '.join(m.value for m in self.methods)})")
+                                 f"{', '.join(sorted(extra))} (grid methods: "
+                                 f"{', '.join(self.methods)})")
             if target.seeds is not None and not target.seeds:
                 raise ValueError(f"target '{target.task}' has an empty seeds list")
             stray = sorted(set(target.intermediates or ()) - set(self.intermediate))
@@ -171,7 +172,7 @@ class GridSpec:
                 raise ValueError(f"target '{target.task}' stacks tasks that are not intermediate tasks: "
                                  f"{', '.join(stray)} (intermediate: {', '.join(self.intermediate)})")
 
-    def setups_for(self, method: MethodKind) -> tuple[Setup, ...]:
+    def setups_for(self, method: str) -> tuple[Setup, ...]:
         return self.method_setups.get(method, self.setups)
 
     def seeds_for(self, setup: Setup, target: TargetSpec) -> tuple[int, ...]:
@@ -244,10 +245,17 @@ def _check_train(grid: GridSpec, path: Path, lines: dict) -> None:
 DEFAULT_SETUPS = GridSpec.__dataclass_fields__["setups"].default
 
 
-def _no_cell(grid: GridSpec, method: MethodKind, setup: Setup) -> str | None:
+def _fuses(method: str, members: int = 2) -> bool:
+    """Whether the capability table lets a Fuse of `method` members train a `method` target."""
+    from .composition import refusal
+
+    return refusal(Block.FUSE, [method] * members, method) is None
+
+
+def _no_cell(grid: GridSpec, method: str, setup: Setup) -> str | None:
     """Why `setup` makes no target cell with `method` (None: it makes them)."""
     count = len(grid.intermediate)
-    if setup is Setup.FUSE and method is not MethodKind.BOTTLENECK:
+    if setup is Setup.FUSE and not _fuses(method):
         return "Fuse composes bottleneck adapters only"
     if setup in (Setup.FUSE, Setup.MULTITASK) and count < 2:
         return (f"{setup.value} needs at least two intermediate tasks (intermediate: "
@@ -257,11 +265,11 @@ def _no_cell(grid: GridSpec, method: MethodKind, setup: Setup) -> str | None:
     return None
 
 
-def _reasons(grid: GridSpec, methods: list[MethodKind], setup: Setup) -> str:
+def _reasons(grid: GridSpec, methods: list[str], setup: Setup) -> str:
     """Why `setup` makes no cell with any of `methods`, each reason once: 'for bottleneck and lora, ...'."""
     by_reason: dict[str, list[str]] = {}
     for method in dict.fromkeys(methods):
-        by_reason.setdefault(_no_cell(grid, method, setup), []).append(method.value)
+        by_reason.setdefault(_no_cell(grid, method, setup), []).append(method)
     return "; ".join(f"for {' and '.join(names)}, {reason}" for reason, names in by_reason.items())
 
 
@@ -286,8 +294,8 @@ def expansion_problems(grid: GridSpec, setups_given: bool = True) -> list[tuple[
         for j, setup in enumerate(listed):
             reason = _no_cell(grid, method, setup)
             if reason is not None:
-                problems.append((("method_setups", method.value, f"[{j}]"),
-                                 f"method_setups.{method.value} lists '{setup.value}', which makes no cell: {reason}"))
+                problems.append((("method_setups", method, f"[{j}]"),
+                                 f"method_setups.{method} lists '{setup.value}', which makes no cell: {reason}"))
     for i, target in targets:
         methods = target.methods or grid.methods
         for j, setup in enumerate(target.setups or ()):
@@ -296,7 +304,7 @@ def expansion_problems(grid: GridSpec, setups_given: bool = True) -> list[tuple[
             offered = [m for m in methods if setup in grid.setups_for(m)]
             reason = _reasons(grid, offered, setup) if offered else (
                 "the grid's setups for its methods leave it out (" + ", ".join(
-                    f"{m.value}: {', '.join(s.value for s in grid.setups_for(m))}" for m in methods) + ")")
+                    f"{m}: {', '.join(s.value for s in grid.setups_for(m))}" for m in methods) + ")")
             problems.append((("targets", f"[{i}]", "setups", f"[{j}]"),
                              f"target '{target.task}' lists setup '{setup.value}', which makes no cell: {reason}"))
         if target.intermediates is not None and not any((id(target), m, Setup.STACK) in runs for m in methods):
@@ -385,22 +393,22 @@ def cells(grid: GridSpec) -> list[Cell]:
         m = MethodSpec(kind=method)
         wanted = set(grid.setups_for(method))
         for task in grid.intermediate if wanted & {Setup.STACK, Setup.FUSE} else ():
-            name = zoo_name[(method, task)] = f"{method.value}-{task}"
-            out.append(Cell(f"intermediate/{method.value}/{task}", "intermediate",
+            name = zoo_name[(method, task)] = f"{method}-{task}"
+            out.append(Cell(f"intermediate/{method}/{task}", "intermediate",
                             RunSpec(task=task, name=name, method=m,
                                     train=_train_spec(grid, False, first, task not in grid.no_dev, (task,)),
                                     train_splits=splits, **common),
-                            {"task": task, "method": method.value, "composition": "intermediate", "seed": first}))
+                            {"task": task, "method": method, "composition": "intermediate", "seed": first}))
         if Setup.MULTITASK in wanted and len(grid.intermediate) > 1:
-            name = zoo_name[(method, "multitask")] = f"{method.value}-multitask"
-            out.append(Cell(f"intermediate/{method.value}/multitask", "intermediate",
+            name = zoo_name[(method, "multitask")] = f"{method}-multitask"
+            out.append(Cell(f"intermediate/{method}/multitask", "intermediate",
                             RunSpec(task=grid.intermediate, name=name, method=m, train_splits=splits,
                                     train=_train_spec(grid, False, first, not grid.no_dev, grid.intermediate),
                                     **common),
-                            {"task": "multitask", "method": method.value, "composition": "intermediate", "seed": first}))
+                            {"task": "multitask", "method": method, "composition": "intermediate", "seed": first}))
     for task in grid.full_after:
         out.append(Cell(f"intermediate/full/{task}", "intermediate",
-                        RunSpec(task=task, name=f"full-{task}", method=MethodSpec(kind=MethodKind.FULL),
+                        RunSpec(task=task, name=f"full-{task}", method=MethodSpec(kind="full"),
                                 train=_train_spec(grid, True, first, task not in grid.no_dev, (task,)),
                                 train_splits=splits, **common),
                         {"task": task, "method": "full", "composition": "intermediate", "seed": first}))
@@ -410,8 +418,8 @@ def cells(grid: GridSpec) -> list[Cell]:
             out.append(Cell(f"retrieval/{target.task}/backbone", "retrieval", None,
                             {"target": target.task, "method": None, "composition": "none"}, target))
             for (method, inter), name in zoo_name.items():
-                out.append(Cell(f"retrieval/{target.task}/{method.value}/{inter}", "retrieval", None,
-                                {"target": target.task, "method": method.value, "composition": "intermediate",
+                out.append(Cell(f"retrieval/{target.task}/{method}/{inter}", "retrieval", None,
+                                {"target": target.task, "method": method, "composition": "intermediate",
                                  "intermediate": inter}, target, evaluate_artifact=name))
             continue
         out.extend(_target_cells(grid, target, zoo_name, common))
@@ -430,11 +438,11 @@ def _target_cells(grid: GridSpec, target: TargetSpec, zoo_name: dict, common: di
         for seed in seeds:
             def cell(setup: str, compose: str | None, inter: str | None = None, after: str | None = None) -> Cell:
                 label = setup if inter is None else f"{setup}-{inter}"
-                name = f"{target.task}-{method.value}-{label}-s{seed}"
+                name = f"{target.task}-{method}-{label}-s{seed}"
                 spec = RunSpec(task=train_task, name=name, method=m, train=_train_spec(grid, False, seed, dev, trains),
                                compose=parse(compose) if compose else None, train_split=target.train_split, **common)
-                return Cell(f"target/{target.task}/{method.value}/{label}/seed{seed}", "target", spec,
-                            {**base, "method": method.value, "composition": setup, "intermediate": inter, "seed": seed},
+                return Cell(f"target/{target.task}/{method}/{label}/seed{seed}", "target", spec,
+                            {**base, "method": method, "composition": setup, "intermediate": inter, "seed": seed},
                             target, after=after)
 
             def wanted(setup: Setup) -> bool:
@@ -443,13 +451,13 @@ def _target_cells(grid: GridSpec, target: TargetSpec, zoo_name: dict, common: di
                 yield cell("none", None)
             if wanted(Setup.STACK):
                 for inter in target.intermediates or grid.intermediate:
-                    gate = None if seed == seeds[0] or grid.stack_all_seeds else f"best-stack/{target.task}/{method.value}"
+                    gate = None if seed == seeds[0] or grid.stack_all_seeds else f"best-stack/{target.task}/{method}"
                     yield cell("stack", f"Stack({zoo_name[(method, inter)]})", inter, after=gate)
-            if wanted(Setup.FUSE) and method is MethodKind.BOTTLENECK and len(grid.intermediate) > 1:
+            if wanted(Setup.FUSE) and len(grid.intermediate) > 1 and _fuses(method, len(grid.intermediate)):
                 yield cell("fuse", f"Fuse({', '.join(zoo_name[(method, t)] for t in grid.intermediate)})")
             if wanted(Setup.MULTITASK) and (method, "multitask") in zoo_name:
                 yield cell("multitask", f"Stack({zoo_name[(method, 'multitask')]})")
-    full = MethodSpec(kind=MethodKind.FULL)
+    full = MethodSpec(kind="full")
     full_finetune = grid.full_finetune if target.full_finetune is None else target.full_finetune
     for seed in seeds if full_finetune else ():
         name = f"{target.task}-full-s{seed}"
@@ -677,7 +685,7 @@ def _run_cell(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactor
             spec = cell.spec
             if spec.init_from is not None and not spec.init_from.is_absolute():
                 spec = replace(spec, init_from=runs / spec.init_from)
-            standalone = spec.compose is None and spec.method.kind is not MethodKind.FULL
+            standalone = spec.compose is None and spec.method.registered.train_mode != "full"
             path = zoo.path(spec.run_name) if standalone else runs / spec.run_name
             if not ArtifactLayout(path).manifest.is_file():  # saved before an interruption: reuse it
                 # a cell killed mid-training continues from its checkpoint

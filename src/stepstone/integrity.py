@@ -76,12 +76,11 @@ def check_adapter(folder: Path, method: MethodRecord, head: TaskRecord | None) -
     record `head`, that task's head. (The name it was saved under may differ from the manifest's: loading
     renames it, as for a copied entry.)"""
     from . import methods
-    from .config import build
     from .specs import MethodSpec
 
     config = read_config(folder / ADAPTER_CONFIG)
-    kind = method.kind.value
-    spec = build(MethodSpec, {"kind": kind, kind: method.settings}, source=f"{folder} manifest method")
+    kind = method.kind
+    spec = MethodSpec.from_record(method.to_json(), source=f"{folder} manifest method")
     expected = json.loads(json.dumps(methods.adapter_config(spec).to_dict()))
     saved = config["config"]
     # settings both sides know (a newer adapters library may add fields with defaults)
@@ -179,15 +178,18 @@ def _more(items: list[str]) -> str:
 
 
 def renamed(shapes: Shapes, old: str, new: str) -> Shapes:
-    """Tensor names with the owner segment `old` (after adapters / loras / adapter_fusion_layer / heads)
+    """Tensor names with the owner segment `old` (after a method's container, adapter_fusion_layer or heads)
     replaced by `new`: what the adapters library does when loading an adapter or head under another name."""
+    from .methods import FUSION_OWNER, adapter_owners
+
     if old == new:
         return dict(shapes)
+    containers = (*adapter_owners(), FUSION_OWNER, "heads")
     out = {}
     for key, shape in shapes.items():
         parts = key.split(".")
         for i, part in enumerate(parts[:-1]):
-            if part in ("adapters", "loras", "adapter_fusion_layer", "heads") and parts[i + 1] == old:
+            if part in containers and parts[i + 1] == old:
                 parts[i + 1] = new
                 break
         out[".".join(parts)] = shape

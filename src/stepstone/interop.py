@@ -38,7 +38,8 @@ from .artifacts import atomic_dir, check_destination, read_json, sha256, to_json
 from .errors import StepstoneError, choices
 from .manifest import (ArtifactLayout, BackboneRecord, Kind, Manifest, MethodRecord, TaskRecord, TrainableRecord,
                        head_name, name_problems, write_manifest)
-from .specs import LoRASpec, LoRATarget, MethodKind, MethodSpec
+from .methods import LoRASpec, LoRATarget
+from .specs import MethodSpec
 from .zoo import Entry, Zoo
 
 PEFT_CONFIG = "adapter_config.json"
@@ -126,8 +127,8 @@ def export_adapter(name: str, out: Path, fmt: str | Format = Format.PEFT, zoo: Z
     manifest = entry.manifest
     if manifest.kind is not Kind.ADAPTER:
         raise StepstoneError(f"cannot export '{name}' to PEFT: it is a {manifest.kind.value}, not a zoo adapter")
-    kind = manifest.method.kind.value
-    if manifest.method.kind is not MethodKind.LORA:
+    kind = manifest.method.kind
+    if kind != "lora":
         raise StepstoneError(f"cannot export '{name}' to PEFT: it is a {kind} adapter and PEFT has no "
                              "bottleneck adapters; only LoRA entries export")
     config = read_json(entry.path / ADAPTER_CONFIG)
@@ -296,7 +297,7 @@ def import_adapter(path: Path, name: str, fmt: str | Format = Format.PEFT, zoo: 
     loaded = _import_backbone(path, config, source, backbone)
 
     model = loaded.model
-    methods.add_adapter(model, name, MethodSpec(kind=MethodKind.LORA, lora=spec))
+    methods.add_adapter(model, name, MethodSpec(kind="lora", lora=spec))
     _copy_lora(model, name, renamed, path, loaded.spec.name, layers)
     heads = [head_name(name, record.name, i) for i, record in enumerate(tasks)]
     for record, head in zip(tasks, heads):
@@ -529,7 +530,7 @@ def _import_manifest(name: str, path: Path, config: dict, spec: LoRASpec, source
     stepstone, and `imported` saying where it came from."""
     from .config import to_dict
 
-    method = MethodSpec(kind=MethodKind.LORA, lora=spec)
+    method = MethodSpec(kind="lora", lora=spec)
     heads = bool(source and source["tasks"])
     if heads:
         tasks = tuple(replace(TaskRecord.from_json(r), head=head_name(name, r["name"], i))

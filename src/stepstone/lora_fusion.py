@@ -37,8 +37,9 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from .errors import StepstoneError
+from .methods import LORA_FUSION_OWNER
 
-CONTAINER = "lora_fusion"  # the attribute on each LoRALinear, and the owner kind in parameter names
+CONTAINER = LORA_FUSION_OWNER  # the attribute on each LoRALinear, and the owner kind in parameter names
 CONFIG_FILE = "lora_fusion_config.json"
 WEIGHTS_FILE = "lora_fusion.safetensors"
 FORMAT_VERSION = 1

@@ -29,7 +29,8 @@ from typing import Any, Iterator
 from .artifacts import (MANIFEST, OUTPUTS, PICKLE_SUFFIXES, READ_SUFFIXES, _is_output, _walk, artifact_files,
                         library_versions, read_json, sha256, to_json)
 from .errors import StepstoneError
-from .specs import (NAME_PATTERN, NAME_RULE, Attention, BackboneSpec, Block, Composition, MethodKind, Quantize)
+from .methods import METHODS
+from .specs import NAME_PATTERN, NAME_RULE, Attention, BackboneSpec, Block, Composition, Quantize
 
 FORMAT_VERSION = 2
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -149,12 +150,12 @@ class BackboneRecord:
 
 @dataclass(frozen=True)
 class MethodRecord:
-    kind: MethodKind
+    kind: str  # a registered method (stepstone.methods.METHODS)
     settings: dict
 
     @classmethod
     def from_json(cls, raw: dict) -> "MethodRecord":
-        return cls(MethodKind(raw["kind"]), _copy(raw["settings"]))
+        return cls(raw["kind"], _copy(raw["settings"]))
 
     @classmethod
     def of(cls, spec: Any) -> "MethodRecord":
@@ -162,7 +163,7 @@ class MethodRecord:
         return cls(spec.kind, spec.settings())
 
     def to_json(self) -> dict:
-        return {"kind": self.kind.value, "settings": _copy(self.settings)}
+        return {"kind": self.kind, "settings": _copy(self.settings)}
 
 
 @dataclass(frozen=True)
@@ -437,7 +438,7 @@ _MIGRATIONS = {1: _v1_to_v2}  # version -> its manifest in the next version
 # values, or a dict of required sub-fields (other fields are free: older and newer writers add some).
 SCHEMA: dict = {
     "format_version": int, "kind": ("adapter", "run"), "name": str, "mode": ("adapter", "fusion", "full"),
-    "backbone": {"name": str, "fingerprint": str}, "method": {"kind": ("bottleneck", "lora", "full"), "settings": dict},
+    "backbone": {"name": str, "fingerprint": str}, "method": {"kind": tuple(METHODS.in_order()), "settings": dict},
     "task": {"name": str}, "tasks": list, "spec": dict, "files": dict,
 }
 
@@ -479,7 +480,7 @@ def record_problems(manifest: dict) -> list[str]:
             problems.append(f"'{key}' must be {_JSON_TYPES[kind]}, got {json.dumps(value)[:40]}")
     methods = (manifest.get("composition") or {}).get("member_methods") or {}
     if isinstance(methods, dict) and not all(
-            isinstance(m, dict) and m.get("kind") in [k.value for k in MethodKind] and isinstance(m.get("settings"), dict)
+            isinstance(m, dict) and m.get("kind") in METHODS.in_order() and isinstance(m.get("settings"), dict)
             for m in methods.values()):
         problems.append(f"'composition.member_methods' must be an object of method records, got "
                         f"{json.dumps(methods)[:40]}")
@@ -532,14 +533,13 @@ def name_problems(manifest: dict) -> list[str]:
         else:
             for i, member in enumerate(members):
                 check(member, "member name", f"composition.members[{i}]")
-        from .composition import Semantics
-        from .specs import Block
+        from .composition import Semantics, mode_of
 
         block, semantics = composition.get("block"), composition.get("semantics")
         if block not in [b.value for b in Block]:
             problems.append(f"'composition.block' must be one of {', '.join(b.value for b in Block)}, got "
                             f"{json.dumps(block)[:40]}")
-        elif (block == Block.FUSE.value) != (manifest["mode"] == "fusion"):  # the fusion config is checked by mode
+        elif (mode_of(Block(block)) == "fusion") != (manifest["mode"] == "fusion"):  # fusion config: checked by mode
             problems.append(f"'composition.block' is {block!r}, but 'mode' is {manifest['mode']!r}")
         if semantics not in [m.value for m in Semantics]:
             problems.append(f"'composition.semantics' must be one of {', '.join(m.value for m in Semantics)}, got "

@@ -32,7 +32,7 @@ from .integrity import check_artifact, load_full
 from .manifest import (ArtifactLayout, BackboneRecord, CompositionRecord, Kind, Manifest, MethodRecord,
                        TaskRecord, TrainableRecord, head_name, read_manifest, write_manifest)
 from .progress import ProgressFactory, silent
-from .specs import BackboneSpec, Block, LoRASpec, MethodKind, Precision, RunSpec, TrainSpec
+from .specs import BackboneSpec, Block, MethodSpec, Precision, RunSpec, TrainSpec
 from .tasks import Split, TaskFormat, TaskSpec, get_task
 from .training import Mode, TaskData, TrainResult, Trainable, set_trainable, train, trainable_names
 from .zoo import Entry, Zoo
@@ -89,9 +89,9 @@ def set_threads(threads: int | None) -> None:
 
 
 def mode_of(spec: RunSpec) -> Mode:
-    if spec.method.kind is MethodKind.FULL:
-        return Mode.FULL
-    return Mode.FUSION if spec.compose is not None and spec.compose.block is Block.FUSE else Mode.ADAPTER
+    if spec.compose is not None:
+        return Mode(comp.mode_of(spec.compose.block))
+    return Mode(spec.method.registered.train_mode)
 
 
 def _dev_examples(task: TaskSpec, train_split: Split, n_train: int, data_dir: Path | None,
@@ -115,8 +115,8 @@ def _member(entry: Entry) -> comp.Member:
     method = entry.manifest.method
     if entry.manifest.kind is not Kind.ADAPTER:
         raise StepstoneError(f"'{entry.name}' is a {entry.manifest.kind.value}, not an adapter: only adapters compose")
-    lora = build(LoRASpec, method.settings) if method.kind is MethodKind.LORA else None
-    return comp.Member(entry.name, method.kind, lora)
+    built = MethodSpec.from_record(method.to_json())
+    return comp.Member(entry.name, built.kind, built.options)
 
 
 def train_run(spec: RunSpec, *, zoo: Zoo | None = None, runs_dir: Path = Path("runs"),
@@ -178,13 +178,13 @@ def _train_run(spec: RunSpec, *, zoo: Zoo | None, runs_dir: Path, progress: Prog
     members = [zoo.get(m) for m in spec.compose.members] if spec.compose else []
     semantics = None
     if spec.compose is not None:
-        target = comp.Member(name, spec.method.kind, spec.method.lora if spec.method.kind is MethodKind.LORA else None)
+        target = comp.Member(name, spec.method.kind, spec.method.options)
         semantics = comp.semantics(spec.compose.block, [_member(e) for e in members], target)
         _same_backbone([(e.name, e.manifest.backbone) for e in members])
     for entry in members:  # their files fit their manifests (the rules above read manifests only)
         check_artifact(entry.path, entry.manifest)
     init = read_manifest(Path(spec.init_from)) if spec.init_from else None
-    if init is not None and init.method.kind is not MethodKind.FULL:
+    if init is not None and init.method.kind != "full":
         raise StepstoneError(f"init_from '{spec.init_from}' is not a full fine-tune run")
     if init is not None:
         check_artifact(Path(spec.init_from), init)
@@ -381,7 +381,7 @@ def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Ba
         composition = manifest.composition
         for member in composition.members:
             methods.load_adapter(model, layout.member(member), member, with_head=False)
-        if composition.block is Block.FUSE:
+        if comp.mode_of(composition.block) == Mode.FUSION.value:  # the block's own layer
             methods.load_fusion(model, layout.fusion, composition.members)
         methods.load_adapter(model, layout.target, name, with_head=True)
         setup = comp.adapters_setup(composition.composition(), name, comp.Semantics(composition.semantics))

@@ -39,3 +39,7 @@ class Registry(Generic[T]):
 
     def items(self) -> list[tuple[str, T]]:
         return sorted(self._items.items())
+
+    def in_order(self) -> list[str]:
+        """The names in registration order (iteration is alphabetical)."""
+        return list(self._items)

@@ -9,6 +9,9 @@ import re
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
+from typing import Any
+
+from .methods.base import METHODS, Family, Method, MethodName
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # \Z: "$" also matches before a final newline
 NAME_RULE = "1-64 letters, digits, '-' or '_', starting with a letter or digit"
@@ -21,31 +24,6 @@ def check_name(name: str, what: str = "name") -> str:
     if not NAME_PATTERN.match(name):
         raise ValueError(f"invalid {what} '{name}': use {NAME_RULE}")
     return name
-
-
-class MethodKind(str, Enum):
-    """How the backbone is adapted."""
-
-    BOTTLENECK = "bottleneck"  # sequential bottleneck adapter after the FFN (Pfeiffer et al. 2021)
-    LORA = "lora"  # low-rank update of chosen linear layers (Hu et al. 2021)
-    FULL = "full"  # every backbone weight trainable: the paper's setting (Phang et al. 2020)
-
-
-class NonLinearity(str, Enum):
-    RELU = "relu"
-    GELU = "gelu"
-    SWISH = "swish"
-    TANH = "tanh"
-
-
-class LoRATarget(str, Enum):
-    """Linear layers a LoRA adapter can update, in adapters-library terms."""
-
-    Q = "q"  # attention query
-    K = "k"  # attention key
-    V = "v"  # attention value
-    INTERMEDIATE = "intermediate"  # FFN up-projection
-    OUTPUT = "output"  # FFN down-projection
 
 
 class Sampling(str, Enum):
@@ -79,10 +57,17 @@ class Precision(str, Enum):
 
 
 class Block(str, Enum):
-    """How zoo adapters are composed under a new target adapter (see stepstone.composition)."""
+    """How zoo adapters are composed under a new target adapter (see stepstone.composition: what each block
+    means for each method family, its training mode and setups). min_members: the fewest members it takes."""
 
-    STACK = "stack"
-    FUSE = "fuse"
+    STACK = ("stack", 1)
+    FUSE = ("fuse", 2)
+
+    def __new__(cls, value: str, min_members: int) -> "Block":
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.min_members = min_members
+        return member
 
 
 class Attention(str, Enum):
@@ -112,76 +97,60 @@ class BackboneSpec:
     attention: Attention = Attention.SDPA
 
 
-@dataclass(frozen=True)
-class BottleneckSpec:
-    """Sequential bottleneck adapter (adapters' SeqBnConfig, Pfeiffer placement: after the FFN).
-
-    reduction_factor: hidden size / bottleneck size; 16 as in AdapterFusion (Pfeiffer et al. 2021); at most
-        the backbone's hidden size (checked when it is loaded).
-    non_linearity: activation inside the bottleneck; relu as in AdapterFusion.
-    """
-
-    reduction_factor: int = 16
-    non_linearity: NonLinearity = NonLinearity.RELU
-
-    def __post_init__(self):
-        if self.reduction_factor < 1:
-            raise ValueError("bottleneck.reduction_factor must be >= 1")
-
-
-@dataclass(frozen=True)
-class LoRASpec:
-    """LoRA adapter (adapters' LoRAConfig).
-
-    r: rank, 8 by default, at most the backbone's hidden size; alpha: scaling numerator (update scaled by
-    alpha / r), 16 by default, > 0 (0 would zero the update, a negative one only flip its sign);
-    dropout: on the LoRA input, 0.0; target_modules: which linear layers get an update, q and v as in
-    Hu et al. (2021).
-    """
-
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: tuple[LoRATarget, ...] = (LoRATarget.Q, LoRATarget.V)
-
-    def __post_init__(self):
-        if self.r < 1:
-            raise ValueError("lora.r must be >= 1")
-        if self.alpha <= 0:
-            raise ValueError(f"lora.alpha must be > 0 (got {self.alpha}): the update is scaled by alpha / r, so "
-                             "0 switches it off")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("lora.dropout must be in [0, 1)")
-        if not self.target_modules:
-            raise ValueError("lora.target_modules must name at least one of: " + ", ".join(t.value for t in LoRATarget))
-
-
-@dataclass(frozen=True)
 class MethodSpec:
-    """The adaptation method. Only the sub-spec of `kind` is used and recorded."""
+    """The adaptation method: `kind` is a registered method name (`stepstone.methods.METHODS`);
+    each method with settings has its block (`method.bottleneck`, `method.lora`, ...: one field per
+    registered method, added from the registry below). Only the block of `kind` is used and recorded; another
+    method's block must hold that method's defaults (saved configs repeat them), else it would be ignored.
+    """
 
-    kind: MethodKind = MethodKind.BOTTLENECK
-    bottleneck: BottleneckSpec = field(default_factory=BottleneckSpec)
-    lora: LoRASpec = field(default_factory=LoRASpec)
+    kind: MethodName = "bottleneck"
 
     def __post_init__(self):
+        METHODS.get(self.kind)  # an unknown name fails listing the valid ones
         # settings of another method would be ignored; the defaults are what saved configs repeat
-        unused = [name for name, kind, default in (("bottleneck", MethodKind.BOTTLENECK, BottleneckSpec()),
-                                                   ("lora", MethodKind.LORA, LoRASpec()))
-                  if kind is not self.kind and getattr(self, name) != default]
+        unused = [name for name in _SETTINGS if name != self.kind and getattr(self, name) != _SETTINGS[name]()]
         if unused:
-            raise ValueError(f"method.{unused[0]} settings are given, but method.kind is {self.kind.value}, which "
+            raise ValueError(f"method.{unused[0]} settings are given, but method.kind is {self.kind}, which "
                              f"does not use them: set method.kind to {unused[0]}, or drop them")
+
+    @property
+    def registered(self) -> Method:
+        """The registered method record of `kind`."""
+        return METHODS.get(self.kind)
+
+    @property
+    def options(self) -> Any:
+        """The settings record of `kind` (None for a method without settings, e.g. full)."""
+        return getattr(self, self.kind) if self.kind in _SETTINGS else None
 
     def settings(self) -> dict:
         """The settings that matter for `kind` (what manifests record)."""
         from .config import to_dict
 
-        if self.kind is MethodKind.BOTTLENECK:
-            return to_dict(self.bottleneck)
-        if self.kind is MethodKind.LORA:
-            return to_dict(self.lora)
-        return {}
+        return {} if self.options is None else to_dict(self.options)
+
+    @classmethod
+    def from_record(cls, record: Any, source: str = "<config>") -> "MethodSpec":
+        """A manifest's method record `{"kind": K, "settings": {...}}` as a MethodSpec (strictly built:
+        an unknown kind or setting raises ConfigError naming `source`)."""
+        from .config import build
+
+        kind, settings = record.get("kind"), record.get("settings") or {}
+        return build(cls, {"kind": kind, kind: settings} if settings else {"kind": kind}, source=source)
+
+    def to_config(self) -> dict:
+        """Config / manifest form (`stepstone.config.to_dict` writes it): `{"kind": K, K: {settings}}`, or
+        `{"kind": K}` for a method without settings; the other methods' default blocks are left out."""
+        return {"kind": self.kind, **({} if self.options is None else {self.kind: self.settings()})}
+
+
+# One field per registered method with settings: the registrations ran when `.methods` was imported above.
+_SETTINGS = {name: m.settings for name, m in METHODS.items() if m.settings is not None}
+for _name, _cls in _SETTINGS.items():
+    MethodSpec.__annotations__[_name] = _cls
+    setattr(MethodSpec, _name, field(default_factory=_cls))
+MethodSpec = dataclass(frozen=True)(MethodSpec)
 
 
 @dataclass(frozen=True)
@@ -198,8 +167,10 @@ class Composition:
     def __post_init__(self):
         if not self.members:
             raise ValueError("a composition needs at least one member")
-        if self.block is Block.FUSE and len(self.members) < 2:
-            raise ValueError("Fuse needs at least two members")
+        fewest = self.block.min_members
+        if len(self.members) < fewest:
+            count = {2: "two", 3: "three"}.get(fewest, str(fewest))
+            raise ValueError(f"{self.block.value.capitalize()} needs at least {count} members")
         if len(set(self.members)) != len(self.members):
             raise ValueError("composition members must be distinct")
         for member in self.members:
@@ -292,9 +263,9 @@ class TrainSpec:
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0")
 
-    def resolved(self, method: MethodKind) -> "TrainSpec":
+    def resolved(self, method: str) -> "TrainSpec":
         """Fill the method-dependent defaults so the saved spec says what actually ran."""
-        lr = self.lr if self.lr is not None else (1e-5 if method is MethodKind.FULL else 1e-4)
+        lr = self.lr if self.lr is not None else METHODS.get(method).default_lr
         fusion_lr = self.fusion_lr if self.fusion_lr is not None else 5e-5
         return replace(self, lr=lr, fusion_lr=fusion_lr)
 
@@ -335,7 +306,7 @@ class RunSpec:
             raise ValueError("task must name one or more distinct tasks")
         if self.name is not None:
             check_name(self.name, "run name")
-        full = self.method.kind is MethodKind.FULL
+        full = self.method.registered.family is Family.FULL
         if full and self.compose is not None:
             raise ValueError("a full fine-tune has no adapters to compose: drop 'compose' or pick an adapter method")
         if full and self.backbone.quantize is not Quantize.NONE:
@@ -348,4 +319,4 @@ class RunSpec:
 
     @property
     def run_name(self) -> str:
-        return self.name or f"{'-'.join(self.task)}-{self.method.kind.value}"
+        return self.name or f"{'-'.join(self.task)}-{self.method.kind}"

@@ -18,7 +18,8 @@ from .errors import StepstoneError
 from .distributed import Processes, processes
 from .evaluation import predict, row_length
 from .formats import FormatHandler
-from .methods import adapter_kind_of_parameter, backbone_dropout_off, fusion_regularization
+from .methods import (FUSION_OWNER, adapter_kind_of_parameter, adapter_owners, backbone_dropout_off,
+                      fusion_regularization)
 from .precision import autocast, frozen_linears_lowered, grad_scaler
 from .progress import ProgressFactory, silent
 from .specs import Sampling, TrainSpec
@@ -76,11 +77,11 @@ def trainable_names(model: Any, mode: Mode, target: str, fusion: str | None = No
     `heads` defaults to the head named like the target adapter."""
     if mode is Mode.FULL:
         return frozenset(name for name, _ in model.named_parameters())
-    owners = {("adapters", target), ("loras", target), *(("heads", h) for h in (heads or (target,)))}
+    owners = {*((owner, target) for owner in adapter_owners()), *(("heads", h) for h in (heads or (target,)))}
     if mode is Mode.FUSION:
         if fusion is None:
             raise ValueError("FUSION mode needs the fusion layer's name")
-        owners.add(("adapter_fusion_layer", fusion))
+        owners.add((FUSION_OWNER, fusion))
     return frozenset(n for n, _ in model.named_parameters() if adapter_kind_of_parameter(n) in owners)
 
 
@@ -128,7 +129,7 @@ def train(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, mo
             sink(record)
 
     fusion_params = [params[n] for n in sorted(trainable.names)
-                     if (adapter_kind_of_parameter(n) or ("",))[0] == "adapter_fusion_layer"]
+                     if (adapter_kind_of_parameter(n) or ("",))[0] == FUSION_OWNER]
     fusion_ids = {id(p) for p in fusion_params}
     other_params = [params[n] for n in sorted(trainable.names) if id(params[n]) not in fusion_ids]
     groups = [{"params": other_params, "lr": spec.lr}]

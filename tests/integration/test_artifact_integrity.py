@@ -24,7 +24,7 @@ from stepstone.artifacts import check_tree
 from stepstone.manifest import name_problems, read_manifest
 from stepstone.errors import StepstoneError
 from stepstone.formats import handler_for
-from stepstone.specs import Block, Composition, MethodKind, MethodSpec, RunSpec, TrainSpec
+from stepstone.specs import Block, Composition, MethodSpec, RunSpec, TrainSpec
 from stepstone.toy import generate
 from stepstone.zoo import Zoo
 
@@ -32,8 +32,8 @@ torch.set_num_threads(1)
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "weights_only_manifest"
 TRAIN = TrainSpec(epochs=1, batch_size=16, max_train_examples=32, max_eval_examples=16, lr=1e-3, select_best=False)
-BN, LORA = MethodSpec(kind=MethodKind.BOTTLENECK), MethodSpec(kind=MethodKind.LORA)
-FULL = MethodSpec(kind=MethodKind.FULL)
+BN, LORA = MethodSpec(kind="bottleneck"), MethodSpec(kind="lora")
+FULL = MethodSpec(kind="full")
 NAME_RULE = "use 1-64 letters, digits, '-' or '_', starting with a letter or digit"
 CASES = {
     "bn": dict(task="toy-sentiment", method=BN),
@@ -88,7 +88,7 @@ def old_weights(tmp_path_factory) -> dict[str, Path]:
     Training is deterministic on CPU, so these are the very bytes the old manifests' sha256 name: loading
     verifies that, so an old artifact is what is tested, not a lookalike."""
     from stepstone.composition import parse
-    from stepstone.specs import BottleneckSpec
+    from stepstone.methods import BottleneckSpec
 
     root = tmp_path_factory.mktemp("old-weights")
     zoo = Zoo(root / "zoo")

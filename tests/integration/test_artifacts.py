@@ -21,7 +21,7 @@ from stepstone.backbone import load_backbone
 from stepstone.config import build, load_yaml, to_dict
 from stepstone.errors import StepstoneError
 from stepstone.formats import handler_for
-from stepstone.specs import BackboneSpec, Block, Composition, MethodKind, MethodSpec, RunSpec, TrainSpec
+from stepstone.specs import BackboneSpec, Block, Composition, MethodSpec, RunSpec, TrainSpec
 from stepstone.tasks import get_task
 from stepstone.toy import generate
 from stepstone.zoo import Zoo
@@ -29,9 +29,9 @@ from stepstone.zoo import Zoo
 torch.set_num_threads(1)
 
 TRAIN = TrainSpec(epochs=1, batch_size=16, max_train_examples=32, max_eval_examples=16, lr=1e-3, select_best=False)
-BN = MethodSpec(kind=MethodKind.BOTTLENECK)
-LORA = MethodSpec(kind=MethodKind.LORA)
-FULL = MethodSpec(kind=MethodKind.FULL)
+BN = MethodSpec(kind="bottleneck")
+LORA = MethodSpec(kind="lora")
+FULL = MethodSpec(kind="full")
 
 ZOO_FILES = {"adapter.safetensors", "adapter_config.json", "head_config.json", "model_head.safetensors",
              "manifest.json", "config.yaml", "train_log.jsonl"}
@@ -166,7 +166,7 @@ def test_zoo_entry_files(trained, name):
     layers = ("1",) if done[name][0].task[0] in ("toy-tags", "toy-qa") else ("1", "4")
     assert set(load_file(str(path / "model_head.safetensors"))) == {f"heads.{name}.{i}.{p}" for i in layers
                                                                     for p in ("weight", "bias")}
-    if done[name][0].method.kind is MethodKind.BOTTLENECK:
+    if done[name][0].method.kind == "bottleneck":
         expected = {f"roberta.encoder.layer.{i}.output.adapters.{name}.{p}" for i in (0, 1) for p in
                     ("adapter_down.0.weight", "adapter_down.0.bias", "adapter_up.weight", "adapter_up.bias")}
     else:
@@ -233,7 +233,7 @@ def test_manifest(trained, name):
     assert manifest["format_version"] == FORMAT_VERSION
     assert manifest["backbone"] == {"name": "tiny", "revision": None, "parameters": 402816, "quantize": "none",
                                     "attention": "sdpa", "fingerprint": load_backbone(BackboneSpec()).fingerprint}
-    assert manifest["method"] == {"kind": spec.method.kind.value, "settings": spec.method.settings()}
+    assert manifest["method"] == {"kind": spec.method.kind, "settings": spec.method.settings()}
     assert manifest["task"] == {"name": spec.task[0], "format": task.format.value, "labels": list(task.labels),
                                 "num_choices": task.num_choices, "train_language": "en", "head": name}
     assert manifest["tasks"] == [manifest["task"]]

@@ -8,7 +8,6 @@ import pytest
 
 from stepstone.errors import ConfigError, StepstoneError
 from stepstone.grid import CELLS, GridSpec, Preset, Setup, TargetSpec, cells, load_grid, load_records, run_grid
-from stepstone.specs import MethodKind
 
 SENTENCES = ["the cat sleeps", "a dog runs fast", "birds sing in spring", "we eat bread"]
 
@@ -81,7 +80,7 @@ def test_grid_runs_resumes_and_records_everything(data, tmp_path):
 
 
 def test_failed_cell_is_recorded_and_the_grid_goes_on(data, tmp_path):
-    grid = tiny_grid(data, intermediate=("toy-sentiment",), methods=(MethodKind.BOTTLENECK,), seeds=(0,),
+    grid = tiny_grid(data, intermediate=("toy-sentiment",), methods=("bottleneck",), seeds=(0,),
                      setups=(Setup.NONE,), full_finetune=False, full_after=(),
                      targets=(TargetSpec("pawsx"), TargetSpec("toy-tags")))
     result = run_grid(grid, tmp_path / "g", isolate=False)
@@ -94,7 +93,7 @@ def test_failed_cell_is_recorded_and_the_grid_goes_on(data, tmp_path):
 
 
 def test_isolated_cells_run_in_their_own_process(data, tmp_path):
-    grid = tiny_grid(data, intermediate=("toy-sentiment",), methods=(MethodKind.BOTTLENECK,), seeds=(0,),
+    grid = tiny_grid(data, intermediate=("toy-sentiment",), methods=("bottleneck",), seeds=(0,),
                      setups=(Setup.NONE, Setup.STACK), full_finetune=False, full_after=(),
                      targets=(TargetSpec("toy-tags"),))
     result = run_grid(grid, tmp_path / "g", isolate=True)
@@ -104,7 +103,7 @@ def test_isolated_cells_run_in_their_own_process(data, tmp_path):
 
 
 def test_a_folder_belongs_to_one_grid(data, tmp_path):
-    small = tiny_grid(data, intermediate=("toy-sentiment",), methods=(MethodKind.BOTTLENECK,), seeds=(0,),
+    small = tiny_grid(data, intermediate=("toy-sentiment",), methods=("bottleneck",), seeds=(0,),
                       setups=(Setup.NONE,), full_finetune=False, full_after=(), targets=(TargetSpec("toy-tags"),))
     run_grid(small, tmp_path / "g", isolate=False)
     with pytest.raises(StepstoneError, match="holds a different grid"):
@@ -118,7 +117,7 @@ def test_grid_yaml_is_strict(tmp_path):
         load_grid(path)
     path.write_text("intermediate: [toy-sentiment]\ntargets:\n  - task: toy-tags\npreset: tiny\nseeds: [0]\n")
     grid = load_grid(path, ("methods=[lora]",))
-    assert grid.methods == (MethodKind.LORA,) and grid.targets == (TargetSpec("toy-tags"),)
+    assert grid.methods == ("lora",) and grid.targets == (TargetSpec("toy-tags"),)
 
 
 def test_grid_and_report_commands(data, tmp_path, monkeypatch):
@@ -156,9 +155,9 @@ def test_a_cell_line_cut_short_by_a_kill_reruns(tmp_path):
 
 def test_targets_narrow_methods_setups_and_seeds(data):
     grid = tiny_grid(data, seeds=(0, 1, 2), full_after=(), single_seed=(Setup.MULTITASK,),
-                     method_setups={MethodKind.LORA: (Setup.NONE,)},
+                     method_setups={"lora": (Setup.NONE,)},
                      targets=(TargetSpec("toy-tags"),
-                              TargetSpec("toy-pair", seeds=(4,), methods=(MethodKind.BOTTLENECK,),
+                              TargetSpec("toy-pair", seeds=(4,), methods=("bottleneck",),
                                          setups=(Setup.NONE, Setup.STACK), full_finetune=False,
                                          intermediates=("toy-sentiment",))))
     ids = [c.id for c in cells(grid)]
@@ -176,7 +175,7 @@ def test_targets_narrow_methods_setups_and_seeds(data):
 
 def test_a_target_may_not_name_a_method_the_grid_does_not_train(data):
     with pytest.raises(ValueError, match="target 'toy-tags' names methods the grid does not train: lora"):
-        tiny_grid(data, methods=(MethodKind.BOTTLENECK,), targets=(TargetSpec("toy-tags", methods=(MethodKind.LORA,)),))
+        tiny_grid(data, methods=("bottleneck",), targets=(TargetSpec("toy-tags", methods=("lora",)),))
     with pytest.raises(ValueError, match="target 'toy-tags' stacks tasks that are not intermediate tasks: ghost"):
         tiny_grid(data, targets=(TargetSpec("toy-tags", intermediates=("ghost",)),))
     with pytest.raises(ValueError, match="no_dev names tasks that are not intermediate tasks: ghost"):
@@ -262,7 +261,7 @@ def test_grid_values_that_would_fail_later_are_refused_up_front(data):
          "toy-pair)"),
         (lambda: tiny_grid(data, intermediate_splits={"toy-pair": "dev"}),
          "intermediate_splits must be train or validation (got toy-pair: dev)"),
-        (lambda: tiny_grid(data, methods=(MethodKind.BOTTLENECK,), method_setups={MethodKind.LORA: (Setup.NONE,)}),
+        (lambda: tiny_grid(data, methods=("bottleneck",), method_setups={"lora": (Setup.NONE,)}),
          "method_setups names methods the grid does not train: lora (grid methods: bottleneck)"),
     ]
     for make, message in cases:
@@ -281,7 +280,7 @@ def test_run_grid_refuses_before_writing(data, tmp_path):
     assert not (tmp_path / "grid").exists()
     # the default setups mean every setup that applies: one intermediate runs none and stack only
     ids = [c.id for c in cells(tiny_grid(data, intermediate=("toy-sentiment",), full_after=(), full_finetune=False,
-                                         methods=(MethodKind.BOTTLENECK,), targets=(TargetSpec("toy-tags"),)))]
+                                         methods=("bottleneck",), targets=(TargetSpec("toy-tags"),)))]
     assert ids == ["intermediate/bottleneck/toy-sentiment", "target/toy-tags/bottleneck/none/seed0",
                    "target/toy-tags/bottleneck/stack-toy-sentiment/seed0", "target/toy-tags/bottleneck/none/seed1",
                    "target/toy-tags/bottleneck/stack-toy-sentiment/seed1"]
@@ -350,7 +349,7 @@ def test_presets_calibrate_training_per_task_family():
     from stepstone.tasks import TaskFormat
 
     grid = GridSpec(intermediate=("sst2", "copa", "tydiqa"), preset=Preset.CPU_SMALL, seeds=(0,),
-                    methods=(MethodKind.BOTTLENECK,), setups=(Setup.NONE, Setup.STACK),
+                    methods=("bottleneck",), setups=(Setup.NONE, Setup.STACK),
                     targets=(TargetSpec("udpos"), TargetSpec("xnli"), TargetSpec("panx", full_finetune=False)))
     got = {c.id: c.spec.train.lr for c in cells(grid) if c.spec is not None and "stack" not in c.id}
     assert got == {"intermediate/bottleneck/sst2": 1e-3, "intermediate/bottleneck/copa": 1e-3,

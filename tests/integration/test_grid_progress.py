@@ -8,7 +8,6 @@ import pytest
 
 from stepstone.grid import CELLS, GridSpec, Preset, Setup, TargetSpec, cells, load_records, planned, run_grid
 from stepstone.progress import silent
-from stepstone.specs import MethodKind
 
 SENTENCES = ["the cat sleeps", "a dog runs fast", "birds sing in spring", "we eat bread"]
 
@@ -49,7 +48,7 @@ class Ticks:
 
 def small(data: Path, **changes) -> GridSpec:
     spec = dict(intermediate=("toy-sentiment",), preset=Preset.TINY, data_dir=data, seeds=(0, 1),
-                methods=(MethodKind.BOTTLENECK,), setups=(Setup.STACK,), full_finetune=False,
+                methods=("bottleneck",), setups=(Setup.STACK,), full_finetune=False,
                 targets=(TargetSpec("toy-tags"), TargetSpec("tatoeba", split="test", langs=("de",))))
     spec.update(changes)
     return GridSpec(**spec)

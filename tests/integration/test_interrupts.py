@@ -24,7 +24,7 @@ from stepstone import pipelines
 from stepstone.manifest import read_manifest
 from stepstone.grid import CELLS, GridSpec, Preset, Setup, TargetSpec, load_records, run_grid
 from stepstone.interrupts import Interrupted
-from stepstone.specs import BackboneSpec, MethodKind, MethodSpec, RunSpec, TrainSpec
+from stepstone.specs import BackboneSpec, MethodSpec, RunSpec, TrainSpec
 from stepstone.zoo import Zoo
 
 torch.set_num_threads(1)
@@ -33,7 +33,7 @@ NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
 
 
 def spec(name: str = "r", **train) -> RunSpec:
-    return RunSpec(task=["toy-tags"], name=name, method=MethodSpec(kind=MethodKind.BOTTLENECK),
+    return RunSpec(task=["toy-tags"], name=name, method=MethodSpec(kind="bottleneck"),
                    backbone=BackboneSpec("tiny"), train=replace(TRAIN, **train))
 
 
@@ -246,7 +246,7 @@ def test_stepstone_train_interrupted_for_real_says_how_to_resume_and_resumes_exa
 # ------------------------------------------------------------------------------------------- grids
 def tiny_grid(**train) -> GridSpec:
     return GridSpec(intermediate=("toy-sentiment",), targets=(TargetSpec("toy-tags", langs=("en",)),),
-                    preset=Preset.TINY, seeds=(0,), methods=(MethodKind.BOTTLENECK,), setups=(Setup.STACK,),
+                    preset=Preset.TINY, seeds=(0,), methods=("bottleneck",), setups=(Setup.STACK,),
                     full_finetune=False, train={"checkpoint_every": 3, **train})
 
 

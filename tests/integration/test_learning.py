@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from stepstone import health, pipelines
 from stepstone.grid import CELLS, GridSpec, Preset, Setup, TargetSpec, load_records, run_grid
-from stepstone.specs import MethodKind, RunSpec, TrainSpec
+from stepstone.specs import RunSpec, TrainSpec
 from stepstone.tasks import TaskFormat
 from stepstone.zoo import Zoo
 from stepstone_cli.main import app
@@ -71,7 +71,7 @@ def test_the_grid_records_and_prints_the_verdict_of_each_cell(tmp_path):
     """Per-family settings: classification trains at a learning rate too small to learn, tagging at one that
     learns; the cells say so."""
     sizes = {"epochs": 4, "batch_size": 8, "max_train_examples": 96, "max_eval_examples": 32}
-    grid = GridSpec(intermediate=("toy-pair",), preset=Preset.TINY, seeds=(0,), methods=(MethodKind.BOTTLENECK,),
+    grid = GridSpec(intermediate=("toy-pair",), preset=Preset.TINY, seeds=(0,), methods=("bottleneck",),
                     setups=(Setup.NONE,), full_finetune=False,
                     targets=(TargetSpec("toy-sentiment"), TargetSpec("toy-tags")), train=sizes,
                     train_by_format={TaskFormat.CLASSIFICATION: {"lr": 1e-9}, TaskFormat.TAGGING: {"lr": 5e-3}})

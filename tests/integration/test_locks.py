@@ -18,7 +18,7 @@ from stepstone import artifacts, locks, pipelines
 from stepstone.errors import StepstoneError
 from stepstone.grid import CELLS, GridSpec, Preset, Setup, TargetSpec, load_records, run_grid
 from stepstone.composition import parse
-from stepstone.specs import BackboneSpec, MethodKind, MethodSpec, RunSpec, TrainSpec
+from stepstone.specs import BackboneSpec, MethodSpec, RunSpec, TrainSpec
 from stepstone.zoo import Zoo
 
 TRAIN = TrainSpec(epochs=1, batch_size=8, max_train_examples=16, max_eval_examples=8, lr=5e-3)
@@ -26,7 +26,7 @@ ME = os.getpid()
 
 
 def spec(name: str = "r", compose: str | None = None) -> RunSpec:
-    return RunSpec(task=["toy-sentiment"], name=name, method=MethodSpec(kind=MethodKind.BOTTLENECK),
+    return RunSpec(task=["toy-sentiment"], name=name, method=MethodSpec(kind="bottleneck"),
                    backbone=BackboneSpec("tiny"), train=TRAIN, compose=parse(compose) if compose else None)
 
 
@@ -73,7 +73,7 @@ def test_a_composed_run_has_one_lock_in_runs_dir(tmp_path):
 
 def test_a_grid_folder_in_use_is_refused_and_writes_nothing(tmp_path):
     grid = GridSpec(intermediate=("toy-sentiment",), targets=(TargetSpec("toy-tags"),), preset=Preset.TINY,
-                    seeds=(0,), methods=(MethodKind.BOTTLENECK,), setups=(Setup.NONE,), full_finetune=False)
+                    seeds=(0,), methods=("bottleneck",), setups=(Setup.NONE,), full_finetune=False)
     with locks.exclusive([tmp_path / "g"], "held"):
         with pytest.raises(StepstoneError) as caught:
             run_grid(grid, tmp_path / "g", isolate=False)
@@ -84,7 +84,7 @@ def test_a_grid_folder_in_use_is_refused_and_writes_nothing(tmp_path):
 
 def test_a_grid_cell_whose_zoo_entry_another_process_trains_fails_and_the_grid_goes_on(tmp_path):
     grid = GridSpec(intermediate=("toy-sentiment",), targets=(TargetSpec("toy-tags", langs=("en",)),),
-                    preset=Preset.TINY, seeds=(0,), methods=(MethodKind.BOTTLENECK,), setups=(Setup.NONE,),
+                    preset=Preset.TINY, seeds=(0,), methods=("bottleneck",), setups=(Setup.NONE,),
                     full_finetune=False)
     folder = tmp_path / "g"
     entry = folder / "zoo" / "toy-tags-bottleneck-none-s0"

@@ -15,14 +15,14 @@ from stepstone.interop import export_adapter, import_adapter
 from stepstone.manifest import (FORMAT_VERSION, ArtifactLayout, BackboneRecord, Kind, Manifest, migrate,
                                 read_manifest)
 from stepstone.pipelines import load_for_inference, load_run_spec, train_run
-from stepstone.specs import Attention, BackboneSpec, Block, Composition, MethodKind, MethodSpec, Quantize, RunSpec, TrainSpec
+from stepstone.specs import Attention, BackboneSpec, Block, Composition, MethodSpec, Quantize, RunSpec, TrainSpec
 from stepstone.zoo import Zoo
 
 torch.set_num_threads(1)
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "weights_only_manifest"
 TRAIN = TrainSpec(epochs=1, batch_size=16, max_train_examples=32, max_eval_examples=16, lr=1e-3, select_best=False)
-BN, LORA, FULL = (MethodSpec(kind=k) for k in (MethodKind.BOTTLENECK, MethodKind.LORA, MethodKind.FULL))
+BN, LORA, FULL = (MethodSpec(kind=k) for k in ("bottleneck", "lora", "full"))
 CASES = {
     "bn": dict(task="toy-sentiment", method=BN),
     "lora": dict(task="toy-pair", method=LORA),
@@ -68,11 +68,11 @@ def test_every_saved_manifest_round_trips_and_its_records_hold_every_field(train
 
 def test_typed_fields(trained):
     run = read_manifest(trained["fuse"])
-    assert (run.kind, run.mode, run.method.kind) == (Kind.RUN, "fusion", MethodKind.BOTTLENECK)
+    assert (run.kind, run.mode, run.method.kind) == (Kind.RUN, "fusion", "bottleneck")
     assert run.composition.block is Block.FUSE and run.composition.members == ("bn", "multi")
     assert run.composition.composition() == Composition(Block.FUSE, ("bn", "multi"))
-    assert {k: v.kind for k, v in run.composition.member_methods.items()} == {"bn": MethodKind.BOTTLENECK,
-                                                                               "multi": MethodKind.BOTTLENECK}
+    assert {k: v.kind for k, v in run.composition.member_methods.items()} == {"bn": "bottleneck",
+                                                                               "multi": "bottleneck"}
     assert run.task.registered().name == "toy-tags" and run.task.head == "fuse"
     multi = read_manifest(trained["multi"])
     assert [(t.name, t.head) for t in multi.tasks] == [("toy-sentiment", "multi"), ("toy-tags", "multi_toy-tags")]

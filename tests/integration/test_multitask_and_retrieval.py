@@ -10,7 +10,8 @@ import torch
 
 from stepstone import pipelines
 from stepstone.errors import StepstoneError
-from stepstone.specs import BottleneckSpec, MethodSpec, RunSpec, Sampling, TrainSpec
+from stepstone.methods import BottleneckSpec
+from stepstone.specs import MethodSpec, RunSpec, Sampling, TrainSpec
 from stepstone.training import schedule
 from stepstone.zoo import Zoo
 

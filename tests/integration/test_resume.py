@@ -22,7 +22,7 @@ from stepstone import pipelines
 from stepstone.checkpoint import Checkpoints
 from stepstone.errors import StepstoneError
 from stepstone.composition import parse
-from stepstone.specs import BackboneSpec, MethodKind, MethodSpec, Precision, RunSpec, TrainSpec
+from stepstone.specs import BackboneSpec, MethodSpec, Precision, RunSpec, TrainSpec
 from stepstone.zoo import Zoo
 
 torch.set_num_threads(1)
@@ -34,7 +34,7 @@ class Stop(Exception):
 
 
 def spec(name: str = "r", tasks: tuple[str, ...] = ("toy-tags",), compose: str | None = None, **train) -> RunSpec:
-    return RunSpec(task=list(tasks), name=name, method=MethodSpec(kind=MethodKind.BOTTLENECK),
+    return RunSpec(task=list(tasks), name=name, method=MethodSpec(kind="bottleneck"),
                    backbone=BackboneSpec("tiny"), train=replace(TRAIN, **train),
                    compose=parse(compose) if compose else None)
 
@@ -254,7 +254,7 @@ def test_resume_refuses_a_changed_init_from_run_and_backbone(tmp_path, monkeypat
     loaded.model.save_pretrained(str(folder))
     loaded.tokenizer.save_pretrained(str(folder))
     zoo, runs = Zoo(tmp_path / "zoo"), tmp_path / "runs"
-    full = replace(spec("base", epochs=1), method=MethodSpec(kind=MethodKind.FULL), backbone=BackboneSpec(str(folder)))
+    full = replace(spec("base", epochs=1), method=MethodSpec(kind="full"), backbone=BackboneSpec(str(folder)))
     pipelines.train_run(full, zoo=zoo, runs_dir=runs)
     run = replace(full, name="after", init_from=runs / "base", train=replace(TRAIN, epochs=1))
     stopped(run, zoo, runs, monkeypatch)

@@ -14,7 +14,8 @@ from stepstone.backbone import load_backbone
 from stepstone.tasks.examples import load_examples
 from stepstone.errors import StepstoneError
 from stepstone.formats import handler_for
-from stepstone.specs import BackboneSpec, BottleneckSpec, LoRASpec, MethodKind, MethodSpec, RunSpec, TrainSpec
+from stepstone.methods import BottleneckSpec, LoRASpec
+from stepstone.specs import BackboneSpec, MethodSpec, RunSpec, TrainSpec
 from stepstone.tasks import Split, get_task
 from stepstone_cli.main import app
 
@@ -94,13 +95,13 @@ def test_method_settings_are_checked_against_the_hidden_size():
 
     config = load_backbone(BackboneSpec("tiny")).model.config  # hidden size 128
     check_fits(MethodSpec(bottleneck=BottleneckSpec(reduction_factor=128)), config)  # a 1-unit bottleneck: valid
-    check_fits(MethodSpec(kind=MethodKind.LORA, lora=LoRASpec(r=128)), config)
+    check_fits(MethodSpec(kind="lora", lora=LoRASpec(r=128)), config)
     with pytest.raises(StepstoneError, match=r"^method.bottleneck.reduction_factor is 129, larger than the backbone's "
                                              r"hidden size 128: "):
         check_fits(MethodSpec(bottleneck=BottleneckSpec(reduction_factor=129)), config)
     with pytest.raises(StepstoneError, match=r"^method.lora.r is 129, larger than the backbone's hidden size 128: "):
-        check_fits(MethodSpec(kind=MethodKind.LORA, lora=LoRASpec(r=129)), config)
-    check_fits(MethodSpec(kind=MethodKind.FULL), config)
+        check_fits(MethodSpec(kind="lora", lora=LoRASpec(r=129)), config)
+    check_fits(MethodSpec(kind="full"), config)
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -118,13 +119,13 @@ def test_train_settings_that_cannot_mean_what_was_asked(settings, message):
 
 def test_settings_of_another_method_are_refused():
     with pytest.raises(ValueError) as caught:
-        MethodSpec(kind=MethodKind.LORA, bottleneck=BottleneckSpec(reduction_factor=4))
+        MethodSpec(kind="lora", bottleneck=BottleneckSpec(reduction_factor=4))
     assert str(caught.value) == ("method.bottleneck settings are given, but method.kind is lora, which does not use "
                                  "them: set method.kind to bottleneck, or drop them")
     with pytest.raises(ValueError, match=r"^lora.alpha must be > 0 \(got 0\)"):
         LoRASpec(alpha=0)
     # what saved configs hold (the other method's defaults) still builds
-    assert MethodSpec(kind=MethodKind.FULL, bottleneck=BottleneckSpec(), lora=LoRASpec()).kind is MethodKind.FULL
+    assert MethodSpec(kind="full", bottleneck=BottleneckSpec(), lora=LoRASpec()).kind == "full"
 
 
 def test_a_library_caller_gets_the_same_refusals(tmp_path):

@@ -13,8 +13,8 @@ from stepstone import methods, pipelines
 from stepstone.backbone import TINY_SHAPE, load_backbone
 from stepstone.errors import StepstoneError
 from stepstone.formats import handler_for
-from stepstone.specs import (BackboneSpec, Block, Composition, LoRASpec, LoRATarget, MethodKind, MethodSpec, RunSpec,
-                             TrainSpec)
+from stepstone.methods import LoRASpec, LoRATarget
+from stepstone.specs import BackboneSpec, Block, Composition, MethodSpec, RunSpec, TrainSpec
 from stepstone.tasks import get_task
 from stepstone.tiny import build_tiny_tokenizer
 from stepstone.training import Mode, set_trainable, trainable_names
@@ -23,9 +23,9 @@ from stepstone.zoo import Zoo
 torch.set_num_threads(1)
 
 TRAIN = TrainSpec(epochs=1, batch_size=16, max_train_examples=32, max_eval_examples=16, lr=1e-3)
-BN = MethodSpec(kind=MethodKind.BOTTLENECK)
-LORA = MethodSpec(kind=MethodKind.LORA)
-FULL = MethodSpec(kind=MethodKind.FULL)
+BN = MethodSpec(kind="bottleneck")
+LORA = MethodSpec(kind="lora")
+FULL = MethodSpec(kind="full")
 LAYERS = range(TINY_SHAPE["num_hidden_layers"])
 
 # ---------------------------------------------------------------------------- expected sizes, from TINY_SHAPE
@@ -229,7 +229,7 @@ def composed(zoo):
 def test_composed_manifest_and_trainable(zoo, composed, case):
     block, members, method, semantics, mode, target_names, extra = COMPOSED[case]
     outcome, _ = composed[case]
-    base = BOTTLENECK_16 if method.kind is MethodKind.BOTTLENECK else LORA_8_QV
+    base = BOTTLENECK_16 if method.kind == "bottleneck" else LORA_8_QV
     assert outcome.trainable.count == base + extra + cls_head(2)
     expected = target_names(case) | head_names(case)
     if mode is Mode.FUSION:
@@ -285,7 +285,7 @@ def test_target_and_fusion_weights_trained(composed, case):
 @pytest.mark.parametrize("block, members, method, match", [
     (Block.FUSE, ("bn-sent", "lora-sent"), BN, "Fuse supports bottleneck members only"),
     (Block.STACK, ("lora-sent", "bn-sent"), LORA, "cannot also hold a bottleneck"),
-    (Block.STACK, ("lora-sent",), MethodSpec(kind=MethodKind.LORA,
+    (Block.STACK, ("lora-sent",), MethodSpec(kind="lora",
                                              lora=LoRASpec(target_modules=(LoRATarget.INTERMEDIATE,))),
      r"must update the same modules \(lora-sent: q, v; refused: intermediate\)"),
     (Block.STACK, ("bn-sent", "missing"), BN,

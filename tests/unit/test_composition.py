@@ -17,18 +17,18 @@ from stepstone.backbone import load_backbone
 from stepstone.composition import Member, Semantics
 from stepstone.errors import StepstoneError
 from stepstone.formats import handler_for
-from stepstone.specs import (BackboneSpec, Block, BottleneckSpec, Composition, LoRASpec, LoRATarget, MethodKind,
-                             MethodSpec)
+from stepstone.methods import BottleneckSpec, LoRASpec, LoRATarget
+from stepstone.specs import BackboneSpec, Block, Composition, MethodSpec
 from stepstone.tasks import get_task
 from stepstone.toy import generate
 
 torch.set_num_threads(1)
 
 QV = (LoRATarget.Q, LoRATarget.V)
-BN = MethodSpec(kind=MethodKind.BOTTLENECK, bottleneck=BottleneckSpec(reduction_factor=16))
+BN = MethodSpec(kind="bottleneck", bottleneck=BottleneckSpec(reduction_factor=16))
 # Two LoRAs on the same modules with different ranks and scalings (alpha / r): 1.0 and 2.0.
-LORA_A = MethodSpec(kind=MethodKind.LORA, lora=LoRASpec(r=4, alpha=4, target_modules=QV))
-LORA_T = MethodSpec(kind=MethodKind.LORA, lora=LoRASpec(r=8, alpha=16, target_modules=QV))
+LORA_A = MethodSpec(kind="lora", lora=LoRASpec(r=4, alpha=4, target_modules=QV))
+LORA_T = MethodSpec(kind="lora", lora=LoRASpec(r=8, alpha=16, target_modules=QV))
 SCALING = {"lora_a": 1.0, "lora_t": 2.0}
 HEAD = "head"
 LAYERS = (0, 1)
@@ -36,15 +36,15 @@ LAYERS = (0, 1)
 
 # ------------------------------------------------------------------------------------------- semantics table
 def bn(name: str) -> Member:
-    return Member(name, MethodKind.BOTTLENECK)
+    return Member(name, "bottleneck")
 
 
 def lora(name: str, *targets: LoRATarget) -> Member:
-    return Member(name, MethodKind.LORA, LoRASpec(target_modules=targets or QV))
+    return Member(name, "lora", LoRASpec(target_modules=targets or QV))
 
 
 def full(name: str) -> Member:
-    return Member(name, MethodKind.FULL)
+    return Member(name, "full")
 
 
 SEMANTICS_TABLE = [
@@ -66,8 +66,8 @@ SEMANTICS_TABLE = [
 
 def cell_id(block: Block, members: list[Member], target: Member) -> str:
     def short(m: Member) -> str:
-        kind = {MethodKind.BOTTLENECK: "bn", MethodKind.LORA: "lora", MethodKind.FULL: "full"}[m.method]
-        return kind + ("(" + ",".join(t.value for t in m.lora.target_modules) + ")" if m.lora else "")
+        kind = {"bottleneck": "bn", "lora": "lora", "full": "full"}[m.method]
+        return kind + ("(" + ",".join(t.value for t in m.settings.target_modules) + ")" if m.settings else "")
 
     return f"{block.value}:{'+'.join(short(m) for m in members)}->{short(target)}"
 
@@ -96,7 +96,7 @@ def test_sum_refuses_different_target_modules_naming_both():
 def test_several_loras_with_a_bottleneck_refused(members, target):
     with pytest.raises(StepstoneError, match="cannot also hold a bottleneck") as err:
         comp.semantics(Block.STACK, members, target)
-    loras = [m.name for m in (*members, target) if m.method is MethodKind.LORA]
+    loras = [m.name for m in (*members, target) if m.method == "lora"]
     assert f"LoRA: {', '.join(loras)}" in str(err.value)
 
 
@@ -213,7 +213,7 @@ def setup_for(block: Block, members: tuple[str, ...], target: str, member_method
               target_method: MethodSpec):
     """The adapters block stepstone activates for this cell (semantics computed, as the pipeline does)."""
     def member(name, method):
-        return Member(name, method.kind, method.lora if method.kind is MethodKind.LORA else None)
+        return Member(name, method.kind, method.lora if method.kind == "lora" else None)
 
     kind = comp.semantics(block, [member(m, member_methods[m]) for m in members], member(target, target_method))
     return comp.adapters_setup(Composition(block, members), target, kind), kind
@@ -424,3 +424,67 @@ def test_fusion_lora_target(tiny):
 def test_parse_refuses_empty_member_names(text):
     with pytest.raises(StepstoneError, match="empty member name"):
         comp.parse(text)
+
+
+# ------------------------------------------------------------------------------- the capability table itself
+# Every supported cell of comp.RULES (row name, target family) -> the numeric tests above that pin it.
+CELL_TESTS = {
+    ("stack-sequential", "bottleneck"): ["test_sequential_is_order_sensitive", "test_sequential_layer_formula",
+                                         "test_sequential_with_identity_member_is_the_target_alone"],
+    ("stack-placed-lora-target", "lora"): ["test_placed_bottleneck_member_lora_target"],
+    ("stack-placed-lora-member", "bottleneck"): ["test_placed_lora_member_bottleneck_target"],
+    ("stack-sum", "lora"): ["test_sum_equals_merged_weight_sum", "test_sum_is_not_the_adapters_library_stack"],
+    ("fuse-bottleneck", "bottleneck"): ["test_fusion_bottleneck_target", "test_fusion_parameters"],
+    ("fuse-bottleneck", "lora"): ["test_fusion_lora_target"],
+}
+
+
+def test_every_supported_cell_is_pinned_by_a_numeric_test():
+    supported = {(rule.name, family.value) for rule in comp.RULES if isinstance(rule.outcome, Semantics)
+                 for family in sorted(rule.target or (), key=lambda f: f.value)}
+    assert set(CELL_TESTS) == supported
+    numeric = {name for name, value in globals().items() if name.startswith("test_") and callable(value)
+               and "tiny" in value.__code__.co_varnames[:value.__code__.co_argcount]}
+    assert {test for tests in CELL_TESTS.values() for test in tests} <= numeric
+    # the semantics-table examples reach every supported cell (and every refusal row but the full ones)
+    reached = {(comp.rule_for(block, members, target).name, target.family.value)
+               for block, members, target, _ in SEMANTICS_TABLE}
+    assert reached == supported
+
+
+def test_rule_names_are_distinct_and_rows_match_families_not_methods():
+    assert len({rule.name for rule in comp.RULES}) == len(comp.RULES)
+    for rule in comp.RULES:
+        assert set(rule.members) <= set(comp.Family) and (rule.target is None or set(rule.target) <= set(comp.Family))
+
+
+def test_refusal_by_method_names():
+    assert comp.refusal(Block.STACK, ["bottleneck", "bottleneck"], "lora") is None
+    assert comp.refusal(Block.STACK, ["lora"], "lora") is None
+    assert comp.refusal(Block.FUSE, ["bottleneck", "bottleneck"], "lora") is None
+    assert comp.refusal(Block.FUSE, ["bottleneck", "lora"], "bottleneck") == (
+        "Fuse supports bottleneck members only (AdapterFusion mixes bottleneck outputs); LoRA member(s): m2. "
+        "Use Stack for LoRA adapters")
+    assert comp.refusal(Block.STACK, ["lora", "bottleneck"], "lora") == (
+        "a Stack with several LoRA adapters cannot also hold a bottleneck adapter: LoRA: m1, target; make every "
+        "member LoRA, or keep one LoRA")
+    assert comp.refusal(Block.STACK, ["full"], "bottleneck") == comp.FULL_REFUSED
+    assert comp.refusal(Block.FUSE, ["bottleneck", "bottleneck"], "full") == comp.FULL_REFUSED
+
+
+def test_blocks_carry_their_own_data():
+    assert {b: (b.min_members, r.mode, sorted(s.value for s in r.setups)) for b, r in comp.BLOCKS.items()} == {
+        Block.STACK: (1, "adapter", ["placed", "sequential", "sum"]), Block.FUSE: (2, "fusion", ["fusion"])}
+    assert set(comp.BLOCKS) == set(Block)
+    for rule in comp.RULES:  # every semantics a row gives, its block can build
+        if isinstance(rule.outcome, Semantics) and rule.block is not None:
+            assert rule.outcome in comp.BLOCKS[rule.block].setups
+
+
+def test_readme_composition_table_is_generated_from_the_rules():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- composition-table:start -->\n", "<!-- composition-table:end -->"
+    assert readme.count(start) == 1 and readme.count(end) == 1
+    assert readme.split(start, 1)[1].split(end, 1)[0] == comp.markdown_table()

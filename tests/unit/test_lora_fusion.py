@@ -19,21 +19,21 @@ from stepstone.backbone import load_backbone
 from stepstone.composition import Member
 from stepstone.errors import StepstoneError
 from stepstone.formats import handler_for
-from stepstone.specs import (BackboneSpec, Block, BottleneckSpec, Composition, LoRASpec, LoRATarget, MethodKind,
-                             MethodSpec)
+from stepstone.methods import BottleneckSpec, LoRASpec, LoRATarget
+from stepstone.specs import BackboneSpec, Block, Composition, MethodSpec
 from stepstone.tasks import get_task
 from stepstone.toy import generate
 
 torch.set_num_threads(1)
 
 QV = (LoRATarget.Q, LoRATarget.V)
-BN = MethodSpec(kind=MethodKind.BOTTLENECK, bottleneck=BottleneckSpec(reduction_factor=16))
+BN = MethodSpec(kind="bottleneck", bottleneck=BottleneckSpec(reduction_factor=16))
 LORAS = {
-    "lora_a": MethodSpec(kind=MethodKind.LORA, lora=LoRASpec(r=4, alpha=4, target_modules=QV)),
-    "lora_b": MethodSpec(kind=MethodKind.LORA, lora=LoRASpec(r=2, alpha=8, dropout=0.25, target_modules=QV)),
-    "lora_c": MethodSpec(kind=MethodKind.LORA, lora=LoRASpec(r=8, alpha=8, target_modules=QV)),
-    "lora_t": MethodSpec(kind=MethodKind.LORA, lora=LoRASpec(r=8, alpha=16, target_modules=QV)),
-    "lora_i": MethodSpec(kind=MethodKind.LORA, lora=LoRASpec(r=4, alpha=4,
+    "lora_a": MethodSpec(kind="lora", lora=LoRASpec(r=4, alpha=4, target_modules=QV)),
+    "lora_b": MethodSpec(kind="lora", lora=LoRASpec(r=2, alpha=8, dropout=0.25, target_modules=QV)),
+    "lora_c": MethodSpec(kind="lora", lora=LoRASpec(r=8, alpha=8, target_modules=QV)),
+    "lora_t": MethodSpec(kind="lora", lora=LoRASpec(r=8, alpha=16, target_modules=QV)),
+    "lora_i": MethodSpec(kind="lora", lora=LoRASpec(r=4, alpha=4,
                                                              target_modules=(LoRATarget.INTERMEDIATE,))),
 }
 SCALING = {"lora_a": 1.0, "lora_b": 4.0, "lora_c": 1.0, "lora_t": 2.0}
@@ -97,7 +97,7 @@ def stack_setup(member: str, target: str):
     """Stack(member, target) as stepstone activates it today (semantics computed as the pipeline does)."""
     def record(name):
         method = METHODS[name]
-        return Member(name, method.kind, method.lora if method.kind is MethodKind.LORA else None)
+        return Member(name, method.kind, method.options)
 
     kind = comp.semantics(Block.STACK, [record(member)], record(target))
     return comp.adapters_setup(Composition(Block.STACK, (member,)), target, kind), kind

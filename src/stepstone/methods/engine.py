@@ -1,79 +1,71 @@
-"""Bottleneck and LoRA specs -> adapters-library configs, and the calls stepstone makes into `adapters`.
+"""The adapters-library glue that is the same for every method: model building, strict loading, heads,
+fusion, activation, parameter ownership, dropout, quantised LoRA wrapping.
 
-This is the one module that talks to the adapters library's adapter API (configs, add / load / save,
-fusion, activation); composition rules live in `stepstone.composition`.
+Per-method knowledge (settings, adapters-library config, shape checks) lives in the method's own module
+(bottleneck.py, lora.py, ...) and is reached through the `METHODS` registry; composition rules live in
+`stepstone.composition`.
 """
 from __future__ import annotations
 
-import logging
-import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import torch
+from .base import METHODS
 
-from .specs import LoRATarget, MethodKind, MethodSpec
+if TYPE_CHECKING:
+    from ..specs import MethodSpec
 
-# adapters logs "There are adapters available but none are activated" on every forward pass with
-# nothing active (e.g. a full fine-tune model that has no adapters yet): noise, not a problem.
-logging.getLogger("adapters").setLevel(logging.ERROR)
-# bitsandbytes (imported by adapters) warns on AVX512-BF16 CPUs that an optional CPU 4-bit kernel
-# package is missing; stepstone does not use it, so the warning only confuses.
-logging.getLogger("bitsandbytes.backends.cpu").setLevel(logging.ERROR)
-# LLM.int8() says on every forward that fp32 inputs are cast to fp16 for its matmul: that is how it works.
-warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
+FUSION_OWNER = "adapter_fusion_layer"
+LORA_FUSION_OWNER = "lora_fusion"  # the gates of Fuse over LoRA members (stepstone.lora_fusion)
 
-_ATTN = {LoRATarget.Q: "q", LoRATarget.K: "k", LoRATarget.V: "v"}
+
+def quiet_libraries() -> None:
+    """Silence the libraries' known noise; called before a model is built or loaded (not at import,
+    so importing stepstone changes no global logging or warnings state). Idempotent: setting a level
+    twice is the same, and `warnings.filterwarnings` replaces an identical filter instead of adding one."""
+    import logging
+    import warnings
+
+    # adapters logs "There are adapters available but none are activated" on every forward pass with
+    # nothing active (e.g. a full fine-tune model that has no adapters yet): noise, not a problem.
+    logging.getLogger("adapters").setLevel(logging.ERROR)
+    # bitsandbytes (imported by adapters) warns on AVX512-BF16 CPUs that an optional CPU 4-bit kernel
+    # package is missing; stepstone does not use it, so the warning only confuses.
+    logging.getLogger("bitsandbytes.backends.cpu").setLevel(logging.ERROR)
+    # LLM.int8() says on every forward that fp32 inputs are cast to fp16 for its matmul: that is how it works.
+    warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
 
 
 def adapter_config(method: MethodSpec) -> Any:
-    """The adapters-library config for a bottleneck or LoRA method."""
-    from adapters import LoRAConfig, SeqBnConfig
-
-    if method.kind is MethodKind.BOTTLENECK:
-        b = method.bottleneck
-        return SeqBnConfig(reduction_factor=b.reduction_factor, non_linearity=b.non_linearity.value)
-    if method.kind is MethodKind.LORA:
-        lo = method.lora
-        attn = [_ATTN[t] for t in lo.target_modules if t in _ATTN]
-        return LoRAConfig(
-            r=lo.r,
-            alpha=lo.alpha,
-            dropout=lo.dropout,
-            attn_matrices=attn or ["q"],
-            selfattn_lora=bool(attn),
-            intermediate_lora=LoRATarget.INTERMEDIATE in lo.target_modules,
-            output_lora=LoRATarget.OUTPUT in lo.target_modules,
-        )
-    raise ValueError(f"method '{method.kind.value}' has no adapter config")
+    """The adapters-library config of an adapter method's settings."""
+    record = METHODS.get(method.kind)
+    quiet_libraries()  # the method's config class imports adapters (the first import of it when checking a zoo)
+    if record.adapter_config is None:
+        raise ValueError(f"method '{method.kind}' has no adapter config")
+    return record.adapter_config(method.options)
 
 
 def check_fits(method: MethodSpec, config: Any) -> None:
-    """Refuse settings the backbone's shape turns into something else: the adapters library silently
-    makes a bottleneck of hidden_size // reduction_factor = 0 units one unit wide, and a LoRA rank above
-    the smaller side of the layers it updates (hidden_size for every target) adds parameters, not rank."""
-    from .errors import StepstoneError
+    """Refuse settings the backbone's shape turns into something else (each method's own check)."""
+    METHODS.get(method.kind).check_fits(method.options, config.hidden_size)
 
-    hidden = config.hidden_size
-    if method.kind is MethodKind.BOTTLENECK and method.bottleneck.reduction_factor > hidden:
-        raise StepstoneError(f"method.bottleneck.reduction_factor is {method.bottleneck.reduction_factor}, larger "
-                             f"than the backbone's hidden size {hidden}: the bottleneck (hidden size / reduction "
-                             f"factor) would have no units; use a reduction factor of at most {hidden}")
-    if method.kind is MethodKind.LORA and method.lora.r > hidden:
-        raise StepstoneError(f"method.lora.r is {method.lora.r}, larger than the backbone's hidden size {hidden}: "
-                             f"the update of a layer with {hidden} inputs or outputs has rank at most {hidden}; "
-                             f"use r <= {hidden}")
+
+def adapter_owners() -> tuple[str, ...]:
+    """The parameter containers of every registered adapter method ('adapters', 'loras', ...)."""
+    return tuple(dict.fromkeys(owner for _, m in METHODS.items() for owner in m.owners))
 
 
 def model_from_config(config: Any, **kwargs: Any) -> Any:
     """A randomly initialised adapter model (flexible heads) for a transformers config."""
+    quiet_libraries()  # before the import: importing adapters imports bitsandbytes, which logs at import
     from adapters import AutoAdapterModel
 
     return AutoAdapterModel.from_config(config, **kwargs)
 
 
 def model_from_pretrained(name_or_path: str, **kwargs: Any) -> Any:
+    quiet_libraries()
     from adapters import AutoAdapterModel
 
     return AutoAdapterModel.from_pretrained(name_or_path, **kwargs)
@@ -90,11 +82,11 @@ def save_adapter(model: Any, directory: Path, name: str, with_head: bool) -> Non
 
 def load_adapter(model: Any, directory: Path, name: str, with_head: bool) -> None:
     """Load the adapter (and its head) saved in `directory` as `name`, strictly (see `_load_strictly`)."""
-    from .integrity import ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD_CONFIG, HEAD_WEIGHTS, read_config
+    from ..integrity import ADAPTER_CONFIG, ADAPTER_WEIGHTS, HEAD_CONFIG, HEAD_WEIGHTS, read_config
 
     directory = Path(directory)
     files = [(directory / ADAPTER_WEIGHTS, read_config(directory / ADAPTER_CONFIG).get("name"), name,
-              {("adapters", name), ("loras", name)})]
+              {(owner, name) for owner in adapter_owners()})]
     if with_head:
         files.append((directory / HEAD_WEIGHTS, read_config(directory / HEAD_CONFIG).get("name"), name,
                       {("heads", name)}))
@@ -104,7 +96,7 @@ def load_adapter(model: Any, directory: Path, name: str, with_head: bool) -> Non
 
 def load_head(model: Any, directory: Path, name: str) -> None:
     """Load the head saved in `directory` as `name`, strictly."""
-    from .integrity import HEAD_CONFIG, HEAD_WEIGHTS, read_config
+    from ..integrity import HEAD_CONFIG, HEAD_WEIGHTS, read_config
 
     directory = Path(directory)
     files = [(directory / HEAD_WEIGHTS, read_config(directory / HEAD_CONFIG).get("name"), name, {("heads", name)})]
@@ -117,7 +109,7 @@ def _load_strictly(model: Any, files: list[tuple[Path, str, str, set]], load: An
     as, the (kind, owner) pairs whose tensors it holds). The library only logs missing and unexpected
     keys (a renamed tensor would stay at its initial value) and raises a multi-line RuntimeError on a
     shape mismatch, after the modules were added: both become one line naming the file and tensor."""
-    from .integrity import compare_tensors, renamed, tensor_shapes
+    from ..integrity import compare_tensors, renamed, tensor_shapes
 
     found = [renamed(_own(tensor_shapes(file), saved), saved, name) for file, saved, name, _ in files]  # headers first
     failure = None
@@ -163,11 +155,11 @@ def save_fusion(model: Any, directory: Path, members: tuple[str, ...]) -> None:
 
 def load_fusion(model: Any, directory: Path, members: tuple[str, ...]) -> None:
     """Load the Fuse layer of `members` saved in `directory`, strictly."""
-    from .integrity import FUSION_WEIGHTS
+    from ..integrity import FUSION_WEIGHTS
 
     name = fusion_name(members)
     # load_adapter_fusion returns None on head models: callers keep the member names themselves.
-    _load_strictly(model, [(Path(directory) / FUSION_WEIGHTS, name, name, {("adapter_fusion_layer", name)})],
+    _load_strictly(model, [(Path(directory) / FUSION_WEIGHTS, name, name, {(FUSION_OWNER, name)})],
                    lambda: model.load_adapter_fusion(str(directory), set_active=False, use_safetensors=True))
 
 
@@ -186,17 +178,19 @@ def fusion_regularization(model: Any) -> Any:
 
 
 def adapter_kind_of_parameter(name: str) -> tuple[str, str] | None:
-    """('adapters'|'loras'|'adapter_fusion_layer'|'lora_fusion'|'heads', owner) for an adapter/head parameter name.
+    """(container, owner) for an adapter/head parameter name: container is a method's owner ('adapters',
+    'loras', ...), 'adapter_fusion_layer', 'lora_fusion' or 'heads'.
 
     Parameter names hold the owner as a path segment right after its container, e.g.
     `roberta.encoder.layer.0.output.adapters.NAME.adapter_up.weight`, `...query.loras.NAME.lora_A`,
     `...output.adapter_fusion_layer.A,B.query.weight`, `heads.NAME.1.weight`.
     """
     parts = name.split(".")
+    containers = (*adapter_owners(), FUSION_OWNER, LORA_FUSION_OWNER)
     if parts[0] == "heads" and len(parts) > 1:
         return "heads", parts[1]
     for i, part in enumerate(parts[:-1]):
-        if part in ("adapters", "loras", "adapter_fusion_layer", "lora_fusion"):
+        if part in containers:
             return part, parts[i + 1]
     return None
 
@@ -206,6 +200,8 @@ def backbone_dropout_off(model: Any) -> Iterator[int]:
     """Switch off the backbone's dropout inside the block (its nn.Dropout layers and the dropout
     probability SDPA attention passes to the kernel); adapters', fusion layers' and heads' dropout stay.
     Restored on exit. Yields how many layers were switched off."""
+    import torch
+
     changed: list[tuple[Any, str, float]] = []
     for name, module in model.named_modules():
         if adapter_kind_of_parameter(f"{name}.-") is not None:

@@ -1,0 +1,55 @@
+"""Sequential bottleneck adapter (adapters' SeqBnConfig, Pfeiffer placement: after the FFN)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from .base import Family, Method, register
+
+
+class NonLinearity(str, Enum):
+    RELU = "relu"
+    GELU = "gelu"
+    SWISH = "swish"
+    TANH = "tanh"
+
+
+@dataclass(frozen=True)
+class BottleneckSpec:
+    """Sequential bottleneck adapter (adapters' SeqBnConfig, Pfeiffer placement: after the FFN).
+
+    reduction_factor: hidden size / bottleneck size; 16 as in AdapterFusion (Pfeiffer et al. 2021); at most
+        the backbone's hidden size (checked when it is loaded).
+    non_linearity: activation inside the bottleneck; relu as in AdapterFusion.
+    """
+
+    reduction_factor: int = 16
+    non_linearity: NonLinearity = NonLinearity.RELU
+
+    def __post_init__(self):
+        if self.reduction_factor < 1:
+            raise ValueError("bottleneck.reduction_factor must be >= 1")
+
+
+def _config(settings: BottleneckSpec) -> Any:
+    from adapters import SeqBnConfig
+
+    return SeqBnConfig(reduction_factor=settings.reduction_factor, non_linearity=settings.non_linearity.value)
+
+
+def _check_fits(settings: BottleneckSpec, hidden: int) -> None:
+    """The adapters library silently makes a bottleneck of hidden_size // reduction_factor = 0 units one
+    unit wide."""
+    from ..errors import StepstoneError
+
+    if settings.reduction_factor > hidden:
+        raise StepstoneError(f"method.bottleneck.reduction_factor is {settings.reduction_factor}, larger "
+                             f"than the backbone's hidden size {hidden}: the bottleneck (hidden size / reduction "
+                             f"factor) would have no units; use a reduction factor of at most {hidden}")
+
+
+BOTTLENECK = register(Method(
+    name="bottleneck", family=Family.BOTTLENECK, settings=BottleneckSpec, adapter_config=_config,
+    owners=("adapters",), default_lr=1e-4, check_fits=_check_fits, sites=lambda s: ("after the FFN",),
+    doc="sequential bottleneck adapter after the FFN (Pfeiffer et al. 2021)"))
