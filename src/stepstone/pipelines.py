@@ -34,7 +34,7 @@ from .integrity import check_artifact, load_full
 from .progress import ProgressFactory, silent
 from .specs import Attention, BackboneSpec, Block, LoRASpec, MethodKind, Precision, Quantize, RunSpec, TrainSpec
 from .tasks import Split, TaskFormat, TaskSpec, get_task
-from .training import Mode, TaskData, TrainResult, Trainable, set_trainable, train, trainable_names
+from .training import Mode, TaskData, TrainingMode, TrainResult, Trainable, set_trainable, train, trainable_names
 from .zoo import Entry, Zoo
 
 FULL_WEIGHTS = "model.safetensors"
@@ -89,7 +89,7 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(value)
 
 
-def mode_of(spec: RunSpec) -> Mode:
+def mode_of(spec: RunSpec) -> TrainingMode:
     if spec.method.kind is MethodKind.FULL:
         return Mode.FULL
     return Mode.FUSION if spec.compose is not None and spec.compose.block is Block.FUSE else Mode.ADAPTER
