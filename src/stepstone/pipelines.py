@@ -34,7 +34,7 @@ from .manifest import (ArtifactLayout, BackboneRecord, CompositionRecord, Kind, 
 from .progress import ProgressFactory, silent
 from .specs import BackboneSpec, Block, MethodSpec, Precision, RunSpec, TrainSpec
 from .tasks import Split, TaskFormat, TaskSpec, get_task
-from .training import Mode, TaskData, TrainResult, Trainable, set_trainable, train, trainable_names
+from .training import MODES, Mode, TaskData, TrainingMode, TrainResult, Trainable, set_trainable, train, trainable_names
 from .zoo import Entry, Zoo
 
 FULL_WEIGHTS = ArtifactLayout.FULL_WEIGHTS
@@ -88,10 +88,10 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(value)
 
 
-def mode_of(spec: RunSpec) -> Mode:
-    if spec.compose is not None:
-        return Mode(comp.mode_of(spec.compose.block))
-    return Mode(spec.method.registered.train_mode)
+def mode_of(spec: RunSpec) -> TrainingMode:
+    """The training mode: the composition block's (composition.BLOCKS), else the method's own."""
+    name = comp.mode_of(spec.compose.block) if spec.compose is not None else spec.method.registered.train_mode
+    return MODES.get(name)
 
 
 def _dev_examples(task: TaskSpec, train_split: Split, n_train: int, data_dir: Path | None,

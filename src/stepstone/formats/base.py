@@ -28,6 +28,11 @@ class FormatHandler(Protocol):
 
     def collate(self, rows: Sequence[dict], tokenizer: Any) -> dict[str, torch.Tensor]: ...
 
+    def loss_units(self, batch: dict[str, torch.Tensor]) -> int:
+        """What the loss of a collated batch averages over (labelled tokens, examples, QA features):
+        the weight of a process's share when a batch is split across processes."""
+        ...
+
     def gather(self, output: Any) -> list[np.ndarray]:
         """Per-row arrays kept from one batch's model output (e.g. logits)."""
         ...
@@ -50,6 +55,11 @@ def pad_batch(rows: Sequence[dict], keys: Sequence[str], pad_values: dict[str, i
             values = [v + [pad] * (longest - len(v)) for v in values]
         batch[key] = torch.tensor(values, dtype=torch.long)
     return batch
+
+
+def examples_in(batch: dict[str, torch.Tensor]) -> int:
+    """The rows of a collated batch (examples; QA features): the loss unit of per-example losses."""
+    return int(batch["input_ids"].shape[0])
 
 
 def handler_for(task: TaskSpec) -> FormatHandler:

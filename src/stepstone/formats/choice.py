@@ -8,7 +8,7 @@ import torch
 
 from ..metrics import compute
 from ..tasks.base import TaskFormat, TaskSpec
-from .base import register
+from .base import examples_in, register
 
 
 class MultipleChoice:
@@ -37,6 +37,9 @@ class MultipleChoice:
 
         return {"input_ids": pad("input_ids", tokenizer.pad_token_id), "attention_mask": pad("attention_mask", 0),
                 "labels": torch.tensor([row["labels"] for row in rows])}
+
+    def loss_units(self, batch):
+        return examples_in(batch)
 
     def gather(self, output):
         return list(output.logits.float().cpu().numpy())

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..metrics import compute
 from ..tasks.base import TaskFormat, TaskSpec
-from .base import IGNORE, pad_batch, register
+from .base import IGNORE, examples_in, pad_batch, register
 
 
 class Classification:
@@ -26,6 +26,9 @@ class Classification:
 
     def collate(self, rows: Sequence[dict], tokenizer: Any):
         return pad_batch(rows, self.model_keys, {"input_ids": tokenizer.pad_token_id, "labels": IGNORE})
+
+    def loss_units(self, batch):
+        return examples_in(batch)
 
     def gather(self, output):
         return list(output.logits.float().cpu().numpy())

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import StepstoneError
 from ..metrics import compute
 from ..tasks.base import TaskFormat, TaskSpec
-from .base import pad_batch, register
+from .base import examples_in, pad_batch, register
 
 N_BEST = 20
 MAX_ANSWER_TOKENS = 30
@@ -63,6 +63,9 @@ class ExtractiveQA:
 
     def collate(self, rows: Sequence[dict], tokenizer: Any):
         return pad_batch(rows, self.model_keys, {"input_ids": tokenizer.pad_token_id})
+
+    def loss_units(self, batch):
+        return examples_in(batch)  # features: a long context gives several
 
     def gather(self, output):
         start = output.start_logits.float().cpu().numpy()

@@ -35,6 +35,9 @@ class Tagging:
     def collate(self, rows: Sequence[dict], tokenizer: Any):
         return pad_batch(rows, self.model_keys, {"input_ids": tokenizer.pad_token_id, "labels": IGNORE})
 
+    def loss_units(self, batch):
+        return int((batch["labels"] != IGNORE).sum())  # labelled tokens (first subwords)
+
     def gather(self, output):
         return list(output.logits.float().cpu().numpy())
 
