@@ -51,12 +51,12 @@ def main() -> None:
 
     from stepstone.artifacts import write_text_atomic
     from stepstone.backbone import load_backbone
-    from stepstone.tasks.examples import load_examples
     from stepstone.formats import handler_for
     from stepstone.methods import add_adapter, backbone_dropout_off
     from stepstone.precision import autocast, frozen_linears_lowered
     from stepstone.specs import Attention, BackboneSpec, MethodSpec, Precision
     from stepstone.tasks import Split, get_task
+    from stepstone.tasks.examples import load_examples
     from stepstone.training import GROUP_BATCHES, TaskData, _batches
 
     torch.set_num_threads(args.threads)

@@ -36,8 +36,8 @@ DEFAULT_BACKBONE = Path("~/.cache/stepstone/multilingual-e5-small").expanduser()
 
 
 def _data(args: argparse.Namespace):
-    from stepstone.tasks.examples import load_examples
     from stepstone.tasks import Split, get_task
+    from stepstone.tasks.examples import load_examples
 
     task = get_task("panx")
     train = load_examples(task, Split.TRAIN, "en", args.data_dir, args.train_examples)

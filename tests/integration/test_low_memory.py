@@ -224,10 +224,10 @@ def test_a_dev_pass_gives_the_4bit_layers_their_training_layout_back(kind):
     model in training mode puts the original layout back: the next training step is bitwise the same."""
     from bitsandbytes.functional import has_avx512bf16
 
-    from stepstone.tasks.examples import load_examples
     from stepstone.evaluation import predict
     from stepstone.formats import handler_for
     from stepstone.tasks import Split, get_task
+    from stepstone.tasks.examples import load_examples
 
     model, ids = _adapted(kind, Quantize.NF4)
     layers = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]

@@ -11,10 +11,10 @@ import transformers.utils.hub
 
 from stepstone import pipelines, provenance
 from stepstone.backbone import load_backbone
-from stepstone.tasks.examples import load_examples
 from stepstone.errors import StepstoneError
 from stepstone.specs import BackboneSpec, Block, Composition, RunSpec, TrainSpec
 from stepstone.tasks import Split, get_task
+from stepstone.tasks.examples import load_examples
 from stepstone.zoo import Zoo
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -11,12 +11,12 @@ from typer.testing import CliRunner
 
 from stepstone import pipelines
 from stepstone.backbone import load_backbone
-from stepstone.tasks.examples import load_examples
 from stepstone.errors import StepstoneError
 from stepstone.formats import handler_for
 from stepstone.methods import BottleneckSpec, LoRASpec
 from stepstone.specs import BackboneSpec, MethodSpec, RunSpec, TrainSpec
 from stepstone.tasks import Split, get_task
+from stepstone.tasks.examples import load_examples
 from stepstone_cli.main import app
 
 torch.set_num_threads(1)

@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from stepstone import pipelines
-from stepstone.tasks.examples import load_examples
 from stepstone.errors import StepstoneError
 from stepstone.tasks import Split, get_task
+from stepstone.tasks.examples import load_examples
 from stepstone_cli.main import app
 
 pytestmark = pytest.mark.real

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from stepstone.tasks.examples import load_examples
 from stepstone.formats import handler_for
 from stepstone.tasks import Split, get_task
+from stepstone.tasks.examples import load_examples
 
 pytestmark = pytest.mark.real
 LONGEST_QUESTION = {"ar": 68, "hi": 79}  # tokens, over the whole test split

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from stepstone.tasks.examples import load_examples
 from stepstone.errors import StepstoneError
 from stepstone.tasks import Split, get_task
+from stepstone.tasks.examples import load_examples
 
 pytestmark = pytest.mark.real
 TRAIN, DEV, TEST = Split.TRAIN, Split.VALIDATION, Split.TEST

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datasets
 import pytest
 
-from stepstone.tasks.examples import load_examples
 from stepstone.errors import StepstoneError
 from stepstone.tasks import TASKS, Split, TaskFormat, get_task
+from stepstone.tasks.examples import load_examples
 
 PAPER_INTERMEDIATE = {"anli", "anli-plus", "ccg", "mnli", "qqp", "squad", "squad-v2", "hellaswag", "cosmosqa", "commonsenseqa", "sst2",
                       "siqa", "copa"}

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from stepstone.tasks.examples import BUCC_DISTRACTORS, limit_bucc, load_examples
 from stepstone.errors import StepstoneError
 from stepstone.pipelines import _dev_examples
 from stepstone.specs import TrainSpec
 from stepstone.tasks import Split, get_task
+from stepstone.tasks.examples import BUCC_DISTRACTORS, limit_bucc, load_examples
 
 
 def test_training_on_validation_holds_out_its_end_as_dev():
