@@ -27,7 +27,7 @@ from enum import Enum
 from typing import Any, Sequence
 
 from .errors import StepstoneError
-from .specs import Block, Composition, LoRASpec, MethodKind
+from .specs import Block, Composition, LoRASpec, MethodKind, MethodSpec
 
 
 class Semantics(str, Enum):
@@ -71,6 +71,17 @@ def semantics(block: Block, members: Sequence[Member], target: Member) -> Semant
         detail = "; ".join(f"{name}: {', '.join(mods)}" for name, mods in modules.items())
         raise StepstoneError(f"LoRA adapters in one Stack must update the same modules ({detail})")
     return Semantics.SUM
+
+
+def refusal(block: Block, member_methods: Sequence[MethodSpec], target_method: MethodSpec) -> str | None:
+    """Why `block` over members of these methods under a target of `target_method` is refused (None: allowed),
+    by the rules of `semantics` (members named 'member 1', 'member 2', ... in the reason)."""
+    members = [Member(f"member {i}", spec.kind, spec.lora) for i, spec in enumerate(member_methods, 1)]
+    try:
+        semantics(block, members, Member("target", target_method.kind, target_method.lora))
+    except StepstoneError as err:
+        return str(err)
+    return None
 
 
 def adapters_setup(composition: Composition | None, target: str, kind: Semantics | None) -> Any:
