@@ -139,3 +139,21 @@ def test_the_runner_and_the_report_pick_the_same_stack(tmp_path):
     headline = build_report(tmp_path, plots=False).tables["headline"]
     assert [(r["column"], r["intermediate"]) for r in headline] == [("none [bottleneck]", None),
                                                                      ("best stack [bottleneck]", "toy-pair")]
+
+
+def test_the_committed_grid_reports_the_same_headline(tmp_path):
+    """Records without an 'intermediate' key (full fine-tune cells) go through the best-stack rule too. The committed
+    report.md predates later report sections, so its headline section is what must match."""
+    import shutil
+
+    from stepstone.experiments import build_report
+
+    committed = ROOT / "docs" / "results" / "cpu-small"
+    shutil.copy(committed / "cells.jsonl", tmp_path / "cells.jsonl")
+    report = build_report(tmp_path, plots=False)
+
+    def headline(markdown: str) -> str:
+        return markdown.split("## Headline: zero-shot score")[1].split("\n## ")[0]
+
+    assert headline(report.markdown) == headline((committed / "report.md").read_text(encoding="utf-8"))
+    assert "best stack [bottleneck]" in headline(report.markdown)

@@ -235,6 +235,6 @@ def best_intermediate(records: Iterable, fallback: Callable[[], str | None] = la
     scored = [r for r in records if r.get("dev") is not None]
     if not scored:
         return fallback()
-    first = min((r["seed"] for r in scored), key=lambda seed: (seed is None, seed or 0))
-    return max((r for r in scored if r["seed"] == first), key=lambda r: (r["dev"], str(r["intermediate"])))[
-        "intermediate"]
+    first = min((r.get("seed") for r in scored), key=lambda seed: (seed is None, seed or 0))
+    best = max((r for r in scored if r.get("seed") == first), key=lambda r: (r["dev"], str(r.get("intermediate"))))
+    return best.get("intermediate")  # full fine-tune cells record none
