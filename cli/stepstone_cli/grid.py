@@ -17,7 +17,7 @@ def grid(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Run a transfer grid: intermediate adapters once, then every target cell; resumable."""
-    from stepstone.grid import load_grid, run_grid
+    from stepstone.experiments import load_grid, run_grid
     from stepstone.pipelines import set_threads
 
     with interruptions(f"continue the grid with: {rerun_command()}"), user_errors():
@@ -37,7 +37,7 @@ def report(
     """Write GRID_DIR/report.md (+ PNG plots) and print the headline table."""
     from rich.table import Table
 
-    from stepstone.report import FLAG, build_report, terminal_rows
+    from stepstone.experiments import FLAG, build_report, terminal_rows
 
     with user_errors():
         result = build_report(folder, plots=plots)

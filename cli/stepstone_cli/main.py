@@ -78,7 +78,7 @@ def summary(
     from rich.table import Table
 
     from stepstone.artifacts import check_destination, to_json, write_text_atomic
-    from stepstone.summary import summarize
+    from stepstone.experiments import summarize
 
     with user_errors():
         if output is not None:

@@ -369,7 +369,7 @@ def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Ba
     _check_backbone(backbone, manifest.name, record)
     task = manifest.task.registered() if manifest.tasks else None
     model, name = backbone.model, manifest.name
-    if manifest.mode == Mode.FULL:
+    if manifest.mode == Mode.FULL.value:
         for record in manifest.tasks:
             handler_for(record.registered()).add_head(model, record.head, record.registered())
         _load_full(model, layout.full_weights)
@@ -385,7 +385,7 @@ def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Ba
             methods.load_fusion(model, layout.fusion, composition.members)
         methods.load_adapter(model, layout.target, name, with_head=True)
         setup = comp.adapters_setup(composition.composition(), name, comp.Semantics(composition.semantics))
-    if manifest.mode != Mode.FULL:
+    if manifest.mode != Mode.FULL.value:
         for t in manifest.tasks[1:]:  # further multi-task heads
             methods.load_head(model, layout.head(t.name), t.head)
     methods.activate(model, setup, head=name if task is not None else None)

@@ -103,7 +103,7 @@ def test_report_table_shows_the_real_column_names(tmp_path):
         from test_report import grid_cells
     finally:
         sys.path.pop(0)
-    from stepstone.report import build_report, terminal_rows
+    from stepstone.experiments import build_report, terminal_rows
 
     (tmp_path / "cells.jsonl").write_text("".join(json.dumps(c) + "\n" for c in grid_cells()))
     expected = terminal_rows(build_report(tmp_path, plots=False))

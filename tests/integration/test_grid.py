@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from stepstone.errors import ConfigError, StepstoneError
-from stepstone.grid import CELLS, GridSpec, Preset, Setup, TargetSpec, cells, load_grid, load_records, run_grid
+from stepstone.experiments import CELLS, GridSpec, Preset, Setup, TargetSpec, cells, load_grid, load_records, run_grid
 
 SENTENCES = ["the cat sleeps", "a dog runs fast", "birds sing in spring", "we eat bread"]
 
@@ -345,7 +345,7 @@ def test_train_settings_per_family_are_checked_with_file_and_line(tmp_path):
 
 
 def test_presets_calibrate_training_per_task_family():
-    from stepstone.grid import FAMILIES, PRESETS
+    from stepstone.experiments import FAMILIES, PRESETS
     from stepstone.tasks import TaskFormat
 
     grid = GridSpec(intermediate=("sst2", "copa", "tydiqa"), preset=Preset.CPU_SMALL, seeds=(0,),
@@ -373,7 +373,7 @@ def test_presets_calibrate_training_per_task_family():
 def test_target_languages_are_the_benchmarks_list(tmp_path):
     """A target without `langs` is evaluated in the benchmark's languages that have a file, as `stepstone evaluate`
     is: not the further ones its source has (XQuAD's ro, MLQA's 42 language pairs), which would enter the mean."""
-    from stepstone.grid import _languages
+    from stepstone.experiments.run import _languages
     from stepstone.tasks import Split, get_task
 
     xquad, mlqa = get_task("xquad"), get_task("mlqa")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from stepstone.grid import CELLS, GridSpec, Preset, Setup, TargetSpec, cells, load_records, planned, run_grid
+from stepstone.experiments import CELLS, GridSpec, Preset, Setup, TargetSpec, cells, load_records, planned, run_grid
 from stepstone.progress import silent
 
 SENTENCES = ["the cat sleeps", "a dog runs fast", "birds sing in spring", "we eat bread"]

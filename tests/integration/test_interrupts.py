@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 
 from stepstone import pipelines
 from stepstone.manifest import read_manifest
-from stepstone.grid import CELLS, GridSpec, Preset, Setup, TargetSpec, load_records, run_grid
+from stepstone.experiments import CELLS, GridSpec, Preset, Setup, TargetSpec, load_records, run_grid
 from stepstone.interrupts import Interrupted
 from stepstone.specs import BackboneSpec, MethodSpec, RunSpec, TrainSpec
 from stepstone.zoo import Zoo

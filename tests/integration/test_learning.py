@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from stepstone import health, pipelines
-from stepstone.grid import CELLS, GridSpec, Preset, Setup, TargetSpec, load_records, run_grid
+from stepstone.experiments import CELLS, GridSpec, Preset, Setup, TargetSpec, load_records, run_grid
 from stepstone.specs import RunSpec, TrainSpec
 from stepstone.tasks import TaskFormat
 from stepstone.zoo import Zoo

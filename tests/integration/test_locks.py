@@ -16,7 +16,7 @@ import pytest
 
 from stepstone import artifacts, locks, pipelines
 from stepstone.errors import StepstoneError
-from stepstone.grid import CELLS, GridSpec, Preset, Setup, TargetSpec, load_records, run_grid
+from stepstone.experiments import CELLS, GridSpec, Preset, Setup, TargetSpec, load_records, run_grid
 from stepstone.composition import parse
 from stepstone.specs import BackboneSpec, MethodSpec, RunSpec, TrainSpec
 from stepstone.zoo import Zoo

@@ -12,7 +12,7 @@ from stepstone import methods
 from stepstone.backbone import load_backbone
 from stepstone.errors import StepstoneError
 from stepstone.formats import handler_for
-from stepstone.specs import BackboneSpec, MethodKind, MethodSpec, TrainSpec
+from stepstone.specs import BackboneSpec, MethodSpec, TrainSpec
 from stepstone.tasks import get_task
 from stepstone.training import (MODES, Layer, Mode, ParamGroup, TaskData, TrainingMode, register_mode, set_trainable,
                                 train, trainable_names)
@@ -22,7 +22,7 @@ torch.set_num_threads(1)
 ADAMW = torch.optim.AdamW
 
 SPEC = TrainSpec(epochs=1, batch_size=4, lr=1e-3, fusion_lr=7e-5, dev=False, select_best=False,
-                 warmup_ratio=0.0).resolved(MethodKind.BOTTLENECK)
+                 warmup_ratio=0.0).resolved("bottleneck")
 EXTRA = 1000.0
 WORDS = ("good", "bad", "fine", "awful", "great", "poor", "nice", "grim", "warm", "cold")
 
@@ -52,7 +52,7 @@ def setup(mode: TrainingMode):
     model, task = backbone.model, get_task("toy-sentiment")
     handler = handler_for(task)
     torch.manual_seed(0)
-    methods.add_adapter(model, "t", MethodSpec(kind=MethodKind.BOTTLENECK))
+    methods.add_adapter(model, "t", MethodSpec(kind="bottleneck"))
     handler.add_head(model, "t", task)
     methods.activate(model, "t", head="t")
     trainable = set_trainable(model, trainable_names(model, mode, "t"), backbone.num_parameters)

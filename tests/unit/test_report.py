@@ -1,4 +1,4 @@
-"""Grid report (stepstone.report) on a synthetic cells.jsonl whose every aggregate is computed by hand.
+"""Grid report (stepstone.experiments.report) on a synthetic cells.jsonl whose every aggregate is computed by hand.
 
 Each target cell has zero-shot score z: de = z - d, fr = z + d (d = 2 for stack cells, 1 otherwise), en = z + 20.
 Seeds of a setup are z-1, z, z+1 (std 1.0) unless noted; costs: train_seconds = 10 * (seed + 1),
@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from stepstone.errors import StepstoneError
-from stepstone.report import build_report, load_cells, terminal_rows
+from stepstone.experiments import build_report, load_cells, terminal_rows
 
 PNG = b"\x89PNG\r\n\x1a\n"
 COST = {"bottleneck": (1000, 0.5, 4_000_000), "lora": (500, 0.25, 2_000_000), "full": (200_000, 100.0, 800_000_000)}
@@ -240,7 +240,7 @@ def test_user_errors(tmp_path):
 
 
 def test_importing_the_module_loads_no_plotting_library():
-    code = "import sys, stepstone.report; print(sorted(m for m in sys.modules if m.startswith('matplotlib')))"
+    code = "import sys, stepstone.experiments.report; print(sorted(m for m in sys.modules if m.startswith('matplotlib')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -319,7 +319,7 @@ def test_no_section_is_left_without_rows(tmp_path):
 
 
 def test_heatmap_axes_and_readable_cell_text():
-    from stepstone.report import _heatmap_figure, _text_colour
+    from stepstone.experiments.report import _heatmap_figure, _text_colour
 
     assert _text_colour((0.40, 0.0, 0.12, 1.0)) == "white"  # RdBu's dark red end
     assert _text_colour((0.02, 0.19, 0.38, 1.0)) == "white"  # its dark blue end
@@ -344,7 +344,7 @@ def test_heatmap_axes_and_readable_cell_text():
 
 
 def test_bar_plot_names_its_metric_and_error_bars():
-    from stepstone.report import _bars_figure
+    from stepstone.experiments.report import _bars_figure
 
     fig = _bars_figure("udpos", "accuracy", {"none [bottleneck]": ({"en": (80.0, 1.0), "de": (70.0, 2.0)}, 3),
                                             "full": ({"en": (82.0, 0.0), "de": (71.0, 0.0)}, 1)})

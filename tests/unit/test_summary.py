@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from stepstone.errors import StepstoneError
-from stepstone.summary import summarize
+from stepstone.experiments import summarize
 from stepstone_cli.main import app
 
 

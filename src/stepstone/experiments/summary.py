@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .errors import StepstoneError
+from ..errors import StepstoneError
 
 CATEGORIES = {"xnli": "classification", "pawsx": "classification", "xcopa": "classification",
               "udpos": "structured prediction", "panx": "structured prediction",

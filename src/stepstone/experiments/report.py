@@ -8,21 +8,19 @@ canvas (no pyplot, no global backend switch) and written atomically next to repo
 from __future__ import annotations
 
 import io
-import json
 import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import check_destination, write_bytes_atomic, write_text_atomic
-from .errors import StepstoneError, choices
-from .grid import CELLS, read_cells
+from ..artifacts import check_destination, write_bytes_atomic, write_text_atomic
+from ..errors import StepstoneError
+from .cells import BLOCK_MEMBERS, BLOCK_OF, CELLS, CellRecord, Kind, Members, Setup, Status, best_intermediate, read_cells
 
-KINDS = ("intermediate", "target", "retrieval")
-SETUPS = ("none", "stack", "fuse", "multitask", "full", "full-after-intermediate")  # headline column order
-LABEL = {"stack": "best stack"}
-BAR_SETUPS = ("none", "best stack", "fuse", "multitask", "full")
-NUMERIC = ("seed", "trainable_parameters", "trainable_percent", "weights_bytes", "train_seconds", "peak_rss_mb", "dev")
+SETUPS = tuple(s.value for s in Setup if s is not Setup.INTERMEDIATE)  # headline column order
+# a setup run once per intermediate shows its best one (the best-stack rule)
+LABEL = {s.value: f"best {s.value}" for s, block in BLOCK_OF.items() if BLOCK_MEMBERS[block] is Members.EACH}
+BAR_SETUPS = tuple(LABEL.get(s, s) for s in SETUPS if s != Setup.FULL_AFTER.value)  # the per-language bars
 DEFINITIONS = """\
 - **Zero-shot score**: the main metric of a cell averaged over its evaluated languages other than the training
   language (English); the English score is reported separately.
@@ -38,7 +36,6 @@ DEFINITIONS = """\
   the intermediate adapter did not. *Runs that did not learn* lists them with the reason.
 - All numbers are in percent points (metrics) or the stated unit, with one decimal."""
 FLAG = "⚠"
-VERDICTS = ("learned", "not-learned", "unknown")  # stepstone.health.Verdict
 
 
 @dataclass(frozen=True)
@@ -48,57 +45,26 @@ class Report:
     plots: list[Path]
 
 
-def load_cells(grid_dir: Path) -> list[dict]:
+def load_cells(grid_dir: Path) -> list[CellRecord]:
     """Every cell of a grid (ok and failed), each validated; a cell written more than once counts with its
     last line. An unterminated, unreadable last line is a record being written (or cut short by a kill) and
-    is skipped, as the runner does (`grid.read_cells`)."""
+    is skipped, as the runner does (`cells.read_cells`)."""
     path = Path(grid_dir) / CELLS
     if not path.is_file():
         raise StepstoneError(f"{path}: not found; is '{grid_dir}' a grid folder? Run the grid first")
-    cells = read_cells(path, _check)
+    cells = read_cells(path, strict=True)
     if not cells:
         raise StepstoneError(f"{path}: no cells; the grid has not run yet")
     return list(cells.values())
 
 
-def _check(line: str, where: str) -> dict:
-    try:
-        cell = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise StepstoneError(f"{where}: not valid JSON ({err.msg})") from None
-    if not isinstance(cell, dict) or not isinstance(cell.get("id"), str):
-        raise StepstoneError(f"{where}: expected a JSON object with a string 'id'")
-    if cell.get("kind") not in KINDS:
-        raise StepstoneError(f"{where}: kind {cell.get('kind')!r} is not one of {choices(KINDS)}")
-    if cell.get("status") not in ("ok", "error"):
-        raise StepstoneError(f"{where}: status {cell.get('status')!r} is not one of error, ok")
-    for key in NUMERIC:
-        if not (cell.get(key) is None or _number(cell[key])):
-            raise StepstoneError(f"{where}: '{key}' must be a number or null, got {cell[key]!r}")
-    learning = cell.get("learning")
-    if not (learning is None or isinstance(learning, dict) and learning.get("verdict") in VERDICTS):
-        raise StepstoneError(f"{where}: 'learning' must be null or an object with a 'verdict' of "
-                             f"{choices(VERDICTS)}, got {json.dumps(learning)[:60]}")
-    if cell["status"] == "ok" and cell["kind"] != "intermediate":
-        scores = cell.get("scores")
-        if not isinstance(cell.get("target"), str) or not isinstance(scores, dict) or not scores \
-                or not all(_number(v) for v in scores.values()):
-            raise StepstoneError(f"{where}: ok {cell['kind']} cell '{cell['id']}' needs a 'target' and "
-                                 "'scores' as {language: number}")
-    return cell
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _not_learned(cell: dict) -> bool:
+def _not_learned(cell: CellRecord) -> bool:
     """The cell's run did not learn (stepstone.health's verdict, recorded by the grid; older records have none)."""
-    return (cell.get("learning") or {}).get("verdict") == "not-learned"
+    return (cell.learning or {}).get("verdict") == "not-learned"
 
 
-def _zero_shot(cell: dict) -> float | None:
-    others = [v for lang, v in cell["scores"].items() if lang != cell.get("train_language", "en")]
+def _zero_shot(cell: CellRecord) -> float | None:
+    others = [v for lang, v in cell.scores.items() if lang != (cell.train_language or "en")]
     return statistics.fmean(others) if others else None
 
 
@@ -111,17 +77,18 @@ def _mean(values) -> float | None:
     return statistics.fmean(values) if values else None
 
 
-def _per_language(cells: list[dict]) -> dict[str, tuple[float, float]]:
+def _per_language(cells: list[CellRecord]) -> dict[str, tuple[float, float]]:
     """Language -> (mean, std) over the cells that evaluated it."""
-    langs = sorted({lang for c in cells for lang in c["scores"]}, key=lambda lang: (lang != "en", lang))
-    return {lang: _stats([c["scores"][lang] for c in cells if lang in c["scores"]])[:2] for lang in langs}
+    langs = sorted({lang for c in cells for lang in c.scores}, key=lambda lang: (lang != "en", lang))
+    return {lang: _stats([c.scores[lang] for c in cells if lang in c.scores])[:2] for lang in langs}
 
 
-def _groups(cells: list[dict], kinds: tuple[str, ...], key, scored: bool = True) -> dict[tuple, list[dict]]:
+def _groups(cells: list[CellRecord], kinds: tuple[Kind, ...], key,
+            scored: bool = True) -> dict[tuple, list[CellRecord]]:
     """Successful cells of the given kinds grouped by `key(cell)`; with `scored`, only those with a zero-shot score."""
-    groups: dict[tuple, list[dict]] = {}
+    groups: dict[tuple, list[CellRecord]] = {}
     for c in cells:
-        if c["status"] == "ok" and c["kind"] in kinds and not (scored and _zero_shot(c) is None):
+        if c.status is Status.OK and c.kind in kinds and not (scored and _zero_shot(c) is None):
             groups.setdefault(key(c), []).append(c)
     return groups
 
@@ -130,37 +97,28 @@ def _order(values, first=SETUPS):
     return sorted(values, key=lambda v: (v is None, first.index(v) if v in first else len(first), str(v)))
 
 
-def _first_seed_dev(cells: list[dict]) -> float:
-    seeds = [c.get("seed") for c in cells if c.get("dev") is not None]
-    if not seeds:
-        return float("-inf")
-    first = min(seeds, key=lambda x: (x is None, x))
-    return _mean(c["dev"] for c in cells if c.get("seed") == first and c.get("dev") is not None)
-
-
-def _headline(cells: list[dict]) -> tuple[list[dict], dict[tuple[str, str], list[dict]]]:
+def _headline(cells: list[CellRecord]) -> tuple[list[dict], dict[tuple[str, str], list[CellRecord]]]:
     """One row per (target, method, setup); for a setup run with several intermediates, the best one."""
-    groups = _groups(cells, ("target",), lambda c: (c["target"], c.get("method"), c.get("composition"),
-                                                  c.get("intermediate")))
+    groups = _groups(cells, (Kind.TARGET,), lambda c: (c.target, c.method, c.composition, c.intermediate))
     rows, chosen = [], {}
     for target in sorted({k[0] for k in groups}):
         best: dict[tuple, tuple] = {}
         for method, comp in {k[1:3] for k in groups if k[0] == target}:
-            inters = sorted((k[3] for k in groups if k[:3] == (target, method, comp)),
-                            key=lambda i: (i is not None, str(i)))
-            # the runner's rule: best English dev score on the first seed (never the scores being reported)
-            inter = max(inters, key=lambda i: (_first_seed_dev(groups[target, method, comp, i]), str(i)))
+            inters = [k[3] for k in groups if k[:3] == (target, method, comp)]
+            # the runner's rule (never the scores being reported); no dev score at all: the last name
+            inter = best_intermediate([c for i in inters for c in groups[target, method, comp, i]],
+                                      fallback=lambda: max(inters, key=str))
             best[method, comp] = inter, groups[target, method, comp, inter]
         for comp in _order({k[1] for k in best}):
             for method in _order({m for m, c in best if c == comp}, ()):
                 inter, members = best[method, comp]
                 mean, std, n = _stats([_zero_shot(c) for c in members])
-                base = best.get((method, "full" if method == "full" else "none"))
-                setup = LABEL.get(comp, comp)
+                base = best.get((method, Setup.FULL if method == "full" else Setup.NONE))
+                setup = LABEL.get(comp, str(comp))
                 column = setup if method in (None, "full") else f"{setup} [{method}]"
-                rows.append({"target": target, "metric": members[0].get("metric"), "column": column, "setup": setup,
+                rows.append({"target": target, "metric": members[0].metric, "column": column, "setup": setup,
                              "method": method, "composition": comp, "intermediate": inter, "mean": mean, "std": std,
-                             "n": n, "english": _mean(c["scores"].get("en") for c in members),
+                             "n": n, "english": _mean(c.scores.get("en") for c in members),
                              "not_learned": sum(map(_not_learned, members)),
                              "gain": None if base is None or base[1] is members
                              else mean - _stats([_zero_shot(c) for c in base[1]])[0]})
@@ -168,13 +126,13 @@ def _headline(cells: list[dict]) -> tuple[list[dict], dict[tuple[str, str], list
     return rows, chosen
 
 
-def _stack_gain(cells: list[dict], headline: list[dict]) -> list[dict]:
+def _stack_gain(cells: list[CellRecord], headline: list[dict]) -> list[dict]:
     """Heatmap data: per method, intermediate and target, stack-with-that-intermediate minus `none`."""
-    base = {(r["target"], r["method"]): r["mean"] for r in headline if r["composition"] == "none"}
-    groups = _groups([c for c in cells if c.get("composition") == "stack"], ("target",),
-                     lambda c: (c.get("method"), c.get("intermediate"), c["target"]))
+    base = {(r["target"], r["method"]): r["mean"] for r in headline if r["composition"] is Setup.NONE}
+    groups = _groups([c for c in cells if c.composition is Setup.STACK], (Kind.TARGET,),
+                     lambda c: (c.method, c.intermediate, c.target))
     metric = {r["target"]: r["metric"] for r in headline}
-    flagged = {(c.get("method"), c.get("task")) for c in cells if c["kind"] == "intermediate" and _not_learned(c)}
+    flagged = {(c.method, c.task) for c in cells if c.kind is Kind.INTERMEDIATE and _not_learned(c)}
     return [{"method": m, "intermediate": i, "target": t, "metric": metric.get(t),
              "gain": _mean(map(_zero_shot, g)) - base[t, m], "intermediate_not_learned": (m, i) in flagged}
             for (m, i, t), g in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))) if (t, m) in base]
@@ -184,8 +142,8 @@ def _gain_by_language(headline: list[dict], chosen: dict) -> list[dict]:
     rows = []
     for r in headline:
         none = next((b for b in headline if b["target"] == r["target"] and b["method"] == r["method"]
-                     and b["composition"] == "none"), None)
-        if r["composition"] == "stack" and none is not None:
+                     and b["composition"] is Setup.NONE), None)
+        if r["composition"] is Setup.STACK and none is not None:
             stack = _per_language(chosen[r["target"], r["column"]])
             bare = _per_language(chosen[none["target"], none["column"]])
             rows += [{"target": r["target"], "method": r["method"], "intermediate": r["intermediate"], "language": lang,
@@ -194,8 +152,8 @@ def _gain_by_language(headline: list[dict], chosen: dict) -> list[dict]:
     return rows
 
 
-def _retrieval(cells: list[dict]) -> list[dict]:
-    groups = _groups(cells, ("retrieval",), lambda c: (c["target"], c.get("method"), c.get("intermediate")))
+def _retrieval(cells: list[CellRecord]) -> list[dict]:
+    groups = _groups(cells, (Kind.RETRIEVAL,), lambda c: (c.target, c.method, c.intermediate))
     rows = []
     for (target, method, inter), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1:] != (None, None),
                                                                                     tuple(map(str, kv[0][1:])))):
@@ -209,16 +167,16 @@ def _retrieval(cells: list[dict]) -> list[dict]:
     return rows
 
 
-def _costs(cells: list[dict]) -> list[dict]:
-    groups = _groups(cells, ("intermediate", "target"), lambda c: (c.get("method"), c.get("composition")),
-                     scored=False)
-    order = ("intermediate",) + SETUPS
+def _costs(cells: list[CellRecord]) -> list[dict]:
+    groups = _groups(cells, (Kind.INTERMEDIATE, Kind.TARGET), lambda c: (c.method, c.composition), scored=False)
+    order = tuple(s.value for s in Setup)
     keys = sorted(groups, key=lambda k: (k[0] is None, str(k[0]), order.index(k[1]) if k[1] in order else 99,
                                          str(k[1])))
     return [{"method": m, "composition": comp, "n": len(g),
-             **{k: _mean(c.get(k) for c in g) for k in ("trainable_parameters", "trainable_percent")},
-             "weights_mb": _mean(c.get("weights_bytes") and c["weights_bytes"] / 1e6 for c in g),
-             **{k: _mean(c.get(k) for c in g) for k in ("train_seconds", "peak_rss_mb")}}
+             "trainable_parameters": _mean(c.trainable_parameters for c in g),
+             "trainable_percent": _mean(c.trainable_percent for c in g),
+             "weights_mb": _mean(c.weights_bytes and c.weights_bytes / 1e6 for c in g),
+             "train_seconds": _mean(c.train_seconds for c in g), "peak_rss_mb": _mean(c.peak_rss_mb for c in g)}
             for (m, comp), g in ((key, groups[key]) for key in keys)]
 
 
@@ -241,11 +199,11 @@ def _cell(row: dict) -> str:
     return f"{text} {FLAG}" if row.get("not_learned") else text
 
 
-def _not_learned_rows(cells: list[dict]) -> list[dict]:
+def _not_learned_rows(cells: list[CellRecord]) -> list[dict]:
     """Every successful cell whose run did not learn, with the numbers the verdict looked at."""
-    return [{"id": c["id"], "kind": c["kind"], **{k: c["learning"].get(k) for k in (
+    return [{"id": c.id, "kind": c.kind, **{k: c.learning.get(k) for k in (
         "reason", "metric", "dev", "level", "loss_start", "loss_end")}}
-            for c in cells if c["status"] == "ok" and _not_learned(c)]
+            for c in cells if c.status is Status.OK and _not_learned(c)]
 
 
 def _pivot(rows: list[dict], fmt) -> tuple[list[str], list[list[str]]]:
@@ -364,13 +322,32 @@ def build_report(grid_dir: Path, *, plots: bool = True) -> Report:
     grid_dir = Path(grid_dir)
     cells = load_cells(grid_dir)
     check_destination(grid_dir / "report.md", "write")  # before the plots are drawn
+    tables, chosen = _tables(cells)
+    written: list[Path] = []
+    md = _head(grid_dir, cells, tables)
+    for title, body in _sections(tables, chosen, grid_dir if plots else None, written):
+        if body:  # a section with nothing in it is left out
+            md.extend([f"## {title}", "", *body])
+    markdown = "\n".join(md)
+    write_text_atomic(grid_dir / "report.md", markdown)
+    return Report(markdown, tables, written)
+
+
+def _tables(cells: list[CellRecord]) -> tuple[dict[str, list[dict]], dict]:
+    """Every table of the report (raw numbers) and, per headline entry, the cells it aggregates."""
     headline, chosen = _headline(cells)
     tables = {"headline": headline, "stack_gain": _stack_gain(cells, headline),
               "gain_by_language": _gain_by_language(headline, chosen), "retrieval": _retrieval(cells),
-              "costs": _costs(cells), "failures": [{"id": c["id"], "kind": c["kind"], "error": c.get("error")}
-                                                   for c in cells if c["status"] == "error"]}
-    not_learned = tables["not_learned"] = _not_learned_rows(cells)
-    ok = sum(c["status"] == "ok" for c in cells)
+              "costs": _costs(cells), "failures": [{"id": c.id, "kind": c.kind, "error": c.error}
+                                                   for c in cells if c.status is Status.ERROR]}
+    tables["not_learned"] = _not_learned_rows(cells)
+    return tables, chosen
+
+
+def _head(grid_dir: Path, cells: list[CellRecord], tables: dict) -> list[str]:
+    """Title, cell counts, definitions and the headline tables."""
+    headline, not_learned = tables["headline"], tables["not_learned"]
+    ok = sum(c.status is Status.OK for c in cells)
     md = [f"# Transfer report: {grid_dir.name}", "",
           f"{len(cells)} cells: {ok} ok, {len(cells) - ok} failed"
           + (f"; {len(not_learned)} did not learn {FLAG}." if not_learned else "."), "",
@@ -378,23 +355,38 @@ def build_report(grid_dir: Path, *, plots: bool = True) -> Report:
           "## Headline: zero-shot score", "", _md(*_pivot(headline, _cell), "_no successful target cells_"), ""]
     if headline:
         md += ["English score (mean over seeds):", "", _md(*_pivot(headline, lambda r: _f(r["english"]))), ""]
-    written: list[Path] = []
+    return md
 
-    def section(title: str, body: list[str]) -> None:  # a section with nothing in it is left out
-        if body:
-            md.extend([f"## {title}", "", *body])
 
+def _sections(tables: dict, chosen: dict, plot_dir: Path | None, written: list[Path]):
+    """(title, markdown lines) of every section after the headline, in order; plots go to `plot_dir` (None: no
+    plots) and are added to `written`. A section of a new metric: one more function here."""
+    yield "Stack gain by intermediate task", _stack_gain_section(tables["stack_gain"], plot_dir, written)
+    yield "Per-language scores", _per_language_section(tables["headline"], chosen, plot_dir, written)
+    yield "Gain of the best stack by language", _gain_by_language_section(tables["gain_by_language"])
+    yield "Retrieval", _retrieval_section(tables["retrieval"])
+    yield f"Runs that did not learn {FLAG}", _not_learned_section(tables["not_learned"])
+    yield "Costs", _costs_section(tables["costs"])
+    yield "Failed cells", ([_md(["id", "error"], [[r["id"], _escape(r["error"])] for r in tables["failures"]]), ""]
+                           if tables["failures"] else [])
+
+
+def _stack_gain_section(rows: list[dict], plot_dir: Path | None, written: list[Path]) -> list[str]:
     body = []
-    if plots and tables["stack_gain"]:
-        written.append(_heatmap(tables["stack_gain"], grid_dir / "heatmap_gain.png"))
+    if plot_dir is not None and rows:
+        written.append(_heatmap(rows, plot_dir / "heatmap_gain.png"))
         body += ["![stack gain heatmap](heatmap_gain.png)", ""]
-    if tables["stack_gain"]:
+    if rows:
         body += [_md(["method", "intermediate", "target", "gain"], [
             [str(r["method"]), str(r["intermediate"]) + (f" {FLAG}" if r["intermediate_not_learned"] else ""),
-             r["target"], _f(r["gain"], sign=True)] for r in tables["stack_gain"]]), ""]
-    section("Stack gain by intermediate task", body)
+             r["target"], _f(r["gain"], sign=True)] for r in rows]), ""]
+    return body
+
+
+def _per_language_section(headline: list[dict], chosen: dict, plot_dir: Path | None,
+                          written: list[Path]) -> list[str]:
     body = []
-    for target in dict.fromkeys(r["target"] for r in headline) if plots else ():
+    for target in dict.fromkeys(r["target"] for r in headline) if plot_dir is not None else ():
         series = {(r["column"] if not r["intermediate"] or r["intermediate"] == r["composition"]
                    else f"{r['column']} ({r['intermediate']})") + (f" {FLAG}" if r["not_learned"] else ""):
                   (_per_language(chosen[target, r["column"]]), r["n"])
@@ -403,39 +395,46 @@ def build_report(grid_dir: Path, *, plots: bool = True) -> Report:
             continue
         metric = next(r["metric"] for r in headline if r["target"] == target)
         name = "lang_" + re.sub(r"[^A-Za-z0-9_.-]", "_", target) + ".png"
-        written.append(_bars(target, metric, series, grid_dir / name))
+        written.append(_bars(target, metric, series, plot_dir / name))
         body += [f"![{target} per language]({name})", ""]
     if body:
         body = ["Bars: mean over seeds; error bars: ± one sample standard deviation over the n seeds in the legend "
                 "(none for n=1).", "", *body]
-    section("Per-language scores", body)
+    return body
+
+
+def _gain_by_language_section(gains: list[dict]) -> list[str]:
     body = []
-    for target in dict.fromkeys(r["target"] for r in tables["gain_by_language"]):
-        rows = [r for r in tables["gain_by_language"] if r["target"] == target]
+    for target in dict.fromkeys(r["target"] for r in gains):
+        rows = [r for r in gains if r["target"] == target]
         heads = list(dict.fromkeys((r["method"], r["intermediate"]) for r in rows))
         gain = {(r["method"], r["intermediate"], r["language"]): r["gain"] for r in rows}
         body += [f"**{target}**", "", _md(["language", *(f"{i} [{m}]" for m, i in heads)], [
             [lang, *(_f(gain.get((m, i, lang)), sign=True) for m, i in heads)]
             for lang in dict.fromkeys(r["language"] for r in rows)]), ""]
-    section("Gain of the best stack by language", body)
+    return body
+
+
+def _retrieval_section(retrieval: list[dict]) -> list[str]:
     body = []
-    for target in dict.fromkeys(r["target"] for r in tables["retrieval"]):
-        rows = [r for r in tables["retrieval"] if r["target"] == target]
+    for target in dict.fromkeys(r["target"] for r in retrieval):
+        rows = [r for r in retrieval if r["target"] == target]
         langs = list(dict.fromkeys(lang for r in rows for lang in r["scores"]))
         body += [f"**{target}**", "", _md(["model", "n", "zero-shot", "gain", *langs], [
             [r["model"], str(r["n"]), _f(r["zero_shot"]), _f(r["gain"], sign=True),
              *(_f(r["scores"].get(lang)) for lang in langs)] for r in rows]), ""]
-    section("Retrieval", body)
-    section(f"Runs that did not learn {FLAG}", [_md(["id", "English dev", "baseline", "loss start -> end", "reason"], [
+    return body
+
+
+def _not_learned_section(not_learned: list[dict]) -> list[str]:
+    return [_md(["id", "English dev", "baseline", "loss start -> end", "reason"], [
         [r["id"], _f(r["dev"]), _f(r["level"]), f"{_loss(r['loss_start'])} -> {_loss(r['loss_end'])}",
-         _escape(r["reason"])] for r in not_learned]), ""] if not_learned else [])
-    section("Costs", [_md(["method", "composition", "n", "trainable params", "trainable %", "weights MB",
-                           "train s", "peak RSS MB"], [
+         _escape(r["reason"])] for r in not_learned]), ""] if not_learned else []
+
+
+def _costs_section(costs: list[dict]) -> list[str]:
+    return [_md(["method", "composition", "n", "trainable params", "trainable %", "weights MB", "train s",
+                 "peak RSS MB"], [
         [str(r["method"]), str(r["composition"]), str(r["n"]), _count(r["trainable_parameters"]),
          _f(r["trainable_percent"]), _f(r["weights_mb"]), _f(r["train_seconds"]), _f(r["peak_rss_mb"])]
-        for r in tables["costs"]]), ""] if tables["costs"] else [])
-    section("Failed cells", [_md(["id", "error"], [[r["id"], _escape(r["error"])] for r in tables["failures"]]), ""]
-            if tables["failures"] else [])
-    markdown = "\n".join(md)
-    write_text_atomic(grid_dir / "report.md", markdown)
-    return Report(markdown, tables, written)
+        for r in costs]), ""] if costs else []

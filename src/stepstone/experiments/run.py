@@ -1,0 +1,234 @@
+"""Running a grid: cells in order, each in its own process, one line per finished cell in GRID_DIR/cells.jsonl.
+
+`run_grid` trains each intermediate adapter once (into the grid's zoo) and reuses it in every cell that composes
+it, evaluates every target cell zero-shot, and appends one record per finished cell. Re-running continues: cells
+recorded as ok are skipped, failed cells are retried, an artifact saved before an interruption is reused. A cell
+that fails is recorded with its error and the grid goes on. `stepstone report GRID_DIR` reads cells.jsonl.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+from .. import health, interrupts
+from ..artifacts import check_destination, write_text_atomic
+from ..manifest import ArtifactLayout, Manifest, read_manifest
+from ..config import dump_yaml
+from ..errors import ConfigError, StepstoneError
+from ..progress import Countdown, ProgressFactory, note, silent
+from ..tasks import Split, TaskSpec, get_task
+from .cells import CELLS, CellRecord, append_cell, best_intermediate, load_records
+from .grid import DEFAULT_SETUPS, Cell, GridSpec, _backbone, cells, expansion_problems
+
+
+@dataclass(frozen=True)
+class GridResult:
+    folder: Path
+    ran: int
+    skipped: int
+    failed: list[str]
+
+
+def run_grid(grid: GridSpec, folder: Path, *, progress: ProgressFactory = silent,
+             echo: Callable[[str], None] = lambda line: None, isolate: bool = True,
+             limit: int | None = None, clock: Callable[[], float] = time.monotonic) -> GridResult:
+    """Run (or continue) `grid` in `folder`. isolate: each training / evaluation in its own forked process
+    (a crash cannot take the grid down, and peak memory is per cell). limit: stop after that many cells
+    (tests use it to simulate an interruption). Progress notes (`progress.note`): cell k of n, elapsed,
+    an estimate of the time left; `echo`: failures and did-not-learn warnings. One grid at a time per folder: a
+    second is refused at once. SIGINT / SIGTERM stop the cell in progress as they stop `train` (its checkpoint
+    saved, nothing recorded for it) and raise `Interrupted` naming the cell; running the grid again continues it."""
+    from ..locks import exclusive
+
+    folder = Path(folder)
+    problems = expansion_problems(grid, setups_given=grid.setups != DEFAULT_SETUPS)
+    if problems:
+        raise ConfigError([message for _, message in problems])
+    every_cell = cells(grid)  # builds every cell's settings: a bad one fails before anything is written
+    check_destination(folder / CELLS, "write")  # a file in the way or a read-only place: before any cell runs
+    with interrupts.stopping(), exclusive([folder], f"grid folder '{folder}' is already being run"):
+        try:
+            return _run_grid(grid, folder, every_cell, progress, echo, isolate, limit, clock)
+        except interrupts.Interrupted as stop:
+            if stop.detail is not None:  # in or after a cell (_run_grid says which)
+                raise
+            raise interrupts.Interrupted(stop.signum, "between cells", resumable=True) from None
+
+
+def _run_grid(grid: GridSpec, folder: Path, every_cell: list[Cell], progress: ProgressFactory,
+              echo: Callable[[str], None], isolate: bool, limit: int | None, clock: Callable[[], float]) -> GridResult:
+    _pin_spec(grid, folder)
+    log = folder / CELLS
+    done = load_records(log)
+    ran = skipped = 0
+    failed: list[str] = []
+    todo, finished = planned(grid, done, every_cell)
+    countdown = Countdown(todo if limit is None else min(todo, limit), clock())
+    note(progress, f"grid {folder}: {countdown.total} cells to run, {finished} already done")
+    for cell in every_cell:
+        if done.get(cell.id, {}).get("status") == "ok":
+            skipped += 1
+            continue
+        if cell.after is not None and _best_stack(done, cell) != cell.record.intermediate:
+            continue
+        if limit is not None and ran >= limit:
+            break
+        start = clock()
+        note(progress, countdown.begin(cell.id, start))
+        try:
+            record = (_isolated if isolate else _run_cell)(grid, folder, cell, progress)
+        except interrupts.Interrupted as stop:  # not recorded: the next run of the grid continues the cell
+            raise interrupts.Interrupted(stop.signum, f"in cell {cell.id}" + (f" {stop.detail}" if stop.detail else ""),
+                                         resumable=True) from None
+        record = cell.record.updated(**record, cell_seconds=round(clock() - start, 1))  # training + evaluation
+        countdown.finish()
+        append_cell(log, record)
+        done[cell.id] = record
+        ran += 1
+        if record.status != "ok":
+            failed.append(cell.id)
+            echo(f"  failed: {cell.id}: {record.error}")
+        warning = health.warning(cell.id, record.learning)
+        if warning is not None:
+            echo(f"  {warning}")
+        if interrupts.received() is not None:  # it came as an isolated cell finished: recorded, then stop
+            raise interrupts.Interrupted(interrupts.received(), f"after cell {cell.id} finished", resumable=True)
+    if ran:
+        note(progress, countdown.summary(clock()))
+    return GridResult(folder, ran, skipped, failed)
+
+
+def planned(grid: GridSpec, done: dict, every_cell: list[Cell] | None = None) -> tuple[int, int]:
+    """(cells a run will start, cells already recorded ok). Of the best-stack seed cells (`after`), one
+    per gate and seed runs: the best intermediate's, unless one of them is done already or the target
+    has no dev score to pick by. `every_cell`: `cells(grid)` where the caller has built them already."""
+    todo = finished = 0
+    gates, gates_done = set(), set()
+    for cell in cells(grid) if every_cell is None else every_cell:
+        key = (cell.after, cell.record.seed)
+        if done.get(cell.id, {}).get("status") == "ok":
+            finished += 1
+            gates_done.add(key)
+        elif cell.after is None:
+            todo += 1
+        elif cell.target is not None and cell.target.dev:
+            gates.add(key)
+    return todo + len(gates - gates_done), finished
+
+
+def _pin_spec(grid: GridSpec, folder: Path) -> None:
+    """A grid folder belongs to one grid: resuming with a different spec would mix results."""
+    text = dump_yaml(grid)
+    pinned = folder / "grid.yaml"
+    if pinned.is_file():
+        if pinned.read_text(encoding="utf-8") != text:
+            raise StepstoneError(f"{folder} holds a different grid ({pinned}); use a new folder or the same spec")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(pinned, text)
+
+
+def _best_stack(done: dict[str, CellRecord], cell: Cell) -> str | None:
+    """The intermediate the best-stack rule picks among the recorded cells of `cell`'s target, method and setup."""
+    mine = cell.record
+    return best_intermediate(r for r in done.values() if r.get("status") == "ok" and r.get("target") == mine.target
+                             and r.get("method") == mine.method and r.get("composition") == mine.composition)
+
+
+def _isolated(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactory) -> dict:
+    """Run one cell in a forked child; a child that dies is a failed cell, not a dead grid."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+
+    def child() -> None:
+        try:
+            with interrupts.stopping():
+                send.send(_run_cell(grid, folder, cell, progress))
+        except interrupts.Interrupted as stop:
+            send.send({INTERRUPTED: [stop.signum, stop.detail]})
+
+    def forward(signum: int) -> None:  # a signal to the grid alone (SIGTERM from a scheduler) stops the cell too
+        if process.pid is not None:
+            os.kill(process.pid, signum)
+
+    process = context.Process(target=child)
+    with interrupts.deferred(then=forward):  # the grid waits for the cell to stop, and its checkpoint
+        process.start()
+        send.close()
+        try:
+            record = receive.recv()
+        except EOFError:  # the child died before sending its record
+            record = None
+        process.join()
+    if isinstance(record, dict) and INTERRUPTED in record:
+        raise interrupts.Interrupted(*record[INTERRUPTED])
+    if record is None and interrupts.received() is not None:
+        raise interrupts.Interrupted(interrupts.received())
+    if record is None:
+        return {"status": "error", "error": f"cell process died (exit code {process.exitcode})"}
+    return record
+
+
+INTERRUPTED = "interrupted"  # what an isolated cell sends instead of its record when a signal stopped it
+
+
+def _run_cell(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactory) -> dict:
+    from .. import pipelines
+    from ..zoo import Zoo
+
+    zoo, runs = Zoo(folder / "zoo"), folder / "runs"
+    try:
+        result: dict = {"status": "ok", "error": None}
+        artifact = cell.evaluate_artifact
+        if cell.spec is not None:
+            spec = cell.spec
+            if spec.init_from is not None and not spec.init_from.is_absolute():
+                spec = replace(spec, init_from=runs / spec.init_from)
+            standalone = spec.compose is None and spec.method.registered.train_mode != "full"
+            path = zoo.path(spec.run_name) if standalone else runs / spec.run_name
+            if not ArtifactLayout(path).manifest.is_file():  # saved before an interruption: reuse it
+                # a cell killed mid-training continues from its checkpoint
+                resume = pipelines.checkpoints_of(replace(spec, train=spec.train.resolved(spec.method.kind)),
+                                                  runs).latest() is not None
+                pipelines.train_run(spec, zoo=zoo, runs_dir=runs, progress=progress, resume=resume)
+            manifest = read_manifest(path, verify=False)
+            result.update(_costs(manifest))
+            artifact = str(path)
+        if cell.target is not None:
+            target, task = cell.target, get_task(cell.target.task)
+            langs = list(target.langs) if target.langs else _languages(task, Split(target.split), grid.data_dir)
+            evaluation = pipelines.evaluate(
+                artifact, task=task.name, zoo=zoo, langs=langs, split=target.split, data_dir=grid.data_dir,
+                max_examples=grid.eval_limit, backbone=None if artifact else _backbone(grid).name,
+                output=folder / "evaluations" / f"{cell.id.replace('/', '__')}.json", progress=progress)
+            result.update(metric=evaluation.metric,
+                          scores={lang: s[evaluation.metric] for lang, s in evaluation.scores.items()})
+        return result
+    except Exception as err:  # noqa: BLE001 -- any failure is recorded and the grid goes on
+        message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        return {"status": "error", "error": f"{type(err).__name__}: {message}"[:500]}
+
+
+def _costs(manifest: Manifest) -> dict:
+    return {"trainable_parameters": manifest.trainable.parameters,
+            "trainable_percent": manifest.trainable.percent_of_backbone,
+            "weights_bytes": manifest.weights_bytes, "train_seconds": manifest.train_seconds,
+            "peak_rss_mb": manifest.peak_rss_mb, "dev": manifest.metrics.main_dev,
+            "artifact": manifest.name, "learning": manifest.learning}  # stepstone.health's verdict
+
+
+def _languages(task: TaskSpec, split: Split, data_dir: Path | None) -> list[str]:
+    """Every language of the benchmark's list for the task (as `stepstone evaluate` defaults to; not the further
+    languages its source has, e.g. MLQA's language pairs) with data for `split` (`tasks.examples.missing_data`: a local file,
+    another task's for a borrowed English split, or the hub)."""
+    from ..tasks.examples import missing_data
+
+    found = [lang for lang in task.official_languages if missing_data(task, split, lang, data_dir) is None]
+    if not found:
+        raise StepstoneError(f"no {split.value} data for task '{task.name}' in any language under {data_dir}")
+    return found
