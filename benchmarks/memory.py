@@ -57,7 +57,7 @@ def one(args: argparse.Namespace) -> dict:
     from stepstone.backbone import device, load_backbone, place
     from stepstone.precision import autocast, grad_scaler
     from stepstone.specs import BackboneSpec, MethodSpec, Precision, Quantize
-    from stepstone.training import Mode, enable_grad_checkpointing, set_trainable, trainable_names
+    from stepstone.training import MODES, enable_grad_checkpointing, set_trainable, trainable_names
 
     quantize, precision, method = args.one.split(",")
     torch.manual_seed(0)
@@ -70,7 +70,7 @@ def one(args: argparse.Namespace) -> dict:
     model.add_tagging_head("bench", num_labels=7)
     methods.activate(model, None if full else "bench", head="bench")
     place(model)
-    mode = Mode(spec.registered.train_mode)
+    mode = MODES.get(spec.registered.train_mode)
     trainable = set_trainable(model, trainable_names(model, mode, "bench"), backbone.num_parameters)
     if args.grad_checkpointing:
         enable_grad_checkpointing(model)

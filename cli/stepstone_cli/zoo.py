@@ -29,7 +29,7 @@ def list_entries(zoo_dir: Optional[Path] = ZooOption) -> None:
     for e in entries:
         m = e.manifest
         main = m.metrics.main
-        table.add_row(e.name, m.task.name, m.method.kind.value, m.backbone.name,
+        table.add_row(e.name, m.task.name, m.method.kind, m.backbone.name,
                       f"{main} {m.metrics.dev[main]:.2f}" if m.metrics.dev else "-",
                       f"{m.trainable.parameters:,}")
     console.print(table if entries else f"zoo {zoo.root} is empty")
