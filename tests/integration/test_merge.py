@@ -149,6 +149,12 @@ def test_merged_entry_composes(fresh, tmp_path):
                                   zoo=fresh, runs_dir=tmp_path / "runs")
     assert outcome.manifest["composition"]["members"] == ["merged"]
     assert pipelines.load_for_inference(outcome.path)[1].name == "on-merged"
+    # a composed run (here copied into the zoo) is no zoo adapter: it does not merge
+    shutil.copytree(outcome.path, fresh.path("on-merged"))
+    with pytest.raises(StepstoneError) as err:
+        merging.merge("m", ("bn-a", "on-merged"), None, fresh)
+    assert str(err.value) == "zoo merge: 'on-merged' is a run, not a zoo adapter: only zoo adapters merge"
+    assert not fresh.path("m").exists()
 
 
 def test_members_of_different_tasks_merge_without_a_head(fresh):
