@@ -17,7 +17,8 @@ def train(
     task: Optional[List[str]] = typer.Option(None, help="Task to train on (`stepstone tasks`); repeat for multi-task.",
                                              autocompletion=complete_task),
     method: Optional[str] = typer.Option(None, help=f"Method: {', '.join(METHODS)} (full = --full-finetune)."),
-    on: Optional[str] = typer.Option(None, "--on", help="Train on top of zoo adapters: 'Stack(a, b)' or 'Fuse(a, b)' "
+    on: Optional[str] = typer.Option(None, "--on", help="Train on top of zoo adapters: 'Stack(a, b)', 'Fuse(a, b)' or "
+                                                        "'Average(a=0.7, b=0.3)' "
                                                         "(on their backbone unless --backbone says otherwise)."),
     full_finetune: bool = typer.Option(False, "--full-finetune", help="Train every backbone weight (the paper's baseline)."),
     init_from: Optional[Path] = typer.Option(None, help="Full fine-tune: start from this full fine-tune run's encoder."),
@@ -60,7 +61,8 @@ def train(
             settings["train"] = train_settings
         if on is not None:
             parsed = composition.parse(on)
-            settings["compose"] = {"block": parsed.block.value, "members": list(parsed.members)}
+            settings["compose"] = {"block": parsed.block.value, "members": list(parsed.members),
+                                   **({"weights": list(parsed.weights)} if parsed.weights else {})}
         if init_from is not None:
             settings["init_from"] = str(init_from)
         if data_dir is not None:

@@ -1,14 +1,14 @@
-"""`stepstone zoo list | show NAME | rm NAME`."""
+"""`stepstone zoo list | show NAME | rm NAME | merge NEW A B ...`."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from .common import console, user_errors
 
-app = typer.Typer(help="List, inspect and remove zoo entries.", no_args_is_help=True)
+app = typer.Typer(help="List, inspect, remove and merge zoo entries.", no_args_is_help=True)
 ZooOption = typer.Option(None, "--zoo", help="Zoo folder (default: $STEPSTONE_ZOO or ./adapters_zoo).")
 
 
@@ -63,3 +63,40 @@ def remove(
             typer.confirm(f"remove {entry.path}?", abort=True)
         zoo.remove(name)
     console.print(f"removed {entry.path}")
+
+
+@app.command("merge")
+def merge(
+    new: str = typer.Argument(..., help="Name of the new zoo entry."),
+    members: List[str] = typer.Argument(..., help="Two or more zoo entries of one method, settings and backbone."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="One weight per member, comma-separated "
+                                          "(e.g. 0.7,0.3; normalised to sum 1). Default: uniform."),
+    zoo_dir: Optional[Path] = ZooOption,
+) -> None:
+    """Average the members' adapter tensors (AdapterSoup) into a new zoo entry; heads too when they share a task."""
+    from stepstone.errors import StepstoneError
+    from stepstone.merge import merge as merge_entries
+    from stepstone.zoo import Zoo
+
+    with user_errors():
+        parsed = None
+        if weights is not None:
+            items = [w.strip() for w in weights.split(",")]
+            try:
+                parsed = [float(w) for w in items]
+            except ValueError:
+                bad = next(w for w in items if not _is_number(w))
+                raise StepstoneError(f"bad --weights '{weights}': '{bad}' is not a number (give one number per "
+                                     f"member, comma-separated)") from None
+        entry = merge_entries(new, members, parsed, Zoo(zoo_dir))
+    record = entry.manifest.merged_from
+    mix = ", ".join(f"{m} {w:.2f}" for m, w in zip(record.members, record.weights))
+    console.print(f"merged {mix} into {entry.path} (head: {entry.manifest.task.name if record.heads else 'none'})")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

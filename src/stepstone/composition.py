@@ -20,6 +20,16 @@ each semantics it supports). Every supported cell is pinned by a numeric test
 - FUSION: Stack(Fuse(m1, m2, ...), target): an AdapterFusion layer (attention over member outputs) per
   layer, then the target adapter. AdapterFusion mixes adapter *outputs*; the adapters library implements
   it for bottleneck adapters only.
+- AVERAGE: Stack(Average(m1, ..., mn), target) over bottlenecks: in every layer the weighted mean
+  w_1 f_1(h) + ... + w_n f_n(h) of the members' outputs (each f_i includes the adapter's residual, so the
+  residual enters once: the weights sum to 1), then the target. The adapters library's Average computes
+  `mean_i(w_i h_i)` = (1/n) sum_i w_i h_i, so stepstone passes n w_i un-normalised.
+- WEIGHTED_SUM: over LoRAs: each linear layer computes W x + w_1 dW_1 x + ... + w_n dW_n x + dW_target x
+  (the target's update at full weight); an un-normalised adapters Average over members + target with
+  weights (n+1) [w_1, ..., w_n, 1], as SUM. All LoRAs must update the same modules.
+  Bottleneck and LoRA members together, or a target of the other family, are refused: the adapters
+  library's Average averages the states of one layer kind, and a child of the other kind either leaves it
+  empty (bottleneck members under a LoRA target: IndexError) or unnamed (KeyError).
 """
 from __future__ import annotations
 
@@ -37,6 +47,8 @@ class Semantics(str, Enum):
     PLACED = "placed"
     SUM = "sum"
     FUSION = "fusion"
+    AVERAGE = "average"
+    WEIGHTED_SUM = "weighted-sum"
 
 
 MEANING = {
@@ -46,6 +58,10 @@ MEANING = {
                    "LoRA must update the same modules",
     Semantics.FUSION: "`Stack(Fuse(m1, m2, ...), target)`, AdapterFusion attention over member outputs, then "
                       "the target",
+    Semantics.AVERAGE: "`Stack(Average(m1, ..., mn), target)`: in every layer the weighted mean `w_1 f_1(h) + ... + "
+                       "w_n f_n(h)` of the members' outputs (weights given or uniform, normalised), then the target",
+    Semantics.WEIGHTED_SUM: "each linear layer computes `W x + w_1 dW_1 x + ... + w_n dW_n x + dW_target x` "
+                            "(weights given or uniform, normalised); every LoRA must update the same modules",
 }
 
 
@@ -110,7 +126,17 @@ def _same_sites(members: Sequence[Member], target: Member) -> str | None:
     return None
 
 
+def _same_sites_in(block: str) -> Callable[[Sequence[Member], Member], "str | None"]:
+    """`_same_sites` for another block's title."""
+    def check(members: Sequence[Member], target: Member) -> str | None:
+        reason = _same_sites(members, target)
+        return None if reason is None else reason.replace("in one Stack", f"in one {block}")
+    return check
+
+
 FULL_REFUSED = "full fine-tune runs cannot be composed: Stack and Fuse take adapters"
+AVERAGE_MIXED = ("Average members and the target must all be bottleneck or all LoRA adapters (bottleneck: "
+                 "{bottleneck_all}; LoRA: {lora_all}): the adapters library's Average mixes one kind of layer state")
 SEVERAL_LORA = ("a Stack with several LoRA adapters cannot also hold a bottleneck adapter: LoRA: {lora_all}; "
                 "make every member LoRA, or keep one LoRA")
 
@@ -132,6 +158,11 @@ RULES: tuple[Rule, ...] = (
     Rule("fuse-lora-member", Block.FUSE, {Family.LORA: SOME, Family.BOTTLENECK: ANY_NUMBER}, ADAPTERS,
          "Fuse supports bottleneck members only (AdapterFusion mixes bottleneck outputs); "
          "LoRA member(s): {lora_members}. Use Stack for LoRA adapters"),
+    Rule("average-bottleneck", Block.AVERAGE, {Family.BOTTLENECK: SOME}, frozenset({Family.BOTTLENECK}),
+         Semantics.AVERAGE),
+    Rule("average-lora", Block.AVERAGE, {Family.LORA: SOME}, frozenset({Family.LORA}), Semantics.WEIGHTED_SUM,
+         check=_same_sites_in("Average")),
+    Rule("average-mixed", Block.AVERAGE, {}, None, AVERAGE_MIXED, others=True),
 )
 
 
@@ -143,36 +174,57 @@ class BlockRule:
     describe: (members, target) -> the human-readable setup."""
 
     mode: str
-    setups: Mapping[Semantics, Callable[[tuple[str, ...], str], Any]]
-    describe: Callable[[tuple[str, ...], str], str]
+    setups: Mapping[Semantics, Callable[[Composition, str], Any]]
+    describe: Callable[[Composition, str], str]
     title: str = field(default="")
 
 
-def _stack(members: tuple[str, ...], target: str) -> Any:
+def _stack(c: Composition, target: str) -> Any:
     from adapters.composition import Stack
 
-    return Stack(*members, target)
+    return Stack(*c.members, target)
 
 
-def _sum(members: tuple[str, ...], target: str) -> Any:
+def _sum(c: Composition, target: str) -> Any:
     from adapters.composition import Average
 
-    n = len(members) + 1
-    return Average(*members, target, weights=[float(n)] * n, normalize_weights=False)
+    n = len(c.members) + 1
+    return Average(*c.members, target, weights=[float(n)] * n, normalize_weights=False)
 
 
-def _fuse(members: tuple[str, ...], target: str) -> Any:
+def _fuse(c: Composition, target: str) -> Any:
     from adapters.composition import Fuse, Stack
 
-    return Stack(Fuse(*members), target)
+    return Stack(Fuse(*c.members), target)
+
+
+def _average(c: Composition, target: str) -> Any:
+    from adapters.composition import Average, Stack
+
+    n = len(c.members)  # adapters' Average takes the mean of w_i h_i: n w_i makes it sum_i w_i h_i
+    return Stack(Average(*c.members, weights=[n * w for w in c.mix], normalize_weights=False), target)
+
+
+def _weighted_sum(c: Composition, target: str) -> Any:
+    from adapters.composition import Average
+
+    n = len(c.members) + 1  # as _sum: the mean of n terms times n is their sum; the target at weight 1
+    return Average(*c.members, target, weights=[n * w for w in (*c.mix, 1.0)], normalize_weights=False)
+
+
+def _describe_average(c: Composition, target: str) -> str:
+    items = c.members if c.weights is None else [f"{m}={w:.2f}" for m, w in zip(c.members, c.weights)]
+    return f"Average({', '.join(items)}) + {target}"
 
 
 BLOCKS: dict[Block, BlockRule] = {
     Block.STACK: BlockRule("adapter",
                            {Semantics.SEQUENTIAL: _stack, Semantics.PLACED: _stack, Semantics.SUM: _sum},
-                           lambda members, target: f"Stack({', '.join((*members, target))})", "Stack"),
+                           lambda c, target: f"Stack({', '.join((*c.members, target))})", "Stack"),
     Block.FUSE: BlockRule("fusion", {Semantics.FUSION: _fuse},
-                          lambda members, target: f"Fuse({', '.join(members)}) + {target}", "Fuse"),
+                          lambda c, target: f"Fuse({', '.join(c.members)}) + {target}", "Fuse"),
+    Block.AVERAGE: BlockRule("adapter", {Semantics.AVERAGE: _average, Semantics.WEIGHTED_SUM: _weighted_sum},
+                             _describe_average, "Average"),
 }
 
 
@@ -228,19 +280,21 @@ def adapters_setup(composition: Composition | None, target: str, kind: Semantics
         return target
     setups = BLOCKS[composition.block].setups
     build = setups[kind] if kind is not None else next(iter(setups.values()))
-    return build(composition.members, target)
+    return build(composition, target)
 
 
 def describe(composition: Composition | None, target: str) -> str:
     """Human-readable setup, e.g. 'Stack(a, b, target)' or 'Fuse(a, b) + target'."""
     if composition is None:
         return target
-    return BLOCKS[composition.block].describe(composition.members, target)
+    return BLOCKS[composition.block].describe(composition, target)
 
 
 def parse(text: str) -> Composition:
-    """'Stack(a, b)' or 'Fuse(a,b)' (case-insensitive) -> Composition."""
+    """'Stack(a, b)', 'Fuse(a,b)' or 'Average(a=0.7, b=0.3)' (case-insensitive) -> Composition."""
     import re
+
+    from .specs import WEIGHTS_RULE
 
     match = re.fullmatch(r"\s*(\w+)\s*\(([^()]*)\)\s*", text)
     blocks = {b.value: b for b in Block}
@@ -252,10 +306,31 @@ def parse(text: str) -> Composition:
     members = tuple(m.strip() for m in inner.split(",")) if inner else ()
     if "" in members:
         raise StepstoneError(f"bad composition '{text}': empty member name")
+    pairs = [tuple(p.strip() for p in m.split("=", 1)) if "=" in m else (m, None) for m in members]
+    members = tuple(name for name, _ in pairs)
+    weights = None
+    unweighted = [name for name, weight in pairs if weight is None]
+    if len(unweighted) < len(pairs):
+        if unweighted:
+            raise StepstoneError(f"bad composition '{text}': '{unweighted[0]}' has no weight; {WEIGHTS_RULE}")
+        try:
+            weights = tuple(float(weight) for _, weight in pairs)
+        except ValueError:
+            bad = next(p for p in pairs if not _is_float(p[1]))
+            raise StepstoneError(f"bad composition '{text}': weight '{bad[1]}' of '{bad[0]}' is not a number; "
+                                 f"{WEIGHTS_RULE}") from None
     try:
-        return Composition(blocks[match.group(1).lower()], members)
+        return Composition(blocks[match.group(1).lower()], members, weights)
     except ValueError as err:
         raise StepstoneError(f"bad composition '{text}': {err}") from None
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _count_text(family: Family, count: Count) -> str:

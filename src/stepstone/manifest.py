@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 import time
 from collections.abc import Mapping
@@ -208,22 +209,45 @@ class CompositionRecord:
     semantics: str  # a composition.Semantics value
     setup: str | None = None  # adapters' setup, as text
     member_methods: dict[str, MethodRecord] | None = None  # older manifests: read from the member copies
+    weights: tuple[float, ...] | None = None  # a weighted block's normalised member weights (None: uniform)
 
     @classmethod
     def from_json(cls, raw: dict) -> "CompositionRecord":
-        methods = raw.get("member_methods")
+        methods, weights = raw.get("member_methods"), raw.get("weights")
         return cls(Block(raw["block"]), tuple(raw["members"]), raw["semantics"], raw.get("setup"),
-                   None if methods is None else {k: MethodRecord.from_json(v) for k, v in methods.items()})
+                   None if methods is None else {k: MethodRecord.from_json(v) for k, v in methods.items()},
+                   None if weights is None else tuple(weights))
 
     def to_json(self) -> dict:
         record = {"block": self.block.value, "members": list(self.members), "semantics": self.semantics,
                   "setup": self.setup}
         if self.member_methods is not None:
             record["member_methods"] = {k: v.to_json() for k, v in self.member_methods.items()}
+        if self.weights is not None:  # absent where none were given (and in manifests older than Average)
+            record["weights"] = list(self.weights)
         return record
 
     def composition(self) -> Composition:
-        return Composition(self.block, self.members)
+        return Composition(self.block, self.members, self.weights)
+
+
+@dataclass(frozen=True)
+class MergeRecord:
+    """Where a merged zoo entry (`stepstone zoo merge`) came from: its members, their normalised weights,
+    and how the tensors were combined (`note`)."""
+
+    members: tuple[str, ...]
+    weights: tuple[float, ...]
+    note: str
+    heads: bool  # whether the members' heads were averaged too (else the entry has none)
+
+    @classmethod
+    def from_json(cls, raw: dict) -> "MergeRecord":
+        return cls(tuple(raw["members"]), tuple(raw["weights"]), raw.get("note", ""), bool(raw.get("heads")))
+
+    def to_json(self) -> dict:
+        return {"members": list(self.members), "weights": list(self.weights), "note": self.note,
+                "heads": self.heads}
 
 
 @dataclass(frozen=True)
@@ -310,6 +334,7 @@ class Manifest(Mapping):
     peak_rss_mb: float | None
     processes: int | None
     imported: dict | None  # where an imported adapter came from
+    merged_from: MergeRecord | None  # the members of a merged entry (`stepstone zoo merge`)
     format_version: int  # of the file as saved (the records are migrated to FORMAT_VERSION)
     versions: dict  # library versions that wrote it
     files: dict  # relative path -> sha256 of every file of the artifact
@@ -375,7 +400,9 @@ class Manifest(Mapping):
             trainable=None if trainable is None else TrainableRecord.from_json(trainable),
             metrics=MetricsRecord.from_json(g("metrics") or {}), history=tuple(_copy(g("history") or [])),
             learning=_copy(g("learning")), train_seconds=g("train_seconds"), peak_rss_mb=g("peak_rss_mb"),
-            processes=g("processes"), imported=_copy(g("imported")), format_version=saved["format_version"],
+            processes=g("processes"), imported=_copy(g("imported")),
+            merged_from=None if g("merged_from") is None else MergeRecord.from_json(current["merged_from"]),
+            format_version=saved["format_version"],
             versions=_copy(g("versions") or {}), files=dict(current["files"]), weights_bytes=g("weights_bytes"),
             _json=_copy(current), _saved=_copy(saved))
 
@@ -386,7 +413,7 @@ class Manifest(Mapping):
         """A manifest about to be saved (train_run, `stepstone import`): stamped with the time, the format
         and the library versions, and checked like a read one; `write_manifest` adds the file hashes.
         `more`: the other top-level fields as JSON (init_from, seed, data, trainable, metrics, history,
-        learning, train_seconds, peak_rss_mb, processes, imported), records given as records."""
+        learning, train_seconds, peak_rss_mb, processes, imported, merged_from), records given as records."""
         raw = {
             "kind": Kind(kind).value, "name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "backbone": backbone.to_json(), "method": method.to_json(),
@@ -484,9 +511,31 @@ def record_problems(manifest: dict) -> list[str]:
             for m in methods.values()):
         problems.append(f"'composition.member_methods' must be an object of method records, got "
                         f"{json.dumps(methods)[:40]}")
+    problems += _weights_problems(manifest)
     if isinstance(manifest.get("trainable"), dict):
         problems += [f"'trainable.{k}' is missing" for k in ("parameters", "percent_of_backbone",
                                                                "backbone_parameters") if k not in manifest["trainable"]]
+    return problems
+
+
+def _weights_problems(manifest: dict) -> list[str]:
+    """Member weights (a weighted composition's, a merge's): one finite number > 0 per member."""
+    problems = []
+    for key in ("composition", "merged_from"):
+        record = manifest.get(key)
+        if record is None:
+            continue
+        if key == "merged_from" and not (
+                isinstance(record, dict) and isinstance(record.get("members"), list)):
+            problems.append(f"'merged_from' must be an object with a 'members' list, got {json.dumps(record)[:40]}")
+            continue
+        weights = record.get("weights") if isinstance(record, dict) else None
+        if weights is None and key == "composition":
+            continue
+        members = record.get("members") if isinstance(record, dict) else None
+        if not isinstance(weights, list) or not isinstance(members, list) or len(weights) != len(members) or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w > 0 for w in weights):
+            problems.append(f"'{key}.weights' must be one finite number > 0 per member, got {json.dumps(weights)[:40]}")
     return problems
 
 

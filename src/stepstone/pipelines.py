@@ -267,7 +267,7 @@ def _train_run(spec: RunSpec, *, zoo: Zoo | None, runs_dir: Path, progress: Prog
         method=MethodRecord.of(spec.method), tasks=tuple(TaskRecord.of(t, heads[t.name]) for t in tasks),
         composition=None if spec.compose is None else CompositionRecord(
             spec.compose.block, tuple(spec.compose.members), semantics.value, comp.describe(spec.compose, name),
-            {e.name: e.manifest.method for e in members}),
+            {e.name: e.manifest.method for e in members}, spec.compose.weights),
         init_from=None if init is None else {"path": str(spec.init_from), "name": init.name},
         mode=mode, spec=to_dict(spec), seed=train_spec.seed, data=_data_record(parts, sources),
         trainable=TrainableRecord(trainable.count, trainable.percent, trainable.backbone),

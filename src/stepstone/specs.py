@@ -5,6 +5,7 @@ loaded from YAML plus dotted overrides by `stepstone.config`; unknown keys are e
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -58,15 +59,18 @@ class Precision(str, Enum):
 
 class Block(str, Enum):
     """How zoo adapters are composed under a new target adapter (see stepstone.composition: what each block
-    means for each method family, its training mode and setups). min_members: the fewest members it takes."""
+    means for each method family, its training mode and setups). min_members: the fewest members it takes;
+    weighted: whether it takes member weights (`Average(a=0.7, b=0.3)`)."""
 
     STACK = ("stack", 1)
     FUSE = ("fuse", 2)
+    AVERAGE = ("average", 2, True)
 
-    def __new__(cls, value: str, min_members: int) -> "Block":
+    def __new__(cls, value: str, min_members: int, weighted: bool = False) -> "Block":
         member = str.__new__(cls, value)
         member._value_ = value
         member.min_members = min_members
+        member.weighted = weighted
         return member
 
 
@@ -153,16 +157,39 @@ for _name, _cls in _SETTINGS.items():
 MethodSpec = dataclass(frozen=True)(MethodSpec)
 
 
+WEIGHTS_RULE = "weights are NAME=W for every member or for none (uniform), each W a finite number > 0; they are " \
+               "normalised to sum 1"
+
+
+def normalised_weights(weights: tuple[float, ...], members: tuple[str, ...]) -> tuple[float, ...]:
+    """Member weights checked (one per member, each finite and > 0) and scaled to sum 1. Weights that sum
+    to 1 within 1e-9 are kept as given, so normalising a recorded (normalised) set changes nothing and a
+    reloaded run rebuilds bit-identical weights."""
+    if len(weights) != len(members):
+        raise ValueError(f"{len(members)} members but {len(weights)} weights; {WEIGHTS_RULE}")
+    for name, weight in zip(members, weights):
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
+                or weight <= 0:
+            raise ValueError(f"weight {weight!r} of '{name}' is not a finite number > 0; {WEIGHTS_RULE}")
+    total = math.fsum(weights)
+    if abs(total - 1.0) <= 1e-9:
+        return tuple(float(w) for w in weights)
+    return tuple(w / total for w in weights)
+
+
 @dataclass(frozen=True)
 class Composition:
     """Zoo adapters the new target adapter is trained on top of.
 
     stack: Stack(m1, ..., target) -- members applied in order, then the target adapter.
     fuse:  Stack(Fuse(m1, m2, ...), target) -- an AdapterFusion layer mixes the members, then the target.
+    average: the members' outputs (bottleneck) or updates (LoRA) averaged with `weights`, then the target.
+    weights: one per member, normalised to sum 1 (None = uniform); only blocks with `weighted` take them.
     """
 
     block: Block
     members: tuple[str, ...]
+    weights: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if not self.members:
@@ -175,9 +202,26 @@ class Composition:
             raise ValueError("composition members must be distinct")
         for member in self.members:
             check_name(member, "composition member")
+        if self.weights is not None:
+            if not self.block.weighted:
+                weighted = ", ".join(b.value.capitalize() for b in Block if b.weighted)
+                raise ValueError(f"{self.block.value.capitalize()} takes no weights (only {weighted} does)")
+            object.__setattr__(self, "weights", normalised_weights(tuple(self.weights), self.members))
+
+    def to_config(self) -> dict:
+        """Config / manifest form: `weights` only where given, so unweighted specs read as they did before."""
+        return {"block": self.block, "members": self.members,
+                **({} if self.weights is None else {"weights": self.weights})}
+
+    @property
+    def mix(self) -> tuple[float, ...]:
+        """The members' weights: as given (normalised), else uniform."""
+        return self.weights if self.weights is not None else tuple(1.0 / len(self.members) for _ in self.members)
 
     def __str__(self) -> str:
-        return f"{self.block.value.capitalize()}({', '.join(self.members)})"
+        """What `stepstone.composition.parse` reads back (weights as repr floats: exact)."""
+        items = self.members if self.weights is None else [f"{m}={w!r}" for m, w in zip(self.members, self.weights)]
+        return f"{self.block.value.capitalize()}({', '.join(items)})"
 
 
 @dataclass(frozen=True)

@@ -310,6 +310,8 @@ def case(id: str, argv, message: str, *, xfail: str | None = None, **kw):
 
 
 NAME_RULE = "use 1-64 letters, digits, '-' or '_', starting with a letter or digit"
+WEIGHTS_RULE = ("weights are NAME=W for every member or for none (uniform), each W a finite number > 0; they are "
+                "normalised to sum 1")  # Average and zoo merge (issue 14)
 NO_OVERLAP = ("QA windows overlap by doc_stride tokens, and without overlap an answer that crosses a window boundary "
               "is in no window")
 WINDOWS = "QA windows of max_length tokens overlap by doc_stride tokens"
@@ -868,6 +870,44 @@ CASES = [
                                                           "--zoo", ZOO, "-q", *FAST),
          "cannot lock 'zoo/.held.lock': Is a directory (EISDIR)",
          setup=lambda root: (root / ZOO / ".held.lock").mkdir(parents=True)),
+    # ---- average + merge (issue 14)
+    case("average-weight-missing", on("Average(sent-a=0.7, sent-b)"),
+         f"bad composition 'Average(sent-a=0.7, sent-b)': 'sent-b' has no weight; {WEIGHTS_RULE}"),
+    case("average-weight-not-a-number", on("Average(sent-a=x, sent-b=1)"),
+         f"bad composition 'Average(sent-a=x, sent-b=1)': weight 'x' of 'sent-a' is not a number; {WEIGHTS_RULE}"),
+    case("average-weight-not-positive", on("Average(sent-a=-1, sent-b=1)"),
+         f"bad composition 'Average(sent-a=-1, sent-b=1)': weight -1.0 of 'sent-a' is not a finite number > 0; "
+         f"{WEIGHTS_RULE}"),
+    case("average-of-one", on("Average(sent-a)"), "bad composition 'Average(sent-a)': Average needs at least two members"),
+    case("stack-with-weights", on("Stack(sent-a=1)"), "bad composition 'Stack(sent-a=1)': Stack takes no weights "
+                                                      "(only Average does)"),
+    case("average-of-bottleneck-and-lora", on("Average(sent-a, sent-b)"),
+         "Average members and the target must all be bottleneck or all LoRA adapters (bottleneck: sent-a, target; "
+         "LoRA: sent-b): the adapters library's Average mixes one kind of layer state",
+         zoo=TRAINED, setup=manifest_edit("sent-b", lora_method)),
+    case("merge-of-one", ("zoo", "merge", "m", "sent-a", "--zoo", ZOO), "zoo merge needs at least two members "
+                                                                        "(got 1: sent-a)", zoo=("sent-a",)),
+    case("merge-unknown-member", ("zoo", "merge", "m", "sent-a", "ghost", "--zoo", ZOO),
+         "no zoo entry 'ghost' in zoo (entries: sent-a)", zoo=("sent-a",)),
+    case("merge-name-taken", ("zoo", "merge", "sent-b", "sent-a", "ghost", "--zoo", ZOO),
+         "'zoo/sent-b' already exists; pick another name or remove it first", zoo=TRAINED),
+    case("merge-name-traversal", ("zoo", "merge", "../m", "sent-a", "sent-b", "--zoo", ZOO),
+         f"invalid zoo entry name '../m': {NAME_RULE}", zoo=TRAINED),
+    case("merge-weights-not-numbers", ("zoo", "merge", "m", "sent-a", "sent-b", "--weights", "0.5,x", "--zoo", ZOO),
+         "bad --weights '0.5,x': 'x' is not a number (give one number per member, comma-separated)", zoo=TRAINED),
+    case("merge-weights-count", ("zoo", "merge", "m", "sent-a", "sent-b", "--weights", "1", "--zoo", ZOO),
+         f"zoo merge: 2 members but 1 weights; {WEIGHTS_RULE}", zoo=TRAINED),
+    case("merge-different-methods", ("zoo", "merge", "m", "sent-a", "sent-b", "--zoo", ZOO),
+         "zoo merge: 'sent-b' is a lora adapter, 'sent-a' a bottleneck adapter: members must share the method",
+         zoo=TRAINED, setup=manifest_edit("sent-b", lora_method)),
+    case("merge-different-settings", ("zoo", "merge", "m", "sent-a", "sent-b", "--zoo", ZOO),
+         "zoo merge: 'sent-b' has bottleneck setting reduction_factor=8, 'sent-a' has reduction_factor=16: members "
+         "must share the method's settings",
+         zoo=TRAINED, setup=manifest_edit("sent-b", lambda m: m["method"]["settings"].update(reduction_factor=8))),
+    case("merge-different-backbones", ("zoo", "merge", "m", "sent-a", "sent-b", "--zoo", ZOO),
+         "zoo merge: 'sent-b' was trained on backbone 'xlm-roberta-base' (fingerprint 0123456789abcdef), 'sent-a' "
+         "on 'tiny' (fingerprint <*>): members must share the backbone",
+         zoo=TRAINED, setup=manifest_edit("sent-b", other_backbone)),
 ]
 
 

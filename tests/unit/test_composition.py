@@ -29,7 +29,7 @@ BN = MethodSpec(kind="bottleneck", bottleneck=BottleneckSpec(reduction_factor=16
 # Two LoRAs on the same modules with different ranks and scalings (alpha / r): 1.0 and 2.0.
 LORA_A = MethodSpec(kind="lora", lora=LoRASpec(r=4, alpha=4, target_modules=QV))
 LORA_T = MethodSpec(kind="lora", lora=LoRASpec(r=8, alpha=16, target_modules=QV))
-SCALING = {"lora_a": 1.0, "lora_t": 2.0}
+SCALING = {"lora_a": 1.0, "lora_b": 1.0, "lora_t": 2.0}
 HEAD = "head"
 LAYERS = (0, 1)
 
@@ -61,6 +61,8 @@ SEMANTICS_TABLE = [
     (Block.FUSE, [bn("a"), bn("b")], bn("t"), Semantics.FUSION),
     (Block.FUSE, [bn("a"), bn("b")], lora("t"), Semantics.FUSION),
     (Block.FUSE, [bn("a"), bn("b"), bn("c")], bn("t"), Semantics.FUSION),
+    (Block.AVERAGE, [bn("a"), bn("b")], bn("t"), Semantics.AVERAGE),
+    (Block.AVERAGE, [lora("a"), lora("b")], lora("t"), Semantics.WEIGHTED_SUM),
 ]
 
 
@@ -436,6 +438,9 @@ CELL_TESTS = {
     ("stack-sum", "lora"): ["test_sum_equals_merged_weight_sum", "test_sum_is_not_the_adapters_library_stack"],
     ("fuse-bottleneck", "bottleneck"): ["test_fusion_bottleneck_target", "test_fusion_parameters"],
     ("fuse-bottleneck", "lora"): ["test_fusion_lora_target"],
+    ("average-bottleneck", "bottleneck"): ["test_average_bottleneck_layer_formula",
+                                           "test_average_bottleneck_logits_follow_the_weights"],
+    ("average-lora", "lora"): ["test_average_lora_equals_merged_weighted_sum", "test_average_lora_layer_formula"],
 }
 
 
@@ -474,7 +479,8 @@ def test_refusal_by_method_names():
 
 def test_blocks_carry_their_own_data():
     assert {b: (b.min_members, r.mode, sorted(s.value for s in r.setups)) for b, r in comp.BLOCKS.items()} == {
-        Block.STACK: (1, "adapter", ["placed", "sequential", "sum"]), Block.FUSE: (2, "fusion", ["fusion"])}
+        Block.STACK: (1, "adapter", ["placed", "sequential", "sum"]), Block.FUSE: (2, "fusion", ["fusion"]),
+        Block.AVERAGE: (2, "adapter", ["average", "weighted-sum"])}
     assert set(comp.BLOCKS) == set(Block)
     for rule in comp.RULES:  # every semantics a row gives, its block can build
         if isinstance(rule.outcome, Semantics) and rule.block is not None:
@@ -488,3 +494,185 @@ def test_readme_composition_table_is_generated_from_the_rules():
     start, end = "<!-- composition-table:start -->\n", "<!-- composition-table:end -->"
     assert readme.count(start) == 1 and readme.count(end) == 1
     assert readme.split(start, 1)[1].split(end, 1)[0] == comp.markdown_table()
+
+
+# AVERAGE (issue 14) -----------------------------------------------------------------------------------------
+MIXED = ("Average members and the target must all be bottleneck or all LoRA adapters (bottleneck: {}; LoRA: {}): "
+         "the adapters library's Average mixes one kind of layer state")
+RULE = ("weights are NAME=W for every member or for none (uniform), each W a finite number > 0; they are normalised "
+        "to sum 1")
+
+
+@pytest.mark.parametrize("text, weights, described", [
+    ("Average(a, b)", None, "Average(a, b) + t"),
+    ("average(a=0.7, b=0.3)", (0.7, 0.3), "Average(a=0.70, b=0.30) + t"),
+    (" AVERAGE ( a = 2 , b=1, c=1 ) ", (0.5, 0.25, 0.25), "Average(a=0.50, b=0.25, c=0.25) + t"),
+])
+def test_parse_average(text, weights, described):
+    parsed = comp.parse(text)
+    assert parsed.block is Block.AVERAGE and parsed.weights == weights
+    assert parsed.mix == (weights or tuple(1 / len(parsed.members) for _ in parsed.members))
+    assert comp.parse(str(parsed)) == parsed  # str() writes what parse() reads, weights exactly
+    assert comp.describe(parsed, "t") == described
+
+
+def test_recorded_weights_rebuild_exactly():
+    """Normalised weights normalise to themselves (a reloaded run rebuilds the same floats)."""
+    given = Composition(Block.AVERAGE, ("a", "b", "c"), (1.0, 1.0, 1.0))
+    assert given.weights == (1 / 3, 1 / 3, 1 / 3)
+    assert Composition(Block.AVERAGE, ("a", "b", "c"), given.weights).weights == given.weights
+
+
+@pytest.mark.parametrize("text, why", [
+    ("Average(a)", "Average needs at least two members"),
+    ("Average(a=0.7, b)", f"'b' has no weight; {RULE}"),
+    ("Average(a, b=0.3)", f"'a' has no weight; {RULE}"),
+    ("Average(a=x, b=1)", f"weight 'x' of 'a' is not a number; {RULE}"),
+    ("Average(a=, b=1)", f"weight '' of 'a' is not a number; {RULE}"),
+    ("Average(a=0, b=1)", f"weight 0.0 of 'a' is not a finite number > 0; {RULE}"),
+    ("Average(a=1, b=-2)", f"weight -2.0 of 'b' is not a finite number > 0; {RULE}"),
+    ("Average(a=nan, b=1)", f"weight nan of 'a' is not a finite number > 0; {RULE}"),
+    ("Average(a=inf, b=1)", f"weight inf of 'a' is not a finite number > 0; {RULE}"),
+    ("Stack(a=1)", "Stack takes no weights (only Average does)"),
+    ("Fuse(a=0.5, b=0.5)", "Fuse takes no weights (only Average does)"),
+    ("Average(a=1, a=2)", "composition members must be distinct"),
+])
+def test_parse_average_refuses(text, why):
+    with pytest.raises(StepstoneError) as err:
+        comp.parse(text)
+    assert str(err.value) == f"bad composition '{text}': {why}"
+
+
+def test_average_weights_count_must_match_members():
+    with pytest.raises(ValueError, match=r"^2 members but 3 weights; weights are NAME=W"):
+        Composition(Block.AVERAGE, ("a", "b"), (0.2, 0.3, 0.5))
+
+
+@pytest.mark.parametrize("members, target, bottlenecks, loras", [
+    ([bn("a"), lora("la")], bn("t"), "a, t", "la"),
+    ([bn("a"), lora("la")], lora("lt"), "a", "la, lt"),
+    ([bn("a"), bn("b")], lora("lt"), "a, b", "lt"),
+    ([lora("la"), lora("lb")], bn("t"), "t", "la, lb"),
+], ids=["bn+lora->bn", "bn+lora->lora", "bn+bn->lora", "lora+lora->bn"])
+def test_average_of_mixed_families_refused(members, target, bottlenecks, loras):
+    with pytest.raises(StepstoneError) as err:
+        comp.semantics(Block.AVERAGE, members, target)
+    assert str(err.value) == MIXED.format(bottlenecks, loras)
+
+
+def test_average_lora_refuses_different_target_modules():
+    with pytest.raises(StepstoneError) as err:
+        comp.semantics(Block.AVERAGE, [lora("la"), lora("lb", LoRATarget.INTERMEDIATE)], lora("lt"))
+    assert str(err.value) == ("LoRA adapters in one Average must update the same modules (la: q, v; "
+                              "lb: intermediate; lt: q, v)")
+
+
+def test_average_adapters_setup():
+    """adapters' Average computes mean_i(w_i h_i), so stepstone passes n w_i un-normalised."""
+    from adapters.composition import Average, Stack
+
+    weighted = Composition(Block.AVERAGE, ("a", "b"), (0.7, 0.3))
+    setup = comp.adapters_setup(weighted, "t", Semantics.AVERAGE)
+    assert isinstance(setup, Stack) and isinstance(setup.children[0], Average) and setup.children[1] == "t"
+    assert setup.children[0].children == ["a", "b"] and setup.children[0].weights == [2 * 0.7, 2 * 0.3]
+    summed = comp.adapters_setup(weighted, "t", Semantics.WEIGHTED_SUM)
+    assert isinstance(summed, Average) and summed.children == ["a", "b", "t"]
+    assert summed.weights == [3 * 0.7, 3 * 0.3, 3.0]
+    uniform = comp.adapters_setup(Composition(Block.AVERAGE, ("a", "b")), "t", Semantics.AVERAGE)
+    assert uniform.children[0].weights == [1.0, 1.0]
+
+
+def _average_setup(model_methods: dict, target: str, weights):
+    members = tuple(model_methods)
+    composition = Composition(Block.AVERAGE, members, weights)
+    kind = comp.semantics(Block.AVERAGE, [Member(m, x.kind, x.lora if x.kind == "lora" else None)
+                                          for m, x in model_methods.items()],
+                          Member(target, "bottleneck" if target.startswith("bn") else "lora", LORA_T.lora
+                                 if target.startswith("lora") else None))
+    return comp.adapters_setup(composition, target, kind), kind
+
+
+@pytest.mark.parametrize("weights, mix", [(None, (0.5, 0.5)), ((0.7, 0.3), (0.7, 0.3))], ids=["uniform", "weighted"])
+def test_average_bottleneck_layer_formula(tiny, weights, mix):
+    """In each layer's FFN output: h = dense(x), f_k(z) = z + up_k(relu(down_k(LN(z + r)))); the output is
+    LN(f_t(w_a f_a(h) + w_b f_b(h)) + r): the weighted mean of the members' outputs, then the target."""
+    model, _ = tiny
+    setup, kind = _average_setup({"bn_a": BN, "bn_b": BN}, "bn_t", weights)
+    assert kind is Semantics.AVERAGE
+    methods.activate(model, setup, HEAD)
+    generator = torch.Generator().manual_seed(3)
+    for i in LAYERS:
+        out = model.base_model.encoder.layer[i].output
+        x, r = torch.randn(2, 5, 256, generator=generator), torch.randn(2, 5, 128, generator=generator)
+
+        def f(name, z):
+            adapter = out.adapters[name]
+            return z + adapter.adapter_up(torch.relu(adapter.adapter_down[0](out.LayerNorm(z + r))))
+
+        with torch.no_grad():
+            h = out.dense(x)
+            expected = out.LayerNorm(f("bn_t", mix[0] * f("bn_a", h) + mix[1] * f("bn_b", h)) + r)
+            assert torch.allclose(out(x, r), expected, atol=1e-5, rtol=0)
+
+
+def test_average_bottleneck_logits_follow_the_weights(tiny):
+    model, inputs = tiny
+    uniform = logits(model, inputs, _average_setup({"bn_a": BN, "bn_b": BN}, "bn_t", None)[0])
+    weighted = logits(model, inputs, _average_setup({"bn_a": BN, "bn_b": BN}, "bn_t", (0.7, 0.3))[0])
+    assert max_diff(uniform, weighted) > 1e-4
+    # two identical members average to either alone: Average(bn_a, bn_a') + bn_t == Stack(bn_a, bn_t)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if ".adapters.bn_b." in name:
+                param.copy_(dict(model.named_parameters())[name.replace(".bn_b.", ".bn_a.")])
+    stacked = logits(model, inputs, comp.adapters_setup(Composition(Block.STACK, ("bn_a",)), "bn_t",
+                                                        Semantics.SEQUENTIAL))
+    for weights in (None, (0.7, 0.3)):
+        got = logits(model, inputs, _average_setup({"bn_a": BN, "bn_b": BN}, "bn_t", weights)[0])
+        assert torch.allclose(got, stacked, atol=1e-5, rtol=0)
+
+
+def _with_lora_b(model):
+    methods.add_adapter(model, "lora_b", LORA_A)
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if ".loras.lora_b." in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
+    model.eval()
+
+
+def test_average_lora_equals_merged_weighted_sum(tiny):
+    """Average(lora_a=0.7, lora_b=0.3) + lora_t == no adapter, W + 0.7 dW_a + 0.3 dW_b + dW_t in q and v."""
+    model, inputs = tiny
+    _with_lora_b(model)
+    setup, kind = _average_setup({"lora_a": LORA_A, "lora_b": LORA_A}, "lora_t", (0.7, 0.3))
+    assert kind is Semantics.WEIGHTED_SUM
+    got = logits(model, inputs, setup)
+    saved = {}
+    with torch.no_grad():
+        for i, which, module in lora_linears(model):
+            saved[i, which] = module.weight.detach().clone()
+            module.weight.add_(0.7 * delta(module, "lora_a") + 0.3 * delta(module, "lora_b") + delta(module, "lora_t"))
+    reference = logits(model, inputs, None)
+    with torch.no_grad():
+        for i, which, module in lora_linears(model):
+            module.weight.copy_(saved[i, which])
+    assert torch.allclose(got, reference, atol=1e-5, rtol=0)
+    uniform = logits(model, inputs, _average_setup({"lora_a": LORA_A, "lora_b": LORA_A}, "lora_t", None)[0])
+    assert max_diff(got, uniform) > 1e-4
+
+
+@pytest.mark.parametrize("weights, mix", [(None, (0.5, 0.5)), ((0.7, 0.3), (0.7, 0.3))], ids=["uniform", "weighted"])
+def test_average_lora_layer_formula(tiny, weights, mix):
+    model, _ = tiny
+    _with_lora_b(model)
+    setup, _ = _average_setup({"lora_a": LORA_A, "lora_b": LORA_A}, "lora_t", weights)
+    methods.activate(model, setup, HEAD)
+    x = torch.randn(2, 5, 128, generator=torch.Generator().manual_seed(4))
+    for _, _, module in lora_linears(model):
+        a, b, t = (module.loras[n] for n in ("lora_a", "lora_b", "lora_t"))
+        with torch.no_grad():
+            expected = (x @ module.weight.T + module.bias + mix[0] * 1.0 * (x @ a.lora_A.T @ a.lora_B.T)
+                        + mix[1] * 1.0 * (x @ b.lora_A.T @ b.lora_B.T) + 2.0 * (x @ t.lora_A.T @ t.lora_B.T))
+            assert torch.allclose(module(x), expected, atol=1e-5, rtol=0)

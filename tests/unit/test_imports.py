@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                "stepstone.tokenized")),
     ("evaluation", ("stepstone.evaluation", "stepstone.retrieval")),
     ("training", ("stepstone.training",)),
-    ("pipelines", ("stepstone.pipelines", "stepstone.interop")),
+    ("pipelines", ("stepstone.pipelines", "stepstone.interop", "stepstone.merge")),
     ("experiments", ("stepstone.experiments", "stepstone.grid", "stepstone.report", "stepstone.summary",
                      "stepstone.demo")),
     ("cli", ("stepstone_cli",)),
