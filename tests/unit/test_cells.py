@@ -10,7 +10,7 @@ import pytest
 from stepstone.composition import refusal
 from stepstone.errors import StepstoneError
 from stepstone.experiments import CellRecord, GridSpec, Kind, Setup, Status, TargetSpec, best_intermediate, cells
-from stepstone.experiments.cells import BLOCK_MEMBERS, BLOCK_OF, GRID_SETUPS, Members, append_cell, read_cells
+from stepstone.experiments.cells import BLOCK_MEMBERS, BLOCK_OF, DEFAULT_SETUPS, GRID_SETUPS, Members, append_cell, read_cells
 from stepstone.experiments.grid import _no_cell
 from stepstone.specs import Block
 
@@ -61,8 +61,8 @@ def test_the_runner_writes_the_bytes_it_always_wrote(tmp_path):
 
 
 def test_bad_enum_values_name_the_line_and_the_choices():
-    with pytest.raises(StepstoneError, match=r"^f:3: composition 'pile' is not one of full, full-after-intermediate, "
-                                             r"fuse, intermediate, multitask, none, stack$"):
+    with pytest.raises(StepstoneError, match=r"^f:3: composition 'pile' is not one of average, full, "
+                                             r"full-after-intermediate, fuse, intermediate, multitask, none, stack$"):
         CellRecord.from_json('{"id": "a", "composition": "pile"}', "f:3", strict=False)
     with pytest.raises(StepstoneError, match=r"^f:1: not a cell record$"):
         CellRecord.from_json("[1]", "f:1", strict=False)
@@ -72,8 +72,9 @@ def test_every_block_is_a_setup_of_the_grid():
     assert set(BLOCK_MEMBERS) == set(Block)
     assert {s.value for s in BLOCK_OF} == {b.value for b in Block}
     assert all(Setup(b.value) in GRID_SETUPS for b in Block)
-    assert [s.value for s in GRID_SETUPS] == ["none", "stack", "fuse", "multitask"]
-    assert [s.value for s in Setup] == ["intermediate", "none", "stack", "fuse", "multitask", "full",
+    assert [s.value for s in GRID_SETUPS] == ["none", "stack", "fuse", "average", "multitask"]
+    assert [s.value for s in DEFAULT_SETUPS] == ["none", "stack", "fuse", "multitask"]  # average: asked by name
+    assert [s.value for s in Setup] == ["intermediate", "none", "stack", "fuse", "average", "multitask", "full",
                                         "full-after-intermediate"]
     assert (BLOCK_MEMBERS[Block.STACK], BLOCK_MEMBERS[Block.FUSE]) == (Members.EACH, Members.ALL)
     assert str(Setup.STACK) == f"{Setup.STACK}" == "stack"
@@ -96,7 +97,7 @@ def test_the_grid_takes_the_fuse_rule_from_composition():
 
 
 def test_a_grid_refuses_setups_that_are_not_grid_setups():
-    with pytest.raises(ValueError, match=r"^setups are what a target cell composes \(valid: none, stack, fuse, "
+    with pytest.raises(ValueError, match=r"^setups are what a target cell composes \(valid: none, stack, fuse, average, "
                                          r"multitask; got full\); the full fine-tune baseline is `full_finetune`$"):
         GridSpec(intermediate=("toy-sentiment",), targets=(TargetSpec("toy-tags"),), setups=(Setup.FULL,))
 

@@ -53,7 +53,7 @@ class Members(Value):
 
 # Per block: one cell per intermediate or one over all. A block registered in stepstone.specs.Block becomes a
 # grid setup with this one line (tests/unit/test_cells.py checks that every block has it).
-BLOCK_MEMBERS: dict[Block, Members] = {Block.STACK: Members.EACH, Block.FUSE: Members.ALL}
+BLOCK_MEMBERS: dict[Block, Members] = {Block.STACK: Members.EACH, Block.FUSE: Members.ALL, Block.AVERAGE: Members.ALL}
 
 # The one vocabulary of setups ("composition" in a record): how a cell uses the intermediate tasks. The values are
 # in committed cells.jsonl files. Built from Block so every composition block is a setup; the order is the
@@ -70,6 +70,8 @@ Setup.__doc__ = "How a cell uses the intermediate tasks (the 'composition' of it
 
 BLOCK_OF: dict = {Setup(block.value): block for block in Block}  # the setups that compose zoo adapters
 GRID_SETUPS: tuple = (Setup.NONE, *BLOCK_OF, Setup.MULTITASK)  # what a grid's `setups` may list
+# what a grid runs when its spec names no setups: the paper's comparisons (Average is asked for by name)
+DEFAULT_SETUPS: tuple = (Setup.NONE, Setup.STACK, Setup.FUSE, Setup.MULTITASK)
 
 NUMERIC = ("seed", "trainable_parameters", "trainable_percent", "weights_bytes", "train_seconds", "peak_rss_mb", "dev")
 VERDICTS = ("learned", "not-learned", "unknown")  # stepstone.health.Verdict

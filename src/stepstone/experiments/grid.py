@@ -19,7 +19,7 @@ from ..errors import ConfigError, StepstoneError, choices, did_you_mean
 from ..methods import METHODS, Family, MethodName
 from ..specs import BackboneSpec, Block, Composition, MethodSpec, RunSpec, TrainSpec
 from ..tasks import TASKS, Split, TaskFormat, TaskSpec, get_task
-from .cells import BLOCK_MEMBERS, BLOCK_OF, GRID_SETUPS, CellRecord, Kind, Members, Setup
+from .cells import BLOCK_MEMBERS, BLOCK_OF, DEFAULT_SETUPS, GRID_SETUPS, CellRecord, Kind, Members, Setup
 
 
 class Preset(str, Enum):
@@ -103,7 +103,7 @@ class GridSpec:
     data_dir: Path | None = None
     seeds: tuple[int, ...] = (0, 1, 2)
     methods: tuple[MethodName, ...] = ("bottleneck", "lora")
-    setups: tuple[Setup, ...] = GRID_SETUPS  # every setup a grid can run (cells.GRID_SETUPS)
+    setups: tuple[Setup, ...] = DEFAULT_SETUPS  # cells.DEFAULT_SETUPS; any of cells.GRID_SETUPS may be listed
     method_setups: dict[MethodName, tuple[Setup, ...]] = field(default_factory=dict)  # per method, instead of setups
     single_seed: tuple[Setup, ...] = ()  # setups run with the first seed only (e.g. multitask, to save time)
     eval_examples: int | None = None  # zero-shot evaluation examples per language (None: the preset's)
@@ -244,7 +244,6 @@ def _check_train(grid: GridSpec, path: Path, lines: dict) -> None:
         raise ConfigError([where + p for p in err.problems]) from None
 
 
-DEFAULT_SETUPS = GridSpec.__dataclass_fields__["setups"].default
 
 
 def _refused(block: Block, method: str) -> str | None:
