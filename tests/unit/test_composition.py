@@ -488,3 +488,19 @@ def test_readme_composition_table_is_generated_from_the_rules():
     start, end = "<!-- composition-table:start -->\n", "<!-- composition-table:end -->"
     assert readme.count(start) == 1 and readme.count(end) == 1
     assert readme.split(start, 1)[1].split(end, 1)[0] == comp.markdown_table()
+
+
+def test_the_semantics_names_its_own_trained_layer_and_so_the_training_mode():
+    from stepstone.manifest import SCHEMA, mode_names
+    from stepstone.methods import METHODS
+
+    assert comp.trained_layer(None) is None and comp.trained_layer(Semantics.SEQUENTIAL) is None
+    fusion = comp.trained_layer(Semantics.FUSION)
+    assert (fusion.mode, fusion.folder, fusion.name(("a", "b")), fusion.activate) == ("fusion", "fusion", "a,b", None)
+    assert [comp.training_mode(s, "bottleneck") for s in (None, Semantics.SEQUENTIAL, Semantics.FUSION)] == \
+        ["adapter", "adapter", "fusion"]
+    assert (comp.training_mode(Semantics.SUM, "lora"), comp.training_mode(None, "full")) == ("adapter", "full")
+    # the modes a manifest may name are derived from the methods and the layers, not listed by hand
+    assert SCHEMA["mode"] == mode_names()
+    assert set(mode_names()) == {"adapter", *(METHODS.get(m).train_mode for m in METHODS.in_order()),
+                                 *(layer.mode for layer in comp.LAYERS.values())} >= {"adapter", "full", "fusion"}

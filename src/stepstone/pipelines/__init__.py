@@ -7,12 +7,11 @@ compatibility, output paths, data) is checked before anything is loaded or writt
 """
 from ..manifest import ArtifactLayout
 from .evaluation import Evaluation, evaluate
-from .inference import load_for_inference, load_model, resolve_artifact
-from .spec import check_same_backbone, load_run_spec, set_threads
-from .train import Outcome, Plan, RunData, checkpoints_of, mode_of, plan_run, train_run
+from .inference import load_for_inference, resolve_artifact
+from .spec import load_run_spec, set_threads
+from .train import Outcome, checkpoints_of, mode_of, train_run
 
 FULL_WEIGHTS = ArtifactLayout.FULL_WEIGHTS
 
-__all__ = ["Evaluation", "FULL_WEIGHTS", "Outcome", "Plan", "RunData", "check_same_backbone", "checkpoints_of",
-           "evaluate", "load_for_inference", "load_model", "load_run_spec", "mode_of", "plan_run",
-           "resolve_artifact", "set_threads", "train_run"]
+__all__ = ["Evaluation", "FULL_WEIGHTS", "Outcome", "checkpoints_of", "evaluate", "load_for_inference",
+           "load_run_spec", "mode_of", "resolve_artifact", "set_threads", "train_run"]
