@@ -5,8 +5,9 @@ on the block and on the *families* of the methods involved (`stepstone.methods.F
 update lives), so a new method of an existing family composes with no edit here. `RULES` is the
 capability table: each row matches a block, the member families (how many of each) and the target's
 family, and gives a `Semantics` or the reason the cell is refused; the first matching row wins.
-`BLOCKS` gives each block its own data (fewest members, training mode, the adapters-library setup of
-each semantics it supports). Every supported cell is pinned by a numeric test
+`BLOCKS` gives each block its own data (fewest members, the adapters-library setup of each semantics it
+supports); `LAYERS` gives a semantics that trains a layer of its own (AdapterFusion) that layer: how it is
+added, saved, loaded and which training mode trains it. Every supported cell is pinned by a numeric test
 (tests/unit/test_composition.py, mapped in CELL_TESTS there); the README's table is `markdown_table()`.
 
 - SEQUENTIAL: in every layer the FFN output goes through m1, then m2, ..., then the target (adapters' Stack).
@@ -35,10 +36,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .errors import StepstoneError
-from .methods import METHODS, Family
+from .methods import METHODS, Family, add_fusion, fusion_name, load_fusion, save_fusion
 from .specs import Block, Composition
 
 
@@ -169,14 +171,47 @@ RULES: tuple[Rule, ...] = (
 @dataclass(frozen=True)
 class BlockRule:
     """What a block needs and builds (its fewest members are `Block.min_members`, which specs checks).
-    mode: the training mode it needs ("adapter": the target adapter + head; "fusion": also the block's own
-    layer); setups: for each semantics the block supports, (members, target) -> the adapters-library setup;
-    describe: (members, target) -> the human-readable setup."""
+    setups: for each semantics the block supports, (composition, target) -> the adapters-library setup;
+    describe: (composition, target) -> the human-readable setup."""
 
-    mode: str
     setups: Mapping[Semantics, Callable[[Composition, str], Any]]
     describe: Callable[[Composition, str], str]
     title: str = field(default="")
+
+    @property
+    def mode(self) -> str:
+        """The training mode of the first of its semantics that trains a layer of its own (LAYERS), else
+        "adapter" (the target adapter + head)."""
+        return next((LAYERS[s].mode for s in self.setups if s in LAYERS), "adapter")
+
+
+@dataclass(frozen=True)
+class TrainedLayer:
+    """A composition's own trained layer (AdapterFusion's attention, the LoRA-fusion gates): trained with the
+    target, saved in the run folder, rebuilt when the run is loaded."""
+    mode: str                                                # the training mode that trains it (training.MODES)
+    folder: str                                              # the run sub-folder holding its files
+    name: Callable[[tuple[str, ...]], str]                   # its name from the members (trainable_names' layer)
+    add: Callable[[Any, tuple[str, ...]], None]              # (model, members): add it, untrained
+    save: Callable[[Any, Path, tuple[str, ...]], None]       # (model, directory, members)
+    load: Callable[[Any, Path, tuple[str, ...]], None]       # (model, directory, members): add + load, strictly
+    activate: Callable[[Any, tuple[str, ...]], None] | None = None  # after methods.activate(model, setup, head)
+
+
+LAYERS: dict[Semantics, TrainedLayer] = {
+    Semantics.FUSION: TrainedLayer("fusion", "fusion", fusion_name, add_fusion, save_fusion, load_fusion),
+}
+
+
+def trained_layer(semantics: Semantics | None) -> TrainedLayer | None:
+    """The layer a semantics trains besides the target adapter, or None (no composition, or none of its own)."""
+    return LAYERS.get(semantics) if semantics is not None else None
+
+
+def training_mode(semantics: Semantics | None, method: str) -> str:
+    """The mode name: the layer's when the semantics has one, else the method's own (Method.train_mode)."""
+    layer = trained_layer(semantics)
+    return layer.mode if layer is not None else METHODS.get(method).train_mode
 
 
 def _stack(c: Composition, target: str) -> Any:
@@ -218,12 +253,11 @@ def _describe_average(c: Composition, target: str) -> str:
 
 
 BLOCKS: dict[Block, BlockRule] = {
-    Block.STACK: BlockRule("adapter",
-                           {Semantics.SEQUENTIAL: _stack, Semantics.PLACED: _stack, Semantics.SUM: _sum},
+    Block.STACK: BlockRule({Semantics.SEQUENTIAL: _stack, Semantics.PLACED: _stack, Semantics.SUM: _sum},
                            lambda c, target: f"Stack({', '.join((*c.members, target))})", "Stack"),
-    Block.FUSE: BlockRule("fusion", {Semantics.FUSION: _fuse},
+    Block.FUSE: BlockRule({Semantics.FUSION: _fuse},
                           lambda c, target: f"Fuse({', '.join(c.members)}) + {target}", "Fuse"),
-    Block.AVERAGE: BlockRule("adapter", {Semantics.AVERAGE: _average, Semantics.WEIGHTED_SUM: _weighted_sum},
+    Block.AVERAGE: BlockRule({Semantics.AVERAGE: _average, Semantics.WEIGHTED_SUM: _weighted_sum},
                              _describe_average, "Average"),
 }
 
@@ -267,11 +301,6 @@ def refusal(block: Block, member_methods: Sequence[str], target_method: str) -> 
     Conditions on settings (e.g. summed LoRAs updating the same modules) assume the defaults."""
     members = [Member(f"m{i + 1}", m, METHODS.get(m).default_settings()) for i, m in enumerate(member_methods)]
     return refusal_of(block, members, Member("target", target_method, METHODS.get(target_method).default_settings()))
-
-
-def mode_of(block: Block) -> str:
-    """The training mode a block needs ("adapter" or "fusion")."""
-    return BLOCKS[block].mode
 
 
 def adapters_setup(composition: Composition | None, target: str, kind: Semantics | None) -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 
 from .artifacts import read_json
 from .errors import StepstoneError
-from .manifest import ArtifactLayout, Kind, Manifest, MethodRecord, TaskRecord, read_manifest
+from .manifest import ArtifactLayout, BackboneRecord, Kind, Manifest, MethodRecord, TaskRecord, read_manifest
 
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter.safetensors"  # the adapters library's names
 HEAD_CONFIG, HEAD_WEIGHTS = "head_config.json", "model_head.safetensors"
@@ -60,11 +60,29 @@ def check_artifact(path: Path, manifest: Manifest) -> None:
             folder = layout.member(member)
             method = recorded.get(member) or _member_manifest(folder).method
             check_adapter(folder, method, None)
-        if manifest.mode == "fusion":
-            check_fusion(layout.fusion, composition.members)
+        layer = _layer_of(manifest.mode)
+        if layer is not None:  # the composition's own layer (composition.LAYERS), in its run sub-folder
+            check_fusion(path / layer.folder, composition.members)
         check_adapter(layout.target, manifest.method, first)
     for record in tasks[1:]:
         check_head(layout.head(record.name), record)
+
+
+def _layer_of(mode: str) -> Any:
+    """The composition layer (composition.TrainedLayer) that the training mode `mode` trains, or None."""
+    from .composition import LAYERS
+
+    return next((layer for layer in LAYERS.values() if layer.mode == mode), None)
+
+
+def check_backbone(backbone: Any, what: str, record: BackboneRecord) -> None:
+    """`what` (an artifact, a member) was trained on the loaded `backbone` (a backbone.Backbone): the
+    fingerprints agree; the message names both backbones."""
+    if record.fingerprint != backbone.fingerprint:
+        raise StepstoneError(
+            f"'{what}' was trained on backbone '{record.name}' (fingerprint {record.fingerprint}), "
+            f"not on the loaded '{backbone.spec.name}' (fingerprint {backbone.fingerprint})"
+        )
 
 
 def _member_manifest(folder: Path) -> Manifest:

@@ -463,8 +463,17 @@ _MIGRATIONS = {1: _v1_to_v2}  # version -> its manifest in the next version
 # ------------------------------------------------------------------------------------------------ checks
 # What loading relies on, checked before anything else is read: field -> a JSON type, a tuple of allowed
 # values, or a dict of required sub-fields (other fields are free: older and newer writers add some).
+def mode_names() -> tuple[str, ...]:
+    """The training modes a manifest may name: "adapter", every method's own (`Method.train_mode`) and every
+    composition layer's (`composition.LAYERS`)."""
+    from .composition import LAYERS
+
+    modes = ("adapter", *(METHODS.get(m).train_mode for m in METHODS.in_order()), *(l.mode for l in LAYERS.values()))
+    return tuple(dict.fromkeys(modes))
+
+
 SCHEMA: dict = {
-    "format_version": int, "kind": ("adapter", "run"), "name": str, "mode": ("adapter", "fusion", "full"),
+    "format_version": int, "kind": ("adapter", "run"), "name": str, "mode": mode_names(),
     "backbone": {"name": str, "fingerprint": str}, "method": {"kind": tuple(METHODS.in_order()), "settings": dict},
     "task": {"name": str}, "tasks": list, "spec": dict, "files": dict,
 }
@@ -582,13 +591,15 @@ def name_problems(manifest: dict) -> list[str]:
         else:
             for i, member in enumerate(members):
                 check(member, "member name", f"composition.members[{i}]")
-        from .composition import Semantics, mode_of
+        from .composition import BLOCKS, Semantics, training_mode
 
         block, semantics = composition.get("block"), composition.get("semantics")
         if block not in [b.value for b in Block]:
             problems.append(f"'composition.block' must be one of {', '.join(b.value for b in Block)}, got "
                             f"{json.dumps(block)[:40]}")
-        elif (mode_of(Block(block)) == "fusion") != (manifest["mode"] == "fusion"):  # fusion config: checked by mode
+        elif manifest["mode"] not in {training_mode(s, manifest["method"]["kind"])
+                                      for s in BLOCKS[Block(block)].setups}:
+            # a layer's files are checked by mode (integrity.check_artifact): the mode must be one the block trains
             problems.append(f"'composition.block' is {block!r}, but 'mode' is {manifest['mode']!r}")
         if semantics not in [m.value for m in Semantics]:
             problems.append(f"'composition.semantics' must be one of {', '.join(m.value for m in Semantics)}, got "

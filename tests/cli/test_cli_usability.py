@@ -14,6 +14,8 @@ import torch
 from typer.testing import CliRunner
 
 from stepstone import pipelines
+from stepstone.pipelines import inference
+from stepstone.pipelines import train as train_steps
 from stepstone.backbone import load_backbone
 from stepstone.errors import StepstoneError
 from stepstone.specs import BackboneSpec
@@ -91,7 +93,7 @@ def test_on_with_a_copy_of_the_members_folder_is_accepted(world, tmp_path):
 def no_loading(monkeypatch):
     def refuse(spec):
         raise AssertionError(f"loaded {spec.name}")
-    monkeypatch.setattr(pipelines, "load_backbone", refuse)
+    monkeypatch.setattr(train_steps, "load_backbone", refuse)
 
 
 def test_on_with_another_backbone_is_refused_before_loading(world, tmp_path, no_loading):
@@ -114,13 +116,13 @@ def test_on_with_another_backbone_is_refused_before_loading(world, tmp_path, no_
 
 def test_evaluate_loads_the_backbone_once(world, monkeypatch):
     loaded = []
-    real = pipelines.load_backbone
+    real = inference.load_backbone
 
     def counted(spec):
         loaded.append(spec.name)
         return real(spec)
 
-    monkeypatch.setattr(pipelines, "load_backbone", counted)
+    monkeypatch.setattr(inference, "load_backbone", counted)
     done = run("evaluate", "sent", "--zoo", world["zoo"], "--langs", "en,xa", "--max-examples", "4", "-q",
                "--output", world["root"] / "once.json")
     assert done.exit_code == 0, done.output

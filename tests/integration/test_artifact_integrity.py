@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from stepstone import pipelines
+from stepstone.pipelines import inference
 from stepstone.artifacts import check_tree
 from stepstone.manifest import name_problems, read_manifest
 from stepstone.errors import StepstoneError
@@ -351,7 +352,7 @@ def test_configs_that_do_not_fit_the_manifest_are_refused_before_the_backbone_lo
     file = message.split(":")[0]
     edit_json(path / folder / file, change)
     rehash(path)
-    monkeypatch.setattr(pipelines, "load_backbone", lambda *a: pytest.fail("the backbone was loaded"))
+    monkeypatch.setattr(inference, "load_backbone", lambda *a: pytest.fail("the backbone was loaded"))
     with pytest.raises(StepstoneError) as err:
         pipelines.load_for_inference(path)
     assert str(err.value) == f"{path / folder / file}{message[len(file):]}"

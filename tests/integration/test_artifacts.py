@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from stepstone import pipelines
+from stepstone.pipelines import train as train_steps
 from stepstone.artifacts import library_versions
 from stepstone.manifest import FORMAT_VERSION, read_manifest
 from stepstone.backbone import load_backbone
@@ -61,16 +62,16 @@ ZOO_NAMES = sorted(n for n, kw in CASES.items() if "compose" not in kw and kw["m
 
 @contextmanager
 def keep_trained_model():
-    """Keep the model object pipelines.train trained (train_run itself returns only an Outcome)."""
+    """Keep the model object training.train trained (train_run itself returns only an Outcome)."""
     seen: dict = {}
-    real = pipelines.train
+    real = train_steps.train
 
     def spy(model, *args, **kwargs):
         seen["model"] = model
         return real(model, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipelines, "train", spy)
+        patch.setattr(train_steps, "train", spy)
         yield seen
 
 

@@ -23,7 +23,7 @@ TRAIN = ["train", "--task", "toy-sentiment", "--backbone", "tiny", "--name", "sa
 KILLER = textwrap.dedent("""
     import os, signal, sys
     stage, zoo = sys.argv[1], sys.argv[2]
-    import stepstone.manifest as manifest, stepstone.methods as methods, stepstone.pipelines as pipelines
+    import stepstone.manifest as manifest, stepstone.methods as methods, stepstone.pipelines.train as train_steps
 
     def die(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
@@ -47,7 +47,7 @@ KILLER = textwrap.dedent("""
     elif stage == "weights-written":
         methods.save_adapter = after(methods.save_adapter)
     elif stage == "manifest-written":
-        pipelines.write_manifest = after(manifest.write_manifest)
+        train_steps.write_manifest = after(manifest.write_manifest)
     elif stage == "before-rename":
         real = os.rename
         os.rename = lambda src, dst: die() if str(dst).endswith("same") else real(src, dst)

@@ -21,7 +21,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from stepstone import artifacts, methods, pipelines
+from stepstone import artifacts, methods
+from stepstone.pipelines import inference
+from stepstone.pipelines import train as train_steps
 from stepstone.artifacts import SaveError, atomic_dir, check_destination, write_text_atomic
 from stepstone.errors import StepstoneError
 from stepstone_cli.main import app
@@ -110,8 +112,8 @@ def test_a_read_only_zoo_is_refused_before_any_model_loads(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     (tmp_path / "zoo").mkdir()
     read_only(monkeypatch, tmp_path / "zoo")
-    monkeypatch.setattr(pipelines, "load_backbone", lambda *a: pytest.fail("a model was loaded"))
-    monkeypatch.setattr(pipelines, "load_examples", lambda *a: pytest.fail("data was loaded"))
+    monkeypatch.setattr(train_steps, "load_backbone", lambda *a: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(train_steps, "load_examples", lambda *a: pytest.fail("data was loaded"))
     before = snapshot(tmp_path)
     result = run("train", "--task", "toy-sentiment", "--name", "sent", "--zoo", "zoo", "-q", *FAST)
     one_error_line(result, f"cannot save 'zoo/sent': 'zoo' is not writable: {READ_ONLY}")
@@ -170,7 +172,8 @@ def test_every_command_that_writes_refuses_a_read_only_destination_first(entry, 
     elif setup == "cells":
         grid_cells(tmp_path)
     read_only(monkeypatch, tmp_path / "ro")
-    monkeypatch.setattr(pipelines, "load_backbone", lambda *a: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(train_steps, "load_backbone", lambda *a: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(inference, "load_backbone", lambda *a: pytest.fail("a model was loaded"))
     before = snapshot(tmp_path)
     one_error_line(run(*argv), message)
     assert snapshot(tmp_path) == before

@@ -21,6 +21,8 @@ import torch
 from safetensors.torch import load_file
 
 from stepstone import pipelines
+from stepstone.pipelines import evaluation
+from stepstone.pipelines import train as train_steps
 from stepstone.manifest import read_manifest
 from stepstone.experiments import CELLS, GridSpec, Preset, Setup, TargetSpec, load_records, run_grid
 from stepstone.interrupts import Interrupted
@@ -142,14 +144,14 @@ def test_without_checkpoints_an_interrupt_says_nothing_was_saved(tmp_path, monke
 
 
 def test_a_signal_before_training_stops_at_once_and_leaves_nothing(tmp_path, monkeypatch):
-    zoo, runs, before, load = Zoo(tmp_path / "zoo"), tmp_path / "runs", handlers(), pipelines.load_examples
+    zoo, runs, before, load = Zoo(tmp_path / "zoo"), tmp_path / "runs", handlers(), train_steps.load_examples
 
     def load_then_signal(*args, **kwargs):
         examples = load(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGTERM)
         return examples
 
-    monkeypatch.setattr(pipelines, "load_examples", load_then_signal)
+    monkeypatch.setattr(train_steps, "load_examples", load_then_signal)
     with pytest.raises(Interrupted) as caught:
         pipelines.train_run(spec(), zoo=zoo, runs_dir=runs)
     assert str(caught.value) == "interrupted (SIGTERM) before the run was saved: no checkpoint was written"
@@ -165,7 +167,7 @@ def test_a_resumed_run_interrupted_before_training_keeps_its_checkpoint(tmp_path
         with pytest.raises(Interrupted):
             pipelines.train_run(spec(), zoo=zoo, runs_dir=runs)
     with monkeypatch.context() as patch:
-        patch.setattr(pipelines, "load_backbone", lambda *a: os.kill(os.getpid(), signal.SIGINT))
+        patch.setattr(train_steps, "load_backbone", lambda *a: os.kill(os.getpid(), signal.SIGINT))
         with pytest.raises(Interrupted) as caught:
             pipelines.train_run(spec(), zoo=zoo, runs_dir=runs, resume=True)
     assert str(caught.value) == ("interrupted (SIGINT) before the run was saved: the last good checkpoint "
@@ -386,14 +388,14 @@ def test_stepstone_evaluate_interrupted_is_one_line_and_writes_nothing(tmp_path,
 
     zoo = Zoo(tmp_path / "zoo")
     pipelines.train_run(replace(spec(), name="tags"), zoo=zoo, runs_dir=tmp_path / "runs")
-    before, load = handlers(), pipelines.load_examples
+    before, load = handlers(), evaluation.load_examples
 
     def load_then_signal(*args, **kwargs):
         examples = load(*args, **kwargs)
         os.kill(os.getpid(), signum)
         return examples
 
-    monkeypatch.setattr(pipelines, "load_examples", load_then_signal)
+    monkeypatch.setattr(evaluation, "load_examples", load_then_signal)
     done = CliRunner().invoke(app, ["evaluate", "tags", "--zoo", str(zoo.root), "-q"])
     assert (done.exit_code, done.stdout) == (128 + signum, "")
     assert done.stderr == f"interrupted ({NAMES[signum]}); nothing was written\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stepstone import pipelines
+from stepstone import composition, pipelines
 from stepstone.errors import StepstoneError
 from stepstone.methods import BottleneckSpec
 from stepstone.specs import MethodSpec, RunSpec, Sampling, TrainSpec
@@ -64,7 +64,7 @@ def test_multitask_entry_has_one_adapter_and_a_head_per_task(multitask):
 def test_multitask_entry_composes_like_any_adapter(multitask, tmp_path):
     zoo, _ = multitask
     outcome = pipelines.train_run(RunSpec(task="toy-qa", name="qa-on-mt", train=FAST,
-                                          compose=pipelines.comp.parse("Stack(mt)")), zoo=zoo, runs_dir=tmp_path)
+                                          compose=composition.parse("Stack(mt)")), zoo=zoo, runs_dir=tmp_path)
     assert outcome.manifest["composition"]["setup"] == "Stack(mt, qa-on-mt)"
 
 

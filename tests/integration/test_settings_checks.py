@@ -10,6 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from stepstone import pipelines
+from stepstone.pipelines import train as train_steps
 from stepstone.backbone import load_backbone
 from stepstone.errors import StepstoneError
 from stepstone.formats import handler_for
@@ -140,8 +141,8 @@ def test_qa_window_settings_are_refused_before_the_destination_is_checked_or_loc
     from stepstone.zoo import Zoo
 
     touched = []
-    monkeypatch.setattr(pipelines, "check_destination", lambda *args, **kwargs: touched.append(args))
-    monkeypatch.setattr(pipelines, "_lock_run", lambda *args: touched.append("lock"))
+    monkeypatch.setattr(train_steps, "check_destination", lambda *args, **kwargs: touched.append(args))
+    monkeypatch.setattr(train_steps, "_lock_run", lambda *args: touched.append("lock"))
     spec = RunSpec(task=("toy-qa",), backbone=BackboneSpec("tiny"),
                    train=TrainSpec(epochs=1, max_train_examples=8, max_length=20, doc_stride=20))
     with pytest.raises(StepstoneError) as err:

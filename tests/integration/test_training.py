@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from stepstone import methods, pipelines
+from stepstone.pipelines import train as train_steps
 from stepstone.backbone import TINY_SHAPE, load_backbone
 from stepstone.errors import StepstoneError
 from stepstone.formats import handler_for
@@ -137,9 +138,9 @@ def test_fusion_mode_needs_the_fusion_name():
 # ------------------------------------------------------------------------------------------- trained zoo
 @contextmanager
 def spy_on_training():
-    """Record the model's parameters right before and after pipelines.train (the pipeline's own call)."""
+    """Record the model's parameters right before and after training.train (the pipeline's own call)."""
     seen: dict = {}
-    real = pipelines.train
+    real = train_steps.train
 
     def spy(model, *args, **kwargs):
         seen["before"] = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -148,7 +149,7 @@ def spy_on_training():
         return result
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(pipelines, "train", spy)
+        patch.setattr(train_steps, "train", spy)
         yield seen
 
 

@@ -676,3 +676,19 @@ def test_average_lora_layer_formula(tiny, weights, mix):
             expected = (x @ module.weight.T + module.bias + mix[0] * 1.0 * (x @ a.lora_A.T @ a.lora_B.T)
                         + mix[1] * 1.0 * (x @ b.lora_A.T @ b.lora_B.T) + 2.0 * (x @ t.lora_A.T @ t.lora_B.T))
             assert torch.allclose(module(x), expected, atol=1e-5, rtol=0)
+
+
+def test_the_semantics_names_its_own_trained_layer_and_so_the_training_mode():
+    from stepstone.manifest import SCHEMA, mode_names
+    from stepstone.methods import METHODS
+
+    assert comp.trained_layer(None) is None and comp.trained_layer(Semantics.SEQUENTIAL) is None
+    fusion = comp.trained_layer(Semantics.FUSION)
+    assert (fusion.mode, fusion.folder, fusion.name(("a", "b")), fusion.activate) == ("fusion", "fusion", "a,b", None)
+    assert [comp.training_mode(s, "bottleneck") for s in (None, Semantics.SEQUENTIAL, Semantics.FUSION)] == \
+        ["adapter", "adapter", "fusion"]
+    assert (comp.training_mode(Semantics.SUM, "lora"), comp.training_mode(None, "full")) == ("adapter", "full")
+    # the modes a manifest may name are derived from the methods and the layers, not listed by hand
+    assert SCHEMA["mode"] == mode_names()
+    assert set(mode_names()) == {"adapter", *(METHODS.get(m).train_mode for m in METHODS.in_order()),
+                                 *(layer.mode for layer in comp.LAYERS.values())} >= {"adapter", "full", "fusion"}

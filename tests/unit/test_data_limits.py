@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from stepstone.errors import StepstoneError
-from stepstone.pipelines import _dev_examples
+from stepstone.pipelines.train import _dev_examples
 from stepstone.specs import TrainSpec
 from stepstone.tasks import Split, get_task
 from stepstone.tasks.examples import BUCC_DISTRACTORS, limit_bucc, load_examples

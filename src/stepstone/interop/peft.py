@@ -34,13 +34,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from .artifacts import atomic_dir, check_destination, read_json, sha256, to_json
-from .errors import StepstoneError, choices
-from .manifest import (ArtifactLayout, BackboneRecord, Kind, Manifest, MethodRecord, TaskRecord, TrainableRecord,
+from ..artifacts import atomic_dir, check_destination, read_json, sha256, to_json
+from ..errors import StepstoneError, choices
+from ..manifest import (ArtifactLayout, BackboneRecord, Kind, Manifest, MethodRecord, TaskRecord, TrainableRecord,
                        head_name, name_problems, write_manifest)
-from .methods import LoRASpec, LoRATarget
-from .specs import MethodSpec
-from .zoo import Entry, Zoo
+from ..methods import LoRASpec, LoRATarget
+from ..specs import MethodSpec
+from ..zoo import Entry, Zoo
 
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
@@ -136,7 +136,7 @@ def export_adapter(name: str, out: Path, fmt: str | Format = Format.PEFT, zoo: Z
     problems = _unexportable(lora_config)
     if problems:
         raise StepstoneError(f"cannot export '{name}' to PEFT: {'; '.join(problems)}")
-    from .integrity import check_artifact, tensor_shapes
+    from ..integrity import check_artifact, tensor_shapes
 
     check_artifact(entry.path, manifest)
     tensor_shapes(entry.path / ADAPTER_WEIGHTS)  # a readable safetensors header, or one line naming the file
@@ -275,7 +275,7 @@ def import_adapter(path: Path, name: str, fmt: str | Format = Format.PEFT, zoo: 
     else the PEFT config's base_model_name_or_path. A folder exported by stepstone also brings back its
     task head(s), labels and training record; a plain PEFT folder gives a head-less entry to compose on.
     Files and settings are checked before the backbone is loaded; the entry is written atomically."""
-    from . import methods
+    from .. import methods
 
     parse_format(fmt)
     zoo = zoo or Zoo()
@@ -359,7 +359,7 @@ def _read_source(path: Path) -> dict | None:
     if missing:
         raise StepstoneError(f"'{path}': {STEPSTONE_MANIFEST} names task head(s) {', '.join(missing)} that "
                              f"{STEPSTONE_HEADS}/ lacks; remove {STEPSTONE_MANIFEST} to import the encoder LoRA alone")
-    from .integrity import check_head
+    from ..integrity import check_head
 
     for record in source["tasks"]:  # each head fits its task (head type, labels), before the backbone is loaded
         check_head(path / STEPSTONE_HEADS / record["name"], TaskRecord.from_json(record))
@@ -369,9 +369,9 @@ def _read_source(path: Path) -> dict | None:
 def _import_backbone(path: Path, config: dict, source: dict | None, name: str | None) -> Any:
     """Load the backbone to import onto: `name`, else the exported entry's (same revision and quantisation),
     else PEFT's base_model_name_or_path. An exported entry's fingerprint must match."""
-    from .backbone import load_backbone
-    from .pipelines import _check_backbone
-    from .specs import BackboneSpec
+    from ..backbone import load_backbone
+    from ..integrity import check_backbone
+    from ..specs import BackboneSpec
 
     recorded = BackboneRecord.from_json(source["backbone"]) if source is not None else None
     if name:
@@ -387,7 +387,7 @@ def _import_backbone(path: Path, config: dict, source: dict | None, name: str | 
                              "give --backbone (tiny, a local model folder or a hub id)")
     loaded = load_backbone(spec)
     if recorded is not None:
-        _check_backbone(loaded, str(path), recorded)
+        check_backbone(loaded, str(path), recorded)
     return loaded
 
 
@@ -518,7 +518,7 @@ def _copy_lora(model: Any, name: str, tensors: dict, path: Path, backbone: str, 
 
 
 def _parameters(model: Any, name: str, heads: list[str]) -> int:
-    from .methods import adapter_kind_of_parameter
+    from ..methods import adapter_kind_of_parameter
 
     owners = {("loras", name), *(("heads", h) for h in heads)}
     return sum(p.numel() for key, p in model.named_parameters() if adapter_kind_of_parameter(key) in owners)
@@ -528,7 +528,7 @@ def _import_manifest(name: str, path: Path, config: dict, spec: LoRASpec, source
                      backbone: BackboneRecord, parameters: int, backbone_parameters: int) -> Manifest:
     """A zoo-entry manifest: what train_run writes, with the exported entry's record where it came from
     stepstone, and `imported` saying where it came from."""
-    from .config import to_dict
+    from ..config import to_dict
 
     method = MethodSpec(kind="lora", lora=spec)
     heads = bool(source and source["tasks"])
