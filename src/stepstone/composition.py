@@ -5,8 +5,8 @@ on the block and on the *families* of the methods involved (`stepstone.methods.F
 update lives), so a new method of an existing family composes with no edit here. `RULES` is the
 capability table: each row matches a block, the member families (how many of each) and the target's
 family, and gives a `Semantics` or the reason the cell is refused; the first matching row wins.
-`BLOCKS` gives each block its own data (fewest members, training mode, the adapters-library setup of
-each semantics it supports). Every supported cell is pinned by a numeric test
+`BLOCKS` gives each block its own data (the adapters-library setup of each semantics it supports, how
+it is described); `LAYERS` the trained layer of a semantics that has one (and so its training mode). Every supported cell is pinned by a numeric test
 (tests/unit/test_composition.py, mapped in CELL_TESTS there); the README's table is `markdown_table()`.
 
 - SEQUENTIAL: in every layer the FFN output goes through m1, then m2, ..., then the target (adapters' Stack).
@@ -20,15 +20,23 @@ each semantics it supports). Every supported cell is pinned by a numeric test
 - FUSION: Stack(Fuse(m1, m2, ...), target): an AdapterFusion layer (attention over member outputs) per
   layer, then the target adapter. AdapterFusion mixes adapter *outputs*; the adapters library implements
   it for bottleneck adapters only.
+- LORA_FUSION: Fuse over LoRA members (stepstone.lora_fusion): at every linear layer the members update,
+  per-token softmax gates weigh the members' updates, added to what the layer computes with the target
+  alone active (W x + dW_target x for a LoRA target, W x for a bottleneck target after the FFN).
+
+A semantics with its own trained layer (AdapterFusion's attention, the LoRA-fusion gates) has a
+`TrainedLayer` in `LAYERS`: the training mode that trains it, its run folder, and how it is added, saved,
+loaded and activated. The training mode of a cell is chosen by its semantics (`training_mode`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .errors import StepstoneError
-from .methods import METHODS, Family
+from .methods import METHODS, Family, add_fusion, fusion_name, load_fusion, save_fusion
 from .specs import Block, Composition
 
 
@@ -37,6 +45,9 @@ class Semantics(str, Enum):
     PLACED = "placed"
     SUM = "sum"
     FUSION = "fusion"
+    # hyphenated like its training mode ("lora-fusion"), the name manifests record for the same cell;
+    # "lora_fusion" (underscore) is the Python-side owner / attribute name, where a hyphen cannot go
+    LORA_FUSION = "lora-fusion"
 
 
 MEANING = {
@@ -46,6 +57,11 @@ MEANING = {
                    "LoRA must update the same modules",
     Semantics.FUSION: "`Stack(Fuse(m1, m2, ...), target)`, AdapterFusion attention over member outputs, then "
                       "the target",
+    Semantics.LORA_FUSION: "Fuse over LoRA members: each linear layer the members update computes "
+                           "`base(x) + sum_i w_i(x) dW_i x`, `w(x) = softmax(G x + c)` per token (learned gates), "
+                           "`base(x)` the layer with the target alone (`W x + dW_target x` for a LoRA target, "
+                           "`W x` for a bottleneck target, which sits after the FFN); every member must update "
+                           "the same modules",
 }
 
 
@@ -110,6 +126,16 @@ def _same_sites(members: Sequence[Member], target: Member) -> str | None:
     return None
 
 
+def _same_member_sites(members: Sequence[Member], target: Member) -> str | None:
+    """The gates pair the members' updates module by module (the target may update other modules: it is
+    part of base(x)). The message is stepstone.lora_fusion's, which checks the loaded adapters again."""
+    sites = {m.name: METHODS.get(m.method).sites(m.settings) for m in members}
+    if len(set(sites.values())) > 1:
+        detail = "; ".join(f"{name}: {', '.join(mods)}" for name, mods in sites.items())
+        return f"LoRA members of one Fuse must update the same modules ({detail})"
+    return None
+
+
 FULL_REFUSED = "full fine-tune runs cannot be composed: Stack and Fuse take adapters"
 SEVERAL_LORA = ("a Stack with several LoRA adapters cannot also hold a bottleneck adapter: LoRA: {lora_all}; "
                 "make every member LoRA, or keep one LoRA")
@@ -129,7 +155,10 @@ RULES: tuple[Rule, ...] = (
     Rule("stack-loras-bottleneck-target", Block.STACK, {Family.LORA: (2, None), Family.BOTTLENECK: ANY_NUMBER},
          frozenset({Family.BOTTLENECK}), SEVERAL_LORA),
     Rule("fuse-bottleneck", Block.FUSE, {Family.BOTTLENECK: SOME}, ADAPTERS, Semantics.FUSION),
-    Rule("fuse-lora-member", Block.FUSE, {Family.LORA: SOME, Family.BOTTLENECK: ANY_NUMBER}, ADAPTERS,
+    Rule("fuse-lora", Block.FUSE, {Family.LORA: SOME}, ADAPTERS, Semantics.LORA_FUSION, check=_same_member_sites),
+    # the text (pinned by tests since before Fuse over LoRA members) holds for mixed members: AdapterFusion
+    # needs every member bottleneck, and Fuse over LoRA members every member LoRA (the Stack hint is one way out)
+    Rule("fuse-lora-and-bottleneck", Block.FUSE, {Family.LORA: SOME, Family.BOTTLENECK: SOME}, ADAPTERS,
          "Fuse supports bottleneck members only (AdapterFusion mixes bottleneck outputs); "
          "LoRA member(s): {lora_members}. Use Stack for LoRA adapters"),
 )
@@ -138,14 +167,19 @@ RULES: tuple[Rule, ...] = (
 @dataclass(frozen=True)
 class BlockRule:
     """What a block needs and builds (its fewest members are `Block.min_members`, which specs checks).
-    mode: the training mode it needs ("adapter": the target adapter + head; "fusion": also the block's own
-    layer); setups: for each semantics the block supports, (members, target) -> the adapters-library setup;
-    describe: (members, target) -> the human-readable setup."""
+    setups: for each semantics the block supports, (members, target) -> the adapters-library setup;
+    describe: (members, target) -> the human-readable setup. The training mode comes from the semantics
+    (`training_mode`), not from the block."""
 
-    mode: str
     setups: Mapping[Semantics, Callable[[tuple[str, ...], str], Any]]
     describe: Callable[[tuple[str, ...], str], str]
     title: str = field(default="")
+
+    @property
+    def mode(self) -> str:
+        """The training mode of the block's first semantics, for a method whose own mode is "adapter"."""
+        layer = LAYERS.get(next(iter(self.setups)))
+        return layer.mode if layer is not None else "adapter"
 
 
 def _stack(members: tuple[str, ...], target: str) -> Any:
@@ -167,13 +201,61 @@ def _fuse(members: tuple[str, ...], target: str) -> Any:
     return Stack(Fuse(*members), target)
 
 
+def _target_alone(members: tuple[str, ...], target: str) -> Any:
+    """Fuse over LoRA members: the adapters setup is the target alone (base(x)); the fusion's gates add the
+    members' weighted updates on top (an active member would count twice: stepstone.lora_fusion refuses it)."""
+    return target
+
+
 BLOCKS: dict[Block, BlockRule] = {
-    Block.STACK: BlockRule("adapter",
-                           {Semantics.SEQUENTIAL: _stack, Semantics.PLACED: _stack, Semantics.SUM: _sum},
+    Block.STACK: BlockRule({Semantics.SEQUENTIAL: _stack, Semantics.PLACED: _stack, Semantics.SUM: _sum},
                            lambda members, target: f"Stack({', '.join((*members, target))})", "Stack"),
-    Block.FUSE: BlockRule("fusion", {Semantics.FUSION: _fuse},
+    Block.FUSE: BlockRule({Semantics.FUSION: _fuse, Semantics.LORA_FUSION: _target_alone},
                           lambda members, target: f"Fuse({', '.join(members)}) + {target}", "Fuse"),
 }
+
+
+# ------------------------------------------------------------------------------------------- trained layers
+@dataclass(frozen=True)
+class TrainedLayer:
+    """A composition's own trained layer (AdapterFusion's attention, the LoRA-fusion gates): trained with the
+    target, saved in the run folder, rebuilt when the run is loaded."""
+
+    mode: str  # the training mode that trains it (training.MODES)
+    folder: str  # the run sub-folder holding its files
+    name: Callable[[tuple[str, ...]], str]  # its name from the members (trainable_names' layer)
+    add: Callable[[Any, tuple[str, ...]], None]  # (model, members): add it, untrained
+    save: Callable[[Any, Path, tuple[str, ...]], None]  # (model, directory, members)
+    load: Callable[[Any, Path, tuple[str, ...]], None]  # (model, directory, members): add + load, strictly
+    activate: Callable[[Any, tuple[str, ...]], None] | None = None  # after methods.activate(model, setup, head)
+
+
+def _lora_fusion() -> Any:
+    from . import lora_fusion  # imports torch: only when a LoRA fusion is built or loaded
+
+    return lora_fusion
+
+
+LAYERS: dict[Semantics, TrainedLayer] = {
+    # folders: manifest.ArtifactLayout.FUSION and .LORA_FUSION (the layout imports this module, not back)
+    Semantics.FUSION: TrainedLayer("fusion", "fusion", fusion_name, add_fusion, save_fusion, load_fusion),
+    Semantics.LORA_FUSION: TrainedLayer(
+        "lora-fusion", "lora_fusion", fusion_name,
+        add=lambda *args: _lora_fusion().add_layer(*args), save=lambda *args: _lora_fusion().save_layer(*args),
+        load=lambda *args: _lora_fusion().load_layer(*args),
+        activate=lambda *args: _lora_fusion().activate_layer(*args)),
+}
+
+
+def trained_layer(semantics: Semantics | None) -> TrainedLayer | None:
+    """The composition's own trained layer, None for a semantics without one (or no composition)."""
+    return LAYERS.get(semantics) if semantics is not None else None
+
+
+def training_mode(semantics: Semantics | None, method: str) -> str:
+    """The mode name: the layer's when the semantics has one, else the method's own (Method.train_mode)."""
+    layer = trained_layer(semantics)
+    return layer.mode if layer is not None else METHODS.get(method).train_mode
 
 
 def _names(members: Sequence[Member], target: Member) -> dict[str, str]:
@@ -215,11 +297,6 @@ def refusal(block: Block, member_methods: Sequence[str], target_method: str) -> 
     Conditions on settings (e.g. summed LoRAs updating the same modules) assume the defaults."""
     members = [Member(f"m{i + 1}", m, METHODS.get(m).default_settings()) for i, m in enumerate(member_methods)]
     return refusal_of(block, members, Member("target", target_method, METHODS.get(target_method).default_settings()))
-
-
-def mode_of(block: Block) -> str:
-    """The training mode a block needs ("adapter" or "fusion")."""
-    return BLOCKS[block].mode
 
 
 def adapters_setup(composition: Composition | None, target: str, kind: Semantics | None) -> Any:

@@ -88,10 +88,9 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(value)
 
 
-def mode_of(spec: RunSpec) -> TrainingMode:
-    """The training mode: the composition block's (composition.BLOCKS), else the method's own."""
-    name = comp.mode_of(spec.compose.block) if spec.compose is not None else spec.method.registered.train_mode
-    return MODES.get(name)
+def mode_of(spec: RunSpec, semantics: comp.Semantics | None = None) -> TrainingMode:
+    """The training mode: the composition semantics' trained layer's (composition.LAYERS), else the method's own."""
+    return MODES.get(comp.training_mode(semantics, spec.method.kind))
 
 
 def _dev_examples(task: TaskSpec, train_split: Split, n_train: int, data_dir: Path | None,
@@ -180,7 +179,9 @@ def _train_run(spec: RunSpec, *, zoo: Zoo | None, runs_dir: Path, progress: Prog
     if spec.compose is not None:
         target = comp.Member(name, spec.method.kind, spec.method.options)
         semantics = comp.semantics(spec.compose.block, [_member(e) for e in members], target)
+        mode = mode_of(spec, semantics)
         _same_backbone([(e.name, e.manifest.backbone) for e in members])
+    layer = comp.trained_layer(semantics)
     for entry in members:  # their files fit their manifests (the rules above read manifests only)
         check_artifact(entry.path, entry.manifest)
     init = read_manifest(Path(spec.init_from)) if spec.init_from else None
@@ -232,15 +233,17 @@ def _train_run(spec: RunSpec, *, zoo: Zoo | None, runs_dir: Path, progress: Prog
     torch.manual_seed(train_spec.seed)  # adapter, fusion and head initialisation
     if mode is not Mode.FULL:
         methods.add_adapter(model, name, spec.method)
-    if mode is Mode.FUSION:
-        methods.add_fusion(model, spec.compose.members)
+    if layer is not None:
+        layer.add(model, spec.compose.members)
     for t in tasks:
         handler_for(t).add_head(model, heads[t.name], t)
     setup = None if mode is Mode.FULL else comp.adapters_setup(spec.compose, name, semantics)
     methods.activate(model, setup, head=name)
+    if layer is not None and layer.activate is not None:
+        layer.activate(model, spec.compose.members)
     place(model)
-    fusion = methods.fusion_name(spec.compose.members) if mode is Mode.FUSION else None
-    names = trainable_names(model, mode, name, fusion, tuple(heads.values()))
+    names = trainable_names(model, mode, name, layer.name(spec.compose.members) if layer else None,
+                            tuple(heads.values()))
     trainable = set_trainable(model, names, backbone.num_parameters)
 
     parts = []
@@ -294,8 +297,8 @@ def _train_run(spec: RunSpec, *, zoo: Zoo | None, runs_dir: Path, progress: Prog
                     methods.save_adapter(model, layout.target, name, with_head=True)
                     for entry in members:  # runs are self-contained: the exact member weights travel with them
                         shutil.copytree(entry.path, layout.member(entry.name), ignore=_outputs_of(entry.path))
-                    if mode is Mode.FUSION:
-                        methods.save_fusion(model, layout.fusion, spec.compose.members)
+                    if layer is not None:
+                        layer.save(model, layout.layer(layer.folder), spec.compose.members)
                 layout.config.write_text(dump_yaml(spec), encoding="utf-8")
                 log = "".join(json.dumps(r, sort_keys=True) + "\n" for r in result.log)
                 layout.train_log.write_text(log, encoding="utf-8")
@@ -369,6 +372,7 @@ def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Ba
     _check_backbone(backbone, manifest.name, record)
     task = manifest.task.registered() if manifest.tasks else None
     model, name = backbone.model, manifest.name
+    layer = None  # the composition's own trained layer, if any
     if manifest.mode == Mode.FULL:
         for record in manifest.tasks:
             handler_for(record.registered()).add_head(model, record.head, record.registered())
@@ -381,14 +385,17 @@ def load_for_inference(path: Path, backbone_name: str | None = None) -> tuple[Ba
         composition = manifest.composition
         for member in composition.members:
             methods.load_adapter(model, layout.member(member), member, with_head=False)
-        if comp.mode_of(composition.block) == Mode.FUSION.value:  # the block's own layer
-            methods.load_fusion(model, layout.fusion, composition.members)
+        layer = comp.trained_layer(comp.Semantics(composition.semantics))
+        if layer is not None:
+            layer.load(model, layout.layer(layer.folder), composition.members)
         methods.load_adapter(model, layout.target, name, with_head=True)
         setup = comp.adapters_setup(composition.composition(), name, comp.Semantics(composition.semantics))
     if manifest.mode != Mode.FULL:
         for t in manifest.tasks[1:]:  # further multi-task heads
             methods.load_head(model, layout.head(t.name), t.head)
     methods.activate(model, setup, head=name if task is not None else None)
+    if layer is not None and layer.activate is not None:
+        layer.activate(model, composition.members)
     place(model)
     model.eval()
     return backbone, manifest, task
