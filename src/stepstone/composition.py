@@ -6,7 +6,8 @@ update lives), so a new method of an existing family composes with no edit here.
 capability table: each row matches a block, the member families (how many of each) and the target's
 family, and gives a `Semantics` or the reason the cell is refused; the first matching row wins.
 `BLOCKS` gives each block its own data (the adapters-library setup of each semantics it supports, how
-it is described); `LAYERS` the trained layer of a semantics that has one (and so its training mode). Every supported cell is pinned by a numeric test
+it is described); `LAYERS` the trained layer of a semantics that has one (and so its training mode).
+Every supported cell is pinned by a numeric test
 (tests/unit/test_composition.py, mapped in CELL_TESTS there); the README's table is `markdown_table()`.
 
 - SEQUENTIAL: in every layer the FFN output goes through m1, then m2, ..., then the target (adapters' Stack).

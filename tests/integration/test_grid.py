@@ -240,7 +240,8 @@ def test_lora_fuse_makes_fuse_over_lora_cells(tmp_path, text):
     path.write_text(GRID_HEAD + text)
     fused = [c for c in cells(load_grid(path)) if c.id.startswith("target/toy-tags/lora/fuse/")]
     assert [c.id for c in fused] == ["target/toy-tags/lora/fuse/seed0"]
-    assert (fused[0].spec.compose.block.value, fused[0].spec.compose.members) == ("fuse", ("lora-toy-sentiment", "lora-toy-pair"))
+    compose = fused[0].spec.compose
+    assert (compose.block.value, compose.members) == ("fuse", ("lora-toy-sentiment", "lora-toy-pair"))
 
 
 def test_target_settings_that_make_no_cell_are_refused(tmp_path):

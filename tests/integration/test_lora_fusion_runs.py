@@ -242,3 +242,47 @@ def test_fuse_of_loras_updating_different_modules_is_refused_before_writing(runs
     assert str(err.value) == ("LoRA members of one Fuse must update the same modules (lora-sent: q, v; "
                               "lora-ffn: intermediate)")
     assert not (tmp_path / "runs" / "mixed-modules").exists()
+
+
+def test_resume_a_lora_fusion_run(tmp_path, monkeypatch):
+    """Stopped right after a checkpoint and resumed, a Fuse-over-LoRA run saves exactly what an uninterrupted
+    one saves (gates, target, head, history): the gates are checkpointed like every trainable parameter."""
+    from dataclasses import replace
+
+    from stepstone.checkpoint import Checkpoints
+
+    train = replace(TRAIN, epochs=2, batch_size=8, max_train_examples=40, checkpoint_every=3, lr=5e-3)
+    saved = {}
+    for root in ("a", "b"):
+        zoo = Zoo(tmp_path / root / "zoo")
+        for member, task in zip(MEMBERS, ("toy-sentiment", "toy-pair")):
+            pipelines.train_run(RunSpec(task=task, name=member, method=LORA, train=TRAIN), zoo=zoo,
+                                runs_dir=tmp_path / root / "runs")
+    run = RunSpec(task="toy-sentiment", name="f", method=LORA, train=train, compose=Composition(Block.FUSE, MEMBERS))
+    whole = pipelines.train_run(run, zoo=Zoo(tmp_path / "a" / "zoo"), runs_dir=tmp_path / "a" / "runs")
+
+    class Stop(Exception):
+        pass
+
+    save = Checkpoints.save
+
+    def save_then_stop(self, state):
+        path = save(self, state)
+        if state.step == 6:
+            raise Stop
+        return path
+
+    zoo_b, runs_b = Zoo(tmp_path / "b" / "zoo"), tmp_path / "b" / "runs"
+    with monkeypatch.context() as patch:
+        patch.setattr(Checkpoints, "save", save_then_stop)
+        with pytest.raises(Stop):
+            pipelines.train_run(run, zoo=zoo_b, runs_dir=runs_b)
+    resumed = pipelines.train_run(run, zoo=zoo_b, runs_dir=runs_b, resume=True)
+    for outcome in (whole, resumed):
+        files = sorted(outcome.path.rglob("*.safetensors"))
+        saved[outcome.path] = {f"{f.relative_to(outcome.path)}:{k}": t for f in files
+                               for k, t in load_file(str(f)).items()}
+    a, b = saved[whole.path], saved[resumed.path]
+    assert a.keys() == b.keys() and any(k.startswith("lora_fusion/") for k in a)
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    assert whole.manifest["history"] == resumed.manifest["history"]

@@ -558,7 +558,8 @@ def test_refusal_by_method_names():
 
 def test_blocks_carry_their_own_data():
     assert {b: (b.min_members, r.mode, sorted(s.value for s in r.setups)) for b, r in comp.BLOCKS.items()} == {
-        Block.STACK: (1, "adapter", ["placed", "sequential", "sum"]), Block.FUSE: (2, "fusion", ["fusion", "lora-fusion"])}
+        Block.STACK: (1, "adapter", ["placed", "sequential", "sum"]),
+        Block.FUSE: (2, "fusion", ["fusion", "lora-fusion"])}
     assert set(comp.BLOCKS) == set(Block)
     for rule in comp.RULES:  # every semantics a row gives, its block can build
         if isinstance(rule.outcome, Semantics) and rule.block is not None:
