@@ -31,6 +31,14 @@ added, saved, loaded and which training mode trains it. Every supported cell is 
   Bottleneck and LoRA members together, or a target of the other family, are refused: the adapters
   library's Average averages the states of one layer kind, and a child of the other kind either leaves it
   empty (bottleneck members under a LoRA target: IndexError) or unnamed (KeyError).
+
+- LORA_FUSION: Fuse over LoRA members (stepstone.lora_fusion): at every linear layer the members update,
+  per-token softmax gates weigh the members' updates, added to what the layer computes with the target
+  alone active (W x + dW_target x for a LoRA target, W x for a bottleneck target after the FFN).
+
+A semantics with its own trained layer (AdapterFusion's attention, the LoRA-fusion gates) has a
+`TrainedLayer` in `LAYERS`: the training mode that trains it, its run folder, and how it is added, saved,
+loaded and activated. The training mode of a cell is chosen by its semantics (`training_mode`).
 """
 from __future__ import annotations
 
@@ -51,6 +59,9 @@ class Semantics(str, Enum):
     FUSION = "fusion"
     AVERAGE = "average"
     WEIGHTED_SUM = "weighted-sum"
+    # hyphenated like its training mode ("lora-fusion"), the name manifests record for the same cell;
+    # "lora_fusion" (underscore) is the Python-side owner / attribute name, where a hyphen cannot go
+    LORA_FUSION = "lora-fusion"
 
 
 MEANING = {
@@ -64,6 +75,11 @@ MEANING = {
                        "w_n f_n(h)` of the members' outputs (weights given or uniform, normalised), then the target",
     Semantics.WEIGHTED_SUM: "each linear layer computes `W x + w_1 dW_1 x + ... + w_n dW_n x + dW_target x` "
                             "(weights given or uniform, normalised); every LoRA must update the same modules",
+    Semantics.LORA_FUSION: "Fuse over LoRA members: each linear layer the members update computes "
+                           "`base(x) + sum_i w_i(x) dW_i x`, `w(x) = softmax(G x + c)` per token (learned gates), "
+                           "`base(x)` the layer with the target alone (`W x + dW_target x` for a LoRA target, "
+                           "`W x` for a bottleneck target, which sits after the FFN); every member must update "
+                           "the same modules",
 }
 
 
@@ -136,6 +152,16 @@ def _same_sites_in(block: str) -> Callable[[Sequence[Member], Member], "str | No
     return check
 
 
+def _same_member_sites(members: Sequence[Member], target: Member) -> str | None:
+    """The gates pair the members' updates module by module (the target may update other modules: it is
+    part of base(x)). The message is stepstone.lora_fusion's, which checks the loaded adapters again."""
+    sites = {m.name: METHODS.get(m.method).sites(m.settings) for m in members}
+    if len(set(sites.values())) > 1:
+        detail = "; ".join(f"{name}: {', '.join(mods)}" for name, mods in sites.items())
+        return f"LoRA members of one Fuse must update the same modules ({detail})"
+    return None
+
+
 FULL_REFUSED = "full fine-tune runs cannot be composed: Stack and Fuse take adapters"
 AVERAGE_MIXED = ("Average members and the target must all be bottleneck or all LoRA adapters (bottleneck: "
                  "{bottleneck_all}; LoRA: {lora_all}): the adapters library's Average mixes one kind of layer state")
@@ -157,7 +183,10 @@ RULES: tuple[Rule, ...] = (
     Rule("stack-loras-bottleneck-target", Block.STACK, {Family.LORA: (2, None), Family.BOTTLENECK: ANY_NUMBER},
          frozenset({Family.BOTTLENECK}), SEVERAL_LORA),
     Rule("fuse-bottleneck", Block.FUSE, {Family.BOTTLENECK: SOME}, ADAPTERS, Semantics.FUSION),
-    Rule("fuse-lora-member", Block.FUSE, {Family.LORA: SOME, Family.BOTTLENECK: ANY_NUMBER}, ADAPTERS,
+    Rule("fuse-lora", Block.FUSE, {Family.LORA: SOME}, ADAPTERS, Semantics.LORA_FUSION, check=_same_member_sites),
+    # the text (pinned by tests since before Fuse over LoRA members) holds for mixed members: AdapterFusion
+    # needs every member bottleneck, and Fuse over LoRA members every member LoRA (the Stack hint is one way out)
+    Rule("fuse-lora-and-bottleneck", Block.FUSE, {Family.LORA: SOME, Family.BOTTLENECK: SOME}, ADAPTERS,
          "Fuse supports bottleneck members only (AdapterFusion mixes bottleneck outputs); "
          "LoRA member(s): {lora_members}. Use Stack for LoRA adapters"),
     Rule("average-bottleneck", Block.AVERAGE, {Family.BOTTLENECK: SOME}, frozenset({Family.BOTTLENECK}),
@@ -172,7 +201,8 @@ RULES: tuple[Rule, ...] = (
 class BlockRule:
     """What a block needs and builds (its fewest members are `Block.min_members`, which specs checks).
     setups: for each semantics the block supports, (composition, target) -> the adapters-library setup;
-    describe: (composition, target) -> the human-readable setup."""
+    describe: (composition, target) -> the human-readable setup. The training mode comes from the
+    semantics (`training_mode`), not from the block."""
 
     setups: Mapping[Semantics, Callable[[Composition, str], Any]]
     describe: Callable[[Composition, str], str]
@@ -252,14 +282,63 @@ def _describe_average(c: Composition, target: str) -> str:
     return f"Average({', '.join(items)}) + {target}"
 
 
+def _target_alone(composition: Composition, target: str) -> Any:
+    """Fuse over LoRA members: the adapters setup is the target alone (base(x)); the fusion's gates add the
+    members' weighted updates on top (an active member would count twice: stepstone.lora_fusion refuses it)."""
+    return target
+
+
 BLOCKS: dict[Block, BlockRule] = {
     Block.STACK: BlockRule({Semantics.SEQUENTIAL: _stack, Semantics.PLACED: _stack, Semantics.SUM: _sum},
                            lambda c, target: f"Stack({', '.join((*c.members, target))})", "Stack"),
-    Block.FUSE: BlockRule({Semantics.FUSION: _fuse},
+    Block.FUSE: BlockRule({Semantics.FUSION: _fuse, Semantics.LORA_FUSION: _target_alone},
                           lambda c, target: f"Fuse({', '.join(c.members)}) + {target}", "Fuse"),
     Block.AVERAGE: BlockRule({Semantics.AVERAGE: _average, Semantics.WEIGHTED_SUM: _weighted_sum},
                              _describe_average, "Average"),
 }
+
+
+# ------------------------------------------------------------------------------------------- trained layers
+@dataclass(frozen=True)
+class TrainedLayer:
+    """A composition's own trained layer (AdapterFusion's attention, the LoRA-fusion gates): trained with the
+    target, saved in the run folder, rebuilt when the run is loaded."""
+
+    mode: str  # the training mode that trains it (training.MODES)
+    folder: str  # the run sub-folder holding its files
+    name: Callable[[tuple[str, ...]], str]  # its name from the members (trainable_names' layer)
+    add: Callable[[Any, tuple[str, ...]], None]  # (model, members): add it, untrained
+    save: Callable[[Any, Path, tuple[str, ...]], None]  # (model, directory, members)
+    load: Callable[[Any, Path, tuple[str, ...]], None]  # (model, directory, members): add + load, strictly
+    activate: Callable[[Any, tuple[str, ...]], None] | None = None  # after methods.activate(model, setup, head)
+
+
+def _lora_fusion() -> Any:
+    from . import lora_fusion  # imports torch: only when a LoRA fusion is built or loaded
+
+    return lora_fusion
+
+
+LAYERS: dict[Semantics, TrainedLayer] = {
+    # folders: manifest.ArtifactLayout.FUSION and .LORA_FUSION (the layout imports this module, not back)
+    Semantics.FUSION: TrainedLayer("fusion", "fusion", fusion_name, add_fusion, save_fusion, load_fusion),
+    Semantics.LORA_FUSION: TrainedLayer(
+        "lora-fusion", "lora_fusion", fusion_name,
+        add=lambda *args: _lora_fusion().add_layer(*args), save=lambda *args: _lora_fusion().save_layer(*args),
+        load=lambda *args: _lora_fusion().load_layer(*args),
+        activate=lambda *args: _lora_fusion().activate_layer(*args)),
+}
+
+
+def trained_layer(semantics: Semantics | None) -> TrainedLayer | None:
+    """The composition's own trained layer, None for a semantics without one (or no composition)."""
+    return LAYERS.get(semantics) if semantics is not None else None
+
+
+def training_mode(semantics: Semantics | None, method: str) -> str:
+    """The mode name: the layer's when the semantics has one, else the method's own (Method.train_mode)."""
+    layer = trained_layer(semantics)
+    return layer.mode if layer is not None else METHODS.get(method).train_mode
 
 
 def _names(members: Sequence[Member], target: Member) -> dict[str, str]:

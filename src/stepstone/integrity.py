@@ -6,7 +6,8 @@ manifest, an artifact saved before every file was hashed, a hand-assembled folde
 
 - Configs, before any model is loaded (`check_artifact`): adapter_config.json holds the settings the
   manifest's method gives; head_config.json is a head of the manifest's task (head type, labels,
-  choices); adapter_fusion_config.json fuses the manifest's members.
+  choices); a composition's trained layer (composition.LAYERS: adapter_fusion_config.json,
+  lora_fusion_config.json) fuses the manifest's members.
 - Weights, as they load (`stepstone.methods`, `load_full`): the file's safetensors header is readable,
   every tensor the model expects is in it with the same shape, and it holds no other tensor. The
   adapters library only logs missing or unexpected keys (a renamed tensor would load as zeros and the
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import read_json
+from .composition import Semantics, trained_layer
 from .errors import StepstoneError
 from .manifest import ArtifactLayout, BackboneRecord, Kind, Manifest, MethodRecord, TaskRecord, read_manifest
 
@@ -60,19 +62,12 @@ def check_artifact(path: Path, manifest: Manifest) -> None:
             folder = layout.member(member)
             method = recorded.get(member) or _member_manifest(folder).method
             check_adapter(folder, method, None)
-        layer = _layer_of(manifest.mode)
-        if layer is not None:  # the composition's own layer (composition.LAYERS), in its run sub-folder
-            check_fusion(path / layer.folder, composition.members)
+        layer = trained_layer(Semantics(composition.semantics))
+        if layer is not None:
+            LAYER_FILES[layer.mode](layout.layer(layer.folder), composition.members)
         check_adapter(layout.target, manifest.method, first)
     for record in tasks[1:]:
         check_head(layout.head(record.name), record)
-
-
-def _layer_of(mode: str) -> Any:
-    """The composition layer (composition.TrainedLayer) that the training mode `mode` trains, or None."""
-    from .composition import LAYERS
-
-    return next((layer for layer in LAYERS.values() if layer.mode == mode), None)
 
 
 def check_backbone(backbone: Any, what: str, record: BackboneRecord) -> None:
@@ -145,6 +140,16 @@ def check_fusion(folder: Path, members: tuple[str, ...]) -> None:
         raise StepstoneError(f"{file}: fuses {names!r}, but the manifest's members are {list(members)}")
     if not (folder / FUSION_WEIGHTS).is_file():
         raise StepstoneError(f"'{folder / FUSION_WEIGHTS}' is missing")
+
+
+def _check_lora_fusion(folder: Path, members: tuple[str, ...]) -> None:
+    from .lora_fusion import check_files
+
+    check_files(folder, members)
+
+
+# a composition layer's mode -> the check of its folder's files against the manifest's members (JSON only)
+LAYER_FILES = {"fusion": check_fusion, "lora-fusion": _check_lora_fusion}
 
 
 def _labels(label2id: Any) -> str:

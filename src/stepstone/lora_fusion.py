@@ -37,7 +37,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from .errors import StepstoneError
-from .methods import LORA_FUSION_OWNER
+from .methods import LORA_FUSION_OWNER, fusion_name
 
 CONTAINER = LORA_FUSION_OWNER  # the attribute on each LoRALinear, and the owner kind in parameter names
 CONFIG_FILE = "lora_fusion_config.json"
@@ -337,3 +337,31 @@ def _read_config(file: Path, members: tuple[str, ...]) -> dict:
     if config.get("gate") != GATE:
         raise StepstoneError(f"{file}: gate {config.get('gate')!r}, this stepstone computes {GATE!r}")
     return config
+
+
+# ------------------------------------------------------------------------------- as a composition's layer
+# composition.LAYERS[Semantics.LORA_FUSION]: the fusion of a run is named like AdapterFusion's layer
+# (methods.fusion_name: 'a,b'), so the callers pass the members only.
+def add_layer(model: Any, members: tuple[str, ...]) -> None:
+    add_lora_fusion(model, tuple(members), fusion_name(tuple(members)))
+
+
+def save_layer(model: Any, directory: Path, members: tuple[str, ...]) -> None:
+    save_lora_fusion(model, directory, fusion_name(tuple(members)))
+
+
+def load_layer(model: Any, directory: Path, members: tuple[str, ...]) -> None:
+    load_lora_fusion(model, directory, tuple(members), fusion_name(tuple(members)))
+
+
+def activate_layer(model: Any, members: tuple[str, ...]) -> None:
+    activate_lora_fusion(model, fusion_name(tuple(members)))
+
+
+def check_files(directory: Path, members: tuple[str, ...]) -> None:
+    """The saved fusion in `directory` fuses `members` and has its weights file: JSON only, before any model
+    is loaded (`integrity.check_artifact`); the gates' shapes are checked against the model on load."""
+    directory = Path(directory)
+    _read_config(directory / CONFIG_FILE, tuple(members))
+    if not (directory / WEIGHTS_FILE).is_file():
+        raise StepstoneError(f"'{directory / WEIGHTS_FILE}' is missing")

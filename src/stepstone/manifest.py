@@ -29,6 +29,7 @@ from typing import Any, Iterator
 
 from .artifacts import (MANIFEST, OUTPUTS, PICKLE_SUFFIXES, READ_SUFFIXES, _is_output, _walk, artifact_files,
                         library_versions, read_json, sha256, to_json)
+from .composition import BLOCKS, LAYERS, Semantics, training_mode
 from .errors import StepstoneError
 from .methods import METHODS
 from .specs import NAME_PATTERN, NAME_RULE, Attention, BackboneSpec, Block, Composition, Quantize
@@ -47,7 +48,10 @@ class ArtifactLayout:
     CONFIG = "config.yaml"
     TRAIN_LOG = "train_log.jsonl"
     FULL_WEIGHTS = "model.safetensors"
-    TARGET, MEMBERS, FUSION, HEADS = "target", "members", "fusion", "heads"
+    TARGET, MEMBERS, HEADS = "target", "members", "heads"
+    # the folders of a composition's trained layer (composition.LAYERS names them): AdapterFusion's, and
+    # the gates of Fuse over LoRA members (lora_fusion_config.json + lora_fusion.safetensors)
+    FUSION, LORA_FUSION = "fusion", "lora_fusion"
 
     @property
     def manifest(self) -> Path:
@@ -81,6 +85,10 @@ class ArtifactLayout:
     @property
     def fusion(self) -> Path:
         return self.path / self.FUSION
+
+    def layer(self, folder: str) -> Path:
+        """The folder of a composition's trained layer (`composition.TrainedLayer.folder`)."""
+        return self.path / folder
 
     def head(self, task: str) -> Path:
         """Further multi-task heads (the first task's head sits with the adapter)."""
@@ -322,7 +330,7 @@ class Manifest(Mapping):
     tasks: tuple[TaskRecord, ...]
     composition: CompositionRecord | None
     init_from: dict | None  # {"path", "name"} of the full fine-tune run it started from
-    mode: str  # a training.Mode value: adapter | fusion | full
+    mode: str  # a registered training mode (MODES below): adapter | fusion | lora-fusion | full
     spec: dict  # the resolved RunSpec (config.to_dict)
     seed: int | None
     data: DataRecord | None
@@ -466,8 +474,6 @@ _MIGRATIONS = {1: _v1_to_v2}  # version -> its manifest in the next version
 def mode_names() -> tuple[str, ...]:
     """The training modes a manifest may name: "adapter", every method's own (`Method.train_mode`) and every
     composition layer's (`composition.LAYERS`)."""
-    from .composition import LAYERS
-
     modes = ("adapter", *(METHODS.get(m).train_mode for m in METHODS.in_order()), *(l.mode for l in LAYERS.values()))
     return tuple(dict.fromkeys(modes))
 
@@ -591,19 +597,7 @@ def name_problems(manifest: dict) -> list[str]:
         else:
             for i, member in enumerate(members):
                 check(member, "member name", f"composition.members[{i}]")
-        from .composition import BLOCKS, Semantics, training_mode
-
-        block, semantics = composition.get("block"), composition.get("semantics")
-        if block not in [b.value for b in Block]:
-            problems.append(f"'composition.block' must be one of {', '.join(b.value for b in Block)}, got "
-                            f"{json.dumps(block)[:40]}")
-        elif manifest["mode"] not in {training_mode(s, manifest["method"]["kind"])
-                                      for s in BLOCKS[Block(block)].setups}:
-            # a layer's files are checked by mode (integrity.check_artifact): the mode must be one the block trains
-            problems.append(f"'composition.block' is {block!r}, but 'mode' is {manifest['mode']!r}")
-        if semantics not in [m.value for m in Semantics]:
-            problems.append(f"'composition.semantics' must be one of {', '.join(m.value for m in Semantics)}, got "
-                            f"{json.dumps(semantics)[:40]}")
+        problems += _composition_mode_problems(composition, manifest["mode"], manifest["method"]["kind"])
         recorded = composition.get("member_methods")
         if recorded is not None and not (isinstance(recorded, dict)
                                          and all(isinstance(v, dict) for v in recorded.values())):
@@ -611,6 +605,24 @@ def name_problems(manifest: dict) -> list[str]:
                             f"{json.dumps(recorded)[:40]}")
     elif manifest["kind"] == "run" and manifest["mode"] != "full":
         problems.append("'composition' is missing from a composed run")
+    return problems
+
+
+def _composition_mode_problems(composition: dict, mode: str, method: str) -> list[str]:
+    """The block, the semantics and the mode agree: the mode decides which layer's files loading reads, and
+    it is the semantics' (composition.training_mode), among the modes of the block's semantics."""
+    block, semantics = composition.get("block"), composition.get("semantics")
+    problems = []
+    if block not in [b.value for b in Block]:
+        problems.append(f"'composition.block' must be one of {', '.join(b.value for b in Block)}, got "
+                        f"{json.dumps(block)[:40]}")
+    elif mode not in {training_mode(s, method) for s in BLOCKS[Block(block)].setups}:
+        problems.append(f"'composition.block' is {block!r}, but 'mode' is {mode!r}")
+    if semantics not in [m.value for m in Semantics]:
+        problems.append(f"'composition.semantics' must be one of {', '.join(m.value for m in Semantics)}, got "
+                        f"{json.dumps(semantics)[:40]}")
+    elif not problems and training_mode(Semantics(semantics), method) != mode:
+        problems.append(f"'composition.semantics' is {semantics!r}, but 'mode' is {mode!r}")
     return problems
 
 

@@ -118,6 +118,13 @@ def lora_method(manifest: dict) -> None:
     manifest["method"] = {"kind": "lora", "settings": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q", "v"]}}
 
 
+def lora_method_on(*modules: str) -> Callable[[dict], None]:
+    def change(manifest: dict) -> None:
+        lora_method(manifest)
+        manifest["method"]["settings"]["target_modules"] = list(modules)
+    return change
+
+
 ELSEWHERE = "/elsewhere/multilingual-e5-small"  # a backbone folder that is not on this machine
 # the folder digest of a folder holding only config.json = "{}": sha256 over "NAME\0SHA256\n" lines
 MODEL_DIGEST = hashlib.sha256(f"config.json\0{hashlib.sha256(b'{}').hexdigest()}\n".encode()).hexdigest()
@@ -654,12 +661,14 @@ CASES = [
          "<command line>: 'train': warmup_ratio must be in [0, 1)"),
     case("batch-size-zero", toy("toy-tags", "train.batch_size=0"), "<command line>: 'train': must be >= 1: batch_size"),
     case("grid-fuse-of-one-intermediate", ("grid", "grid.yaml", "-q"),
-         "grid.yaml:5: setups lists 'fuse', which makes no cell: for bottleneck, fuse needs at least two intermediate "
-         "tasks (intermediate: toy-sentiment); for lora, Fuse composes bottleneck adapters only",
+         "grid.yaml:5: setups lists 'fuse', which makes no cell: for bottleneck and lora, fuse needs at least two "
+         "intermediate tasks (intermediate: toy-sentiment)",
          files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nsetups: [fuse]\n"}),
+    # issue 14: a LoRA Fuse of two intermediates makes Fuse-over-LoRA cells now; one intermediate makes none
     case("grid-lora-fuse", ("grid", "grid.yaml", "-q"),
-         "grid.yaml:6: method_setups.lora lists 'fuse', which makes no cell: Fuse composes bottleneck adapters only",
-         files={"grid.yaml": GRID + "intermediate: [toy-sentiment, toy-pair]\nmethod_setups:\n  lora: [fuse]\n"}),
+         "grid.yaml:6: method_setups.lora lists 'fuse', which makes no cell: fuse needs at least two intermediate "
+         "tasks (intermediate: toy-sentiment)",
+         files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nmethod_setups:\n  lora: [fuse]\n"}),
     case("grid-multitask-of-one-intermediate", ("grid", "grid.yaml", "-q"),
          "grid.yaml:5: setups lists 'multitask', which makes no cell: for bottleneck and lora, multitask needs at least "
          "two intermediate tasks (intermediate: toy-sentiment)",
@@ -908,6 +917,19 @@ CASES = [
          "zoo merge: 'sent-b' was trained on backbone 'xlm-roberta-base' (fingerprint 0123456789abcdef), 'sent-a' "
          "on 'tiny' (fingerprint <*>): members must share the backbone",
          zoo=TRAINED, setup=manifest_edit("sent-b", other_backbone)),
+    # ---- fuse over lora (issue 14): Fuse of LoRA members trains now; mixed members and members updating
+    # different modules are refused (the mixed-member text is fuse-with-lora-member's, above, unchanged)
+    case("fuse-lora-members-updating-different-modules", on("Fuse(sent-a, sent-b)", "--method", "lora"),
+         "LoRA members of one Fuse must update the same modules (sent-a: q, v; sent-b: intermediate)",
+         zoo=TRAINED, setup=lambda root: (manifest_edit("sent-a", lora_method)(root),
+                                          manifest_edit("sent-b", lora_method_on("intermediate"))(root))),
+    case("fuse-mixed-members-under-a-lora-target", on("Fuse(sent-a, sent-b)", "--method", "lora"),
+         "Fuse supports bottleneck members only (AdapterFusion mixes bottleneck outputs); LoRA member(s): sent-a. "
+         "Use Stack for LoRA adapters", zoo=TRAINED, setup=manifest_edit("sent-a", lora_method)),
+    case("manifest-lora-fusion-mode-with-adapterfusion-semantics", ("zoo", "show", "sent-a", "--zoo", ZOO),
+         "zoo/sent-a/manifest.json: 'composition.semantics' is 'fusion', but 'mode' is 'lora-fusion'",
+         zoo=("sent-a",), setup=manifest_edit("sent-a", lambda m: m.update(mode="lora-fusion", composition={
+             "block": "fuse", "members": ["sent-b"], "semantics": "fusion", "setup": "-"}))),
 ]
 
 

@@ -381,7 +381,7 @@ def test_configs_that_do_not_fit_the_manifest_are_refused_before_the_backbone_lo
     (dict(composition={"members": ["a"], "block": "fuse", "semantics": "sequential"}),
      "'composition.block' is 'fuse', but 'mode' is 'adapter'"),
     (dict(composition={"members": ["a"], "block": "stack"}),
-     "'composition.semantics' must be one of sequential, placed, sum, fusion, average, weighted-sum, got null"),
+     "'composition.semantics' must be one of sequential, placed, sum, fusion, average, weighted-sum, lora-fusion, got null"),
     (dict(composition={"members": ["a"], "block": "stack", "semantics": "sequential", "member_methods": {"a": "x"}}),
      "'composition.member_methods' must be an object of method records, got {\"a\": \"x\"}"),
 ], ids=["name", "task-traversal", "task-absolute", "head", "task-record", "member-absolute", "members-type", "run",

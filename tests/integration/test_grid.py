@@ -36,7 +36,7 @@ def test_cells_of_a_grid(data):
     assert ids[:4] == ["intermediate/bottleneck/toy-sentiment", "intermediate/bottleneck/toy-pair",
                        "intermediate/bottleneck/multitask", "intermediate/lora/toy-sentiment"]
     assert "intermediate/full/toy-pair" in ids
-    assert "target/toy-tags/lora/fuse/seed0" not in ids  # AdapterFusion is bottleneck-only
+    assert "target/toy-tags/lora/fuse/seed0" in ids  # Fuse over LoRA members (issue 14; AdapterFusion before)
     assert "target/toy-tags/bottleneck/fuse/seed1" in ids
     assert "target/toy-tags/full/full-after-toy-pair/seed1" in ids
     retrieval = [i for i in ids if i.startswith("retrieval/")]
@@ -201,18 +201,17 @@ GRID_HEAD = "preset: tiny\nseeds: [0]\ntargets: [{task: toy-tags}]\n"
 
 @pytest.mark.parametrize("text, message", [
     ("intermediate: [toy-sentiment]\nsetups: [none, fuse]\n",
-     "g.yaml:5: setups lists 'fuse', which makes no cell: for bottleneck, fuse needs at least two intermediate tasks "
-     "(intermediate: toy-sentiment); for lora, Fuse composes bottleneck adapters only"),
-    ("intermediate: [toy-sentiment, toy-pair]\nmethods: [lora]\nsetups: [fuse]\n",
-     "g.yaml:6: setups lists 'fuse', which makes no cell: for lora, Fuse composes bottleneck adapters only"),
+     "g.yaml:5: setups lists 'fuse', which makes no cell: for bottleneck and lora, fuse needs at least two "
+     "intermediate tasks (intermediate: toy-sentiment)"),
     ("intermediate: [toy-sentiment]\nsetups: [multitask]\n",
      "g.yaml:5: setups lists 'multitask', which makes no cell: for bottleneck and lora, multitask needs at least two "
      "intermediate tasks (intermediate: toy-sentiment)"),
     ("intermediate: []\nsetups: [stack]\n",
      "g.yaml:5: setups lists 'stack', which makes no cell: for bottleneck and lora, stack needs an intermediate task "
      "(intermediate is empty)"),
-    ("intermediate: [toy-sentiment, toy-pair]\nmethod_setups:\n  lora: [none, fuse]\n",
-     "g.yaml:6: method_setups.lora lists 'fuse', which makes no cell: Fuse composes bottleneck adapters only"),
+    ("intermediate: [toy-sentiment]\nmethod_setups:\n  lora: [none, fuse]\n",
+     "g.yaml:6: method_setups.lora lists 'fuse', which makes no cell: fuse needs at least two intermediate tasks "
+     "(intermediate: toy-sentiment)"),
     ("intermediate: [toy-sentiment]\nsetups: [none]\nfull_after: [toy-pair]\nfull_finetune: false\n",
      "g.yaml:6: full_after trains full fine-tunes for the full fine-tune baseline, but no target runs one "
      "(full_finetune is false)"),
@@ -221,7 +220,7 @@ GRID_HEAD = "preset: tiny\nseeds: [0]\ntargets: [{task: toy-tags}]\n"
     ("intermediate: [toy-qa]\nsetups: [none, stack]\ntrain: {max_length: 32}\n",
      "g.yaml:6: train.doc_stride (64) must be smaller than train.max_length (32): QA windows of max_length tokens "
      "overlap by doc_stride tokens (QA tasks of the grid: toy-qa)"),
-], ids=["fuse-of-one", "lora-fuse", "multitask-of-one", "stack-of-none", "method-setups-lora-fuse",
+], ids=["fuse-of-one", "multitask-of-one", "stack-of-none", "method-setups-fuse-of-one",
         "full-after-without-full", "single-seed-unused", "qa-stride-over-max-length"])
 def test_a_listed_setting_that_makes_no_cell_is_refused(tmp_path, text, message):
     path = tmp_path / "g.yaml"
@@ -229,6 +228,20 @@ def test_a_listed_setting_that_makes_no_cell_is_refused(tmp_path, text, message)
     with pytest.raises(ConfigError) as caught:
         load_grid(path)
     assert str(caught.value) == str(path.parent / message)
+
+
+@pytest.mark.parametrize("text", ["intermediate: [toy-sentiment, toy-pair]\nmethods: [lora]\nsetups: [fuse]\n",
+                                  "intermediate: [toy-sentiment, toy-pair]\nmethod_setups:\n  lora: [none, fuse]\n"],
+                         ids=["lora-fuse", "method-setups-lora-fuse"])
+def test_lora_fuse_makes_fuse_over_lora_cells(tmp_path, text):
+    """Refused until issue 14 (AdapterFusion is bottleneck-only); the capability table now gives Fuse over LoRA
+    members, and the grid expands what the table allows."""
+    path = tmp_path / "g.yaml"
+    path.write_text(GRID_HEAD + text)
+    fused = [c for c in cells(load_grid(path)) if c.id.startswith("target/toy-tags/lora/fuse/")]
+    assert [c.id for c in fused] == ["target/toy-tags/lora/fuse/seed0"]
+    compose = fused[0].spec.compose
+    assert (compose.block.value, compose.members) == ("fuse", ("lora-toy-sentiment", "lora-toy-pair"))
 
 
 def test_target_settings_that_make_no_cell_are_refused(tmp_path):
@@ -272,7 +285,8 @@ def test_grid_values_that_would_fail_later_are_refused_up_front(data):
 
 def test_run_grid_refuses_before_writing(data, tmp_path):
     grid = tiny_grid(data, intermediate=("toy-sentiment",), setups=(Setup.FUSE,), full_after=())
-    with pytest.raises(ConfigError, match=r"^setups lists 'fuse', which makes no cell: for bottleneck, fuse needs"):
+    with pytest.raises(ConfigError, match=r"^setups lists 'fuse', which makes no cell: for bottleneck and lora, fuse "
+                                          r"needs"):
         run_grid(grid, tmp_path / "grid", isolate=False)
     grid = tiny_grid(data, full_after=(), train={"lrr": 1.0})
     with pytest.raises(ConfigError, match=r"^grid train settings: unknown key 'lrr'"):

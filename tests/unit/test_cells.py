@@ -83,11 +83,13 @@ def test_every_block_is_a_setup_of_the_grid():
 def test_the_grid_takes_the_fuse_rule_from_composition():
     assert refusal(Block.FUSE, ("bottleneck", "bottleneck"), "lora") is None
     assert refusal(Block.STACK, ("lora",), "lora") is None
-    assert refusal(Block.FUSE, ("lora", "lora"), "lora") == (
-        "Fuse supports bottleneck members only (AdapterFusion mixes bottleneck outputs); LoRA member(s): m1, "
-        "m2. Use Stack for LoRA adapters")
+    assert refusal(Block.FUSE, ("lora", "lora"), "lora") is None  # Fuse over LoRA members
+    assert refusal(Block.FUSE, ("bottleneck", "lora"), "lora") == (
+        "Fuse supports bottleneck members only (AdapterFusion mixes bottleneck outputs); LoRA member(s): m2. "
+        "Use Stack for LoRA adapters")
     grid = GridSpec(intermediate=("toy-sentiment", "toy-pair"), targets=(TargetSpec("toy-tags"),))
-    assert _no_cell(grid, "lora", Setup.FUSE) == "Fuse composes bottleneck adapters only"
+    assert _no_cell(grid, "lora", Setup.FUSE) is None
+    assert _no_cell(grid, "full", Setup.FUSE) == "Fuse composes bottleneck and lora adapters only"
     assert _no_cell(grid, "bottleneck", Setup.FUSE) is None
     one = GridSpec(intermediate=("toy-sentiment",), targets=(TargetSpec("toy-tags"),))
     assert _no_cell(one, "bottleneck", Setup.FUSE) == (

@@ -63,6 +63,10 @@ SEMANTICS_TABLE = [
     (Block.FUSE, [bn("a"), bn("b"), bn("c")], bn("t"), Semantics.FUSION),
     (Block.AVERAGE, [bn("a"), bn("b")], bn("t"), Semantics.AVERAGE),
     (Block.AVERAGE, [lora("a"), lora("b")], lora("t"), Semantics.WEIGHTED_SUM),
+    (Block.FUSE, [lora("a"), lora("b")], lora("t"), Semantics.LORA_FUSION),
+    (Block.FUSE, [lora("a"), lora("b")], bn("t"), Semantics.LORA_FUSION),
+    # the members must update the same modules, the target may update others (it is part of base(x))
+    (Block.FUSE, [lora("a"), lora("b")], lora("t", LoRATarget.INTERMEDIATE), Semantics.LORA_FUSION),
 ]
 
 
@@ -422,6 +426,83 @@ def test_fusion_lora_target(tiny):
     assert torch.allclose(logits(model, inputs, setup), fuse_only, atol=1e-6, rtol=0)
 
 
+# LORA_FUSION ----------------------------------------------------------------------------------------------
+LORA_B = MethodSpec(kind="lora", lora=LoRASpec(r=2, alpha=8, target_modules=QV))
+
+
+def lora_fusion_of(model, target: str, target_method: MethodSpec):
+    """Fuse(lora_a, lora_b) + target as train_run builds it: the table's semantics, its adapters setup and its
+    trained layer (composition.LAYERS) added over a second, random LoRA member lora_b."""
+    methods.add_adapter(model, "lora_b", LORA_B)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if ".loras.lora_b." in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.1)
+    members = ("lora_a", "lora_b")
+    setup, kind = setup_for(Block.FUSE, members, target, {"lora_a": LORA_A, "lora_b": LORA_B}, target_method)
+    layer = comp.trained_layer(kind)
+    layer.add(model, members)
+    return setup, kind, layer, members
+
+
+def fused_logits(model, inputs, setup, layer, members, weights) -> torch.Tensor:
+    from stepstone import lora_fusion
+
+    methods.activate(model, setup, HEAD)
+    layer.activate(model, members)
+    try:
+        with torch.no_grad(), lora_fusion.fixed_gate(model, layer.name(members), weights):
+            return model(**inputs).logits
+    finally:
+        lora_fusion.activate_lora_fusion(model, None)
+
+
+def _one_hot_is_stack(tiny, target, target_method, stacked):
+    model, inputs = tiny
+    setup, kind, layer, members = lora_fusion_of(model, target, target_method)
+    assert kind is Semantics.LORA_FUSION and setup == target and layer.mode == "lora-fusion"
+    for k, member in enumerate(members):
+        one_hot = [1.0 if i == k else 0.0 for i in range(len(members))]
+        got = fused_logits(model, inputs, setup, layer, members, one_hot)
+        method = {"lora_a": LORA_A, "lora_b": LORA_B}[member]
+        stack, semantics = setup_for(Block.STACK, (member,), target, {member: method}, target_method)
+        assert semantics is stacked
+        assert torch.allclose(got, logits(model, inputs, stack), atol=1e-5, rtol=0), member
+        assert max_diff(got, logits(model, inputs, target)) > 1e-3  # the member's update is really added
+    half = fused_logits(model, inputs, setup, layer, members, [0.5, 0.5])
+    assert max_diff(half, fused_logits(model, inputs, setup, layer, members, [1.0, 0.0])) > 1e-4
+
+
+def test_lora_fusion_one_hot_is_stack_lora_target(tiny):
+    """Fuse(lora_a, lora_b) + lora_t, gate fixed one-hot on member k == Stack(k, lora_t) (sum)."""
+    _one_hot_is_stack(tiny, "lora_t", LORA_T, Semantics.SUM)
+
+
+def test_lora_fusion_one_hot_is_stack_bottleneck_target(tiny):
+    """Fuse(lora_a, lora_b) + bn_t, gate fixed one-hot on member k == Stack(k, bn_t) (placed)."""
+    _one_hot_is_stack(tiny, "bn_t", BN, Semantics.PLACED)
+
+
+def test_fuse_of_loras_on_different_modules_is_refused_naming_them():
+    members = [lora("la", LoRATarget.Q, LoRATarget.V), lora("lb", LoRATarget.INTERMEDIATE)]
+    with pytest.raises(StepstoneError) as err:
+        comp.semantics(Block.FUSE, members, lora("t"))
+    assert str(err.value) == "LoRA members of one Fuse must update the same modules (la: q, v; lb: intermediate)"
+
+
+def test_trained_layers_and_training_modes():
+    assert comp.training_mode(None, "bottleneck") == "adapter" and comp.training_mode(None, "full") == "full"
+    assert comp.training_mode(Semantics.SUM, "lora") == "adapter"
+    assert comp.training_mode(Semantics.FUSION, "lora") == "fusion"
+    assert comp.training_mode(Semantics.LORA_FUSION, "bottleneck") == "lora-fusion"
+    assert comp.trained_layer(None) is None and comp.trained_layer(Semantics.PLACED) is None
+    assert {s.value: (t.mode, t.folder, t.name(("a", "b")), t.activate is not None)
+            for s, t in comp.LAYERS.items()} == {"fusion": ("fusion", "fusion", "a,b", False),
+                                                "lora-fusion": ("lora-fusion", "lora_fusion", "a,b", True)}
+    assert comp.adapters_setup(Composition(Block.FUSE, ("a", "b")), "t", Semantics.LORA_FUSION) == "t"
+
+
 @pytest.mark.parametrize("text", ["Stack(a,,b)", "Fuse(a, b,)"])
 def test_parse_refuses_empty_member_names(text):
     with pytest.raises(StepstoneError, match="empty member name"):
@@ -441,6 +522,9 @@ CELL_TESTS = {
     ("average-bottleneck", "bottleneck"): ["test_average_bottleneck_layer_formula",
                                            "test_average_bottleneck_logits_follow_the_weights"],
     ("average-lora", "lora"): ["test_average_lora_equals_merged_weighted_sum", "test_average_lora_layer_formula"],
+    # the formula, the gradients and bit-identical members are pinned in tests/unit/test_lora_fusion.py
+    ("fuse-lora", "lora"): ["test_lora_fusion_one_hot_is_stack_lora_target"],
+    ("fuse-lora", "bottleneck"): ["test_lora_fusion_one_hot_is_stack_bottleneck_target"],
 }
 
 
@@ -479,7 +563,8 @@ def test_refusal_by_method_names():
 
 def test_blocks_carry_their_own_data():
     assert {b: (b.min_members, r.mode, sorted(s.value for s in r.setups)) for b, r in comp.BLOCKS.items()} == {
-        Block.STACK: (1, "adapter", ["placed", "sequential", "sum"]), Block.FUSE: (2, "fusion", ["fusion"]),
+        Block.STACK: (1, "adapter", ["placed", "sequential", "sum"]),
+        Block.FUSE: (2, "fusion", ["fusion", "lora-fusion"]),
         Block.AVERAGE: (2, "adapter", ["average", "weighted-sum"])}
     assert set(comp.BLOCKS) == set(Block)
     for rule in comp.RULES:  # every semantics a row gives, its block can build

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Callable
 
-from ..methods import FUSION_OWNER, adapter_kind_of_parameter, adapter_owners, fusion_regularization
+from ..methods import FUSION_OWNER, LORA_FUSION_OWNER, adapter_kind_of_parameter, adapter_owners, fusion_regularization
 from ..registry import Registry
 from ..specs import TrainSpec
 
@@ -89,6 +89,13 @@ class Mode:
         groups=(ParamGroup("lr"), ParamGroup("fusion_lr", (FUSION_OWNER,))),
         extra_loss=fusion_regularization))
     FULL = register_mode(TrainingMode("full", every_parameter=True))
+    # Fuse over LoRA members (stepstone.lora_fusion): the gates at train.fusion_lr like AdapterFusion's layer
+    # (both are mixing weights over frozen members trained with a fresh target, so a run switching the member
+    # family keeps its rates); no extra loss: a softmax over the members has no value matrix to hold near I.
+    # Registered here, not in lora_fusion: that module sits in the model layer, below training.
+    LORA_FUSION = register_mode(TrainingMode(
+        "lora-fusion", layer=Layer(LORA_FUSION_OWNER, "LoRA fusion gates"),
+        groups=(ParamGroup("lr"), ParamGroup("fusion_lr", (LORA_FUSION_OWNER,)))))
 
 
 @dataclass(frozen=True)
