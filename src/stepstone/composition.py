@@ -9,9 +9,12 @@ family, and gives a `Semantics` or the reason the cell is refused; the first mat
 each semantics it supports). Every supported cell is pinned by a numeric test
 (tests/unit/test_composition.py, mapped in CELL_TESTS there); the README's table is `markdown_table()`.
 
-- SEQUENTIAL: in every layer the FFN output goes through m1, then m2, ..., then the target (adapters' Stack).
-- PLACED: bottlenecks sit after the FFN (in order), the one LoRA update sits in the attention / FFN
-  projections; the two never meet.
+- SEQUENTIAL: in every layer the FFN output goes through m1, then m2, ..., then the target (adapters' Stack);
+  a method with a bottleneck after attention too (houlsby) adds its own there, alone or in order with the
+  others that sit there. (IA)^3 members under an (IA)^3 target: each projection's output is rescaled by m1,
+  ..., then the target, i.e. by the product of their vectors.
+- PLACED: bottlenecks sit after their sublayers (in order), the one LoRA update, or the (IA)^3 scalings
+  (multiplied), in the attention / FFN projections; the two never meet.
 - SUM: each linear layer computes W x + dW_1 x + ... + dW_target x: the intermediate updates stay applied
   and the target learns a residual on top (PEFT's semantics when several LoRA adapters are active). The
   adapters library's own Stack would *chain* LoRA branches (dW_target applied to dW_1 x, dropping dW_1 x
@@ -19,7 +22,10 @@ each semantics it supports). Every supported cell is pinned by a numeric test
   n, ..., n, so the mean of n updates times n is their sum. All LoRAs must update the same modules.
 - FUSION: Stack(Fuse(m1, m2, ...), target): an AdapterFusion layer (attention over member outputs) per
   layer, then the target adapter. AdapterFusion mixes adapter *outputs*; the adapters library implements
-  it for bottleneck adapters only.
+  it for bottleneck adapters only, and only for members with bottlenecks at the same places.
+- SCALING ((IA)^3) and LoRA adapters never share a Stack: both live in the adapters library's LoRA-wrapped
+  linear layers, whose Stack chains the branches (a LoRA branch would be applied to the scaling vector
+  instead of the layer's input).
 """
 from __future__ import annotations
 
@@ -40,8 +46,10 @@ class Semantics(str, Enum):
 
 
 MEANING = {
-    Semantics.SEQUENTIAL: "in every layer the FFN output goes through m1, ..., then the target adapter",
-    Semantics.PLACED: "bottlenecks after the FFN in order; the LoRA update in its projections",
+    Semantics.SEQUENTIAL: "in every layer the FFN output (and the attention output, for bottlenecks that sit there) "
+                          "goes through m1, ..., then the target adapter; (IA)^3 scalings multiply",
+    Semantics.PLACED: "bottlenecks after their sublayers in order; the LoRA update, or the (IA)^3 scalings "
+                      "(multiplied), in their projections",
     Semantics.SUM: "each linear layer computes `W x + dW_1 x + ... + dW_target x` (PEFT's semantics); every "
                    "LoRA must update the same modules",
     Semantics.FUSION: "`Stack(Fuse(m1, m2, ...), target)`, AdapterFusion attention over member outputs, then "
@@ -66,7 +74,7 @@ Count = tuple[int, "int | None"]  # (fewest, most; None = no limit)
 SOME: Count = (1, None)
 ONE: Count = (1, 1)
 ANY_NUMBER: Count = (0, None)
-ADAPTERS = frozenset({Family.BOTTLENECK, Family.LORA})
+ADAPTERS = frozenset({Family.BOTTLENECK, Family.LORA, Family.SCALING})
 
 
 @dataclass(frozen=True)
@@ -110,9 +118,24 @@ def _same_sites(members: Sequence[Member], target: Member) -> str | None:
     return None
 
 
+def _fused_at_same_sites(members: Sequence[Member], target: Member) -> str | None:
+    """AdapterFusion mixes the members' outputs site by site: every member needs a bottleneck at the same
+    places (the adapters library raises a ValueError otherwise)."""
+    sites = {m.name: METHODS.get(m.method).sites(m.settings) for m in members}
+    if len(set(sites.values())) > 1:
+        detail = "; ".join(f"{name}: {', '.join(where)}" for name, where in sites.items())
+        return (f"Fuse members must have their bottlenecks at the same places, AdapterFusion mixes their outputs "
+                f"place by place ({detail}); fuse adapters of one method")
+    return None
+
+
 FULL_REFUSED = "full fine-tune runs cannot be composed: Stack and Fuse take adapters"
 SEVERAL_LORA = ("a Stack with several LoRA adapters cannot also hold a bottleneck adapter: LoRA: {lora_all}; "
                 "make every member LoRA, or keep one LoRA")
+
+SCALING_AND_LORA = ("a Stack cannot hold (IA)^3 and LoRA adapters together: both live in the same linear layers, "
+                    "where the adapters library chains a Stack's branches (a LoRA branch would act on the (IA)^3 "
+                    "scaling vector, not on the layer's input); (IA)^3: {scaling_all}; LoRA: {lora_all}")
 
 RULES: tuple[Rule, ...] = (
     Rule("full-member", None, {Family.FULL: SOME}, None, FULL_REFUSED, others=True),
@@ -128,10 +151,24 @@ RULES: tuple[Rule, ...] = (
          frozenset({Family.LORA}), SEVERAL_LORA),
     Rule("stack-loras-bottleneck-target", Block.STACK, {Family.LORA: (2, None), Family.BOTTLENECK: ANY_NUMBER},
          frozenset({Family.BOTTLENECK}), SEVERAL_LORA),
-    Rule("fuse-bottleneck", Block.FUSE, {Family.BOTTLENECK: SOME}, ADAPTERS, Semantics.FUSION),
+    Rule("stack-scaled", Block.STACK, {Family.SCALING: SOME}, frozenset({Family.SCALING}), Semantics.SEQUENTIAL),
+    Rule("stack-placed-scaling", Block.STACK, {Family.BOTTLENECK: ANY_NUMBER, Family.SCALING: ANY_NUMBER},
+         frozenset({Family.BOTTLENECK, Family.SCALING}), Semantics.PLACED),
+    Rule("stack-scaling-and-lora-members", Block.STACK, {Family.SCALING: SOME, Family.LORA: SOME}, None,
+         SCALING_AND_LORA, others=True),
+    Rule("stack-scaling-members-lora-target", Block.STACK, {Family.SCALING: SOME}, frozenset({Family.LORA}),
+         SCALING_AND_LORA, others=True),
+    Rule("stack-lora-members-scaling-target", Block.STACK, {Family.LORA: SOME}, frozenset({Family.SCALING}),
+         SCALING_AND_LORA, others=True),
+    Rule("fuse-bottleneck", Block.FUSE, {Family.BOTTLENECK: SOME}, ADAPTERS, Semantics.FUSION,
+         check=_fused_at_same_sites),
     Rule("fuse-lora-member", Block.FUSE, {Family.LORA: SOME, Family.BOTTLENECK: ANY_NUMBER}, ADAPTERS,
          "Fuse supports bottleneck members only (AdapterFusion mixes bottleneck outputs); "
          "LoRA member(s): {lora_members}. Use Stack for LoRA adapters"),
+    Rule("fuse-scaling-member", Block.FUSE, {Family.SCALING: SOME}, None,
+         "Fuse supports bottleneck members only (AdapterFusion mixes bottleneck outputs); (IA)^3 member(s): "
+         "{scaling_members} rescale projections and have no output to mix. Use Stack for (IA)^3 adapters",
+         others=True),
 )
 
 
