@@ -10,9 +10,12 @@ supports); `LAYERS` gives a semantics that trains a layer of its own (AdapterFus
 added, saved, loaded and which training mode trains it. Every supported cell is pinned by a numeric test
 (tests/unit/test_composition.py, mapped in CELL_TESTS there); the README's table is `markdown_table()`.
 
-- SEQUENTIAL: in every layer the FFN output goes through m1, then m2, ..., then the target (adapters' Stack).
-- PLACED: bottlenecks sit after the FFN (in order), the one LoRA update sits in the attention / FFN
-  projections; the two never meet.
+- SEQUENTIAL: in every layer the FFN output goes through m1, then m2, ..., then the target (adapters' Stack);
+  a method with a bottleneck after attention too (houlsby) adds its own there, alone or in order with the
+  others that sit there. (IA)^3 members under an (IA)^3 target: each projection's output is rescaled by m1,
+  ..., then the target, i.e. by the product of their vectors.
+- PLACED: bottlenecks sit after their sublayers (in order), the one LoRA update, or the (IA)^3 scalings
+  (multiplied), in the attention / FFN projections; the two never meet.
 - SUM: each linear layer computes W x + dW_1 x + ... + dW_target x: the intermediate updates stay applied
   and the target learns a residual on top (PEFT's semantics when several LoRA adapters are active). The
   adapters library's own Stack would *chain* LoRA branches (dW_target applied to dW_1 x, dropping dW_1 x
@@ -20,7 +23,7 @@ added, saved, loaded and which training mode trains it. Every supported cell is 
   n, ..., n, so the mean of n updates times n is their sum. All LoRAs must update the same modules.
 - FUSION: Stack(Fuse(m1, m2, ...), target): an AdapterFusion layer (attention over member outputs) per
   layer, then the target adapter. AdapterFusion mixes adapter *outputs*; the adapters library implements
-  it for bottleneck adapters only.
+  it for bottleneck adapters only, and only for members with bottlenecks at the same places.
 - AVERAGE: Stack(Average(m1, ..., mn), target) over bottlenecks: in every layer the weighted mean
   w_1 f_1(h) + ... + w_n f_n(h) of the members' outputs (each f_i includes the adapter's residual, so the
   residual enters once: the weights sum to 1), then the target. The adapters library's Average computes
@@ -31,10 +34,13 @@ added, saved, loaded and which training mode trains it. Every supported cell is 
   Bottleneck and LoRA members together, or a target of the other family, are refused: the adapters
   library's Average averages the states of one layer kind, and a child of the other kind either leaves it
   empty (bottleneck members under a LoRA target: IndexError) or unnamed (KeyError).
-
 - LORA_FUSION: Fuse over LoRA members (stepstone.lora_fusion): at every linear layer the members update,
   per-token softmax gates weigh the members' updates, added to what the layer computes with the target
   alone active (W x + dW_target x for a LoRA target, W x for a bottleneck target after the FFN).
+
+- SCALING ((IA)^3) and LoRA adapters never share a Stack: both live in the adapters library's LoRA-wrapped
+  linear layers, whose Stack chains the branches (a LoRA branch would be applied to the scaling vector
+  instead of the layer's input).
 
 A semantics with its own trained layer (AdapterFusion's attention, the LoRA-fusion gates) has a
 `TrainedLayer` in `LAYERS`: the training mode that trains it, its run folder, and how it is added, saved,
@@ -65,8 +71,10 @@ class Semantics(str, Enum):
 
 
 MEANING = {
-    Semantics.SEQUENTIAL: "in every layer the FFN output goes through m1, ..., then the target adapter",
-    Semantics.PLACED: "bottlenecks after the FFN in order; the LoRA update in its projections",
+    Semantics.SEQUENTIAL: "in every layer the FFN output (and the attention output, for bottlenecks that sit there) "
+                          "goes through m1, ..., then the target adapter; (IA)^3 scalings multiply",
+    Semantics.PLACED: "bottlenecks after their sublayers in order; the LoRA update, or the (IA)^3 scalings "
+                      "(multiplied), in their projections",
     Semantics.SUM: "each linear layer computes `W x + dW_1 x + ... + dW_target x` (PEFT's semantics); every "
                    "LoRA must update the same modules",
     Semantics.FUSION: "`Stack(Fuse(m1, m2, ...), target)`, AdapterFusion attention over member outputs, then "
@@ -100,7 +108,7 @@ Count = tuple[int, "int | None"]  # (fewest, most; None = no limit)
 SOME: Count = (1, None)
 ONE: Count = (1, 1)
 ANY_NUMBER: Count = (0, None)
-ADAPTERS = frozenset({Family.BOTTLENECK, Family.LORA})
+ADAPTERS = frozenset({Family.BOTTLENECK, Family.LORA, Family.SCALING})
 
 
 @dataclass(frozen=True)
@@ -159,6 +167,16 @@ def _same_member_sites(members: Sequence[Member], target: Member) -> str | None:
     if len(set(sites.values())) > 1:
         detail = "; ".join(f"{name}: {', '.join(mods)}" for name, mods in sites.items())
         return f"LoRA members of one Fuse must update the same modules ({detail})"
+
+
+def _fused_at_same_sites(members: Sequence[Member], target: Member) -> str | None:
+    """AdapterFusion mixes the members' outputs site by site: every member needs a bottleneck at the same
+    places (the adapters library raises a ValueError otherwise)."""
+    sites = {m.name: METHODS.get(m.method).sites(m.settings) for m in members}
+    if len(set(sites.values())) > 1:
+        detail = "; ".join(f"{name}: {', '.join(where)}" for name, where in sites.items())
+        return (f"Fuse members must have their bottlenecks at the same places, AdapterFusion mixes their outputs "
+                f"place by place ({detail}); fuse adapters of one method")
     return None
 
 
@@ -167,6 +185,10 @@ AVERAGE_MIXED = ("Average members and the target must all be bottleneck or all L
                  "{bottleneck_all}; LoRA: {lora_all}): the adapters library's Average mixes one kind of layer state")
 SEVERAL_LORA = ("a Stack with several LoRA adapters cannot also hold a bottleneck adapter: LoRA: {lora_all}; "
                 "make every member LoRA, or keep one LoRA")
+
+SCALING_AND_LORA = ("a Stack cannot hold (IA)^3 and LoRA adapters together: both live in the same linear layers, "
+                    "where the adapters library chains a Stack's branches (a LoRA branch would act on the (IA)^3 "
+                    "scaling vector, not on the layer's input); (IA)^3: {scaling_all}; LoRA: {lora_all}")
 
 RULES: tuple[Rule, ...] = (
     Rule("full-member", None, {Family.FULL: SOME}, None, FULL_REFUSED, others=True),
@@ -182,13 +204,31 @@ RULES: tuple[Rule, ...] = (
          frozenset({Family.LORA}), SEVERAL_LORA),
     Rule("stack-loras-bottleneck-target", Block.STACK, {Family.LORA: (2, None), Family.BOTTLENECK: ANY_NUMBER},
          frozenset({Family.BOTTLENECK}), SEVERAL_LORA),
-    Rule("fuse-bottleneck", Block.FUSE, {Family.BOTTLENECK: SOME}, ADAPTERS, Semantics.FUSION),
-    Rule("fuse-lora", Block.FUSE, {Family.LORA: SOME}, ADAPTERS, Semantics.LORA_FUSION, check=_same_member_sites),
+    Rule("stack-scaled", Block.STACK, {Family.SCALING: SOME}, frozenset({Family.SCALING}), Semantics.SEQUENTIAL),
+    Rule("stack-placed-scaling", Block.STACK, {Family.BOTTLENECK: ANY_NUMBER, Family.SCALING: ANY_NUMBER},
+         frozenset({Family.BOTTLENECK, Family.SCALING}), Semantics.PLACED),
+    Rule("stack-scaling-and-lora-members", Block.STACK, {Family.SCALING: SOME, Family.LORA: SOME}, None,
+         SCALING_AND_LORA, others=True),
+    Rule("stack-scaling-members-lora-target", Block.STACK, {Family.SCALING: SOME}, frozenset({Family.LORA}),
+         SCALING_AND_LORA, others=True),
+    Rule("stack-lora-members-scaling-target", Block.STACK, {Family.LORA: SOME}, frozenset({Family.SCALING}),
+         SCALING_AND_LORA, others=True),
+    Rule("fuse-bottleneck", Block.FUSE, {Family.BOTTLENECK: SOME}, ADAPTERS, Semantics.FUSION,
+         check=_fused_at_same_sites),
+    Rule("fuse-lora", Block.FUSE, {Family.LORA: SOME}, frozenset({Family.BOTTLENECK, Family.LORA}),
+         Semantics.LORA_FUSION, check=_same_member_sites),
+    Rule("fuse-lora-scaling-target", Block.FUSE, {Family.LORA: SOME}, frozenset({Family.SCALING}),
+         "Fuse over LoRA members takes a bottleneck or LoRA target: the gates add the members' updates to a "
+         "layer's output, which an (IA)^3 target rescales, so the members' updates would escape its scaling"),
     # the text (pinned by tests since before Fuse over LoRA members) holds for mixed members: AdapterFusion
     # needs every member bottleneck, and Fuse over LoRA members every member LoRA (the Stack hint is one way out)
     Rule("fuse-lora-and-bottleneck", Block.FUSE, {Family.LORA: SOME, Family.BOTTLENECK: SOME}, ADAPTERS,
          "Fuse supports bottleneck members only (AdapterFusion mixes bottleneck outputs); "
          "LoRA member(s): {lora_members}. Use Stack for LoRA adapters"),
+    Rule("fuse-scaling-member", Block.FUSE, {Family.SCALING: SOME}, None,
+         "Fuse supports bottleneck members only (AdapterFusion mixes bottleneck outputs); (IA)^3 member(s): "
+         "{scaling_members} rescale projections and have no output to mix. Use Stack for (IA)^3 adapters",
+         others=True),
     Rule("average-bottleneck", Block.AVERAGE, {Family.BOTTLENECK: SOME}, frozenset({Family.BOTTLENECK}),
          Semantics.AVERAGE),
     Rule("average-lora", Block.AVERAGE, {Family.LORA: SOME}, frozenset({Family.LORA}), Semantics.WEIGHTED_SUM,

@@ -228,8 +228,8 @@ class Composition:
 class TrainSpec:
     """Optimisation and data settings. Defaults suit the tiny demo; the paper's recipe is in README.
 
-    lr: peak learning rate; None = the method's usual value: 1e-4 for adapters (Pfeiffer et al. 2021),
-        1e-5 for full fine-tuning (Phang et al. 2020).
+    lr: peak learning rate; None = the method's usual value (its `default_lr`): 1e-4 for adapters (Pfeiffer et
+        al. 2021), 3e-3 for ia3 (Liu et al. 2022), 1e-5 for full fine-tuning (Phang et al. 2020).
     fusion_lr: learning rate of a Fuse layer; None = 5e-5 (Pfeiffer et al. 2021).
     epochs, batch_size, grad_accum: the update is batch_size x grad_accum examples (paper: 4 x 8).
     max_length: tokens per example (paper: 256; QA 384), at most what the backbone's positions cover (512).

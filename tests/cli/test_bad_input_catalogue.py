@@ -125,6 +125,14 @@ def lora_method_on(*modules: str) -> Callable[[dict], None]:
     return change
 
 
+def houlsby_method(manifest: dict) -> None:
+    manifest["method"] = {"kind": "houlsby", "settings": {"reduction_factor": 16, "non_linearity": "swish"}}
+
+
+def ia3_method(manifest: dict) -> None:
+    manifest["method"] = {"kind": "ia3", "settings": {"target_modules": ["k", "v", "intermediate"]}}
+
+
 ELSEWHERE = "/elsewhere/multilingual-e5-small"  # a backbone folder that is not on this machine
 # the folder digest of a folder holding only config.json = "{}": sha256 over "NAME\0SHA256\n" lines
 MODEL_DIGEST = hashlib.sha256(f"config.json\0{hashlib.sha256(b'{}').hexdigest()}\n".encode()).hexdigest()
@@ -448,7 +456,7 @@ CASES = [
          "run.yaml:3: 'train.epochs' must be an integer, got 'two'",
          files={"run.yaml": "task: toy-tags\ntrain:\n  epochs: two\n"}),
     case("yaml-bad-choice", ("train", "--config", "run.yaml", "--zoo", ZOO),
-         "run.yaml:3: 'method.kind' must be one of: bottleneck, full, lora (got 'lorra')",
+         "run.yaml:3: 'method.kind' must be one of: bottleneck, full, houlsby, ia3, lora (got 'lorra')",
          files={"run.yaml": "task: toy-tags\nmethod:\n  kind: lorra\n"}),
     case("yaml-syntax-error", ("train", "--config", "run.yaml", "--zoo", ZOO),
          "run.yaml:3: invalid YAML: <*>", files={"run.yaml": "task: toy-tags\ntrain:\n  epochs: [1\n"}),
@@ -469,7 +477,7 @@ CASES = [
     case("unknown-task", ("train", "--task", "xnlii", "--zoo", ZOO),
          f"unknown task 'xnlii' (valid: {ALL_TASKS}), did you mean 'xnli'?"),
     case("unknown-method", ("train", "--task", "toy-tags", "--method", "adapter", "--zoo", ZOO),
-         "<command line>: 'method.kind' must be one of: bottleneck, full, lora (got 'adapter')"),
+         "<command line>: 'method.kind' must be one of: bottleneck, full, houlsby, ia3, lora (got 'adapter')"),
     case("unknown-backbone-folder", ("train", "--task", "toy-tags", "--backbone", "./no-such-model", "--zoo", ZOO,
                                      *FAST), "backbone './no-such-model' is not a model directory (expected a folder with config.json); use 'tiny', "
          "a local model directory or a hub id such as 'xlm-roberta-large'"),
@@ -930,6 +938,19 @@ CASES = [
          "zoo/sent-a/manifest.json: 'composition.semantics' is 'fusion', but 'mode' is 'lora-fusion'",
          zoo=("sent-a",), setup=manifest_edit("sent-a", lambda m: m.update(mode="lora-fusion", composition={
              "block": "fuse", "members": ["sent-b"], "semantics": "fusion", "setup": "-"}))),
+    # ---- new methods (issue 14)
+    case("fuse-houlsby-with-a-bottleneck-member", on("Fuse(sent-a, sent-b)"),
+         "Fuse members must have their bottlenecks at the same places, AdapterFusion mixes their outputs place by "
+         "place (sent-a: after the FFN; sent-b: after attention, after the FFN); fuse adapters of one method",
+         zoo=TRAINED, setup=manifest_edit("sent-b", houlsby_method)),
+    case("stack-ia3-member-under-a-lora-target", on("Stack(sent-b)", "--method", "lora"),
+         "a Stack cannot hold (IA)^3 and LoRA adapters together: both live in the same linear layers, where the "
+         "adapters library chains a Stack's branches (a LoRA branch would act on the (IA)^3 scaling vector, not on "
+         "the layer's input); (IA)^3: sent-b; LoRA: target", zoo=("sent-b",), setup=manifest_edit("sent-b", ia3_method)),
+    case("houlsby-reduction-factor-over-hidden-size",
+         toy("toy-tags", "--method", "houlsby", "method.houlsby.reduction_factor=129"),
+         "method.houlsby.reduction_factor is 129, larger than the backbone's hidden size 128: both bottlenecks (hidden "
+         "size / reduction factor) would have no units; use a reduction factor of at most 128"),
 ]
 
 

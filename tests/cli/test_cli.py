@@ -97,7 +97,7 @@ def test_same_command_twice_gives_same_metrics(workdir):
 
 BAD_INPUT = [
     (["train", "--task", "nope"], f"unknown task 'nope' (valid: {', '.join(TASKS)})"),
-    (["train", "--task", "toy-tags", "--method", "lorra"], "'method.kind' must be one of: bottleneck, full, lora"),
+    (["train", "--task", "toy-tags", "--method", "lorra"], "'method.kind' must be one of: bottleneck, full, houlsby, ia3, lora"),
     (["train", "--task", "toy-tags", "train.lrr=1"], "unknown key 'train.lrr'"),
     (["train", "--task", "toy-tags", "train.epochs=zero"], "'train.epochs' must be an int"),
     (["train", "--task", "toy-tags", "oops"], "bad override 'oops'"),

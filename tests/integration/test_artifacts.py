@@ -454,7 +454,7 @@ def test_zoo_ignores_half_removed_entries(small_zoo):
     (dict(kind="plugin"), "'kind' must be one of adapter, run, got 'plugin'"),
     (dict(backbone__fingerprint=7), "'backbone.fingerprint' must be a string, got 7"),
     (dict(method="lora"), "'method' must be an object, got str"),
-    (dict(method__kind="prefix"), "'method.kind' must be one of bottleneck, lora, full, got 'prefix'"),
+    (dict(method__kind="prefix"), "'method.kind' must be one of bottleneck, lora, full, houlsby, ia3, got 'prefix'"),
     (dict(tasks={}), "'tasks' must be a list, got {}"),
     (dict(format_version=True), "no integer 'format_version'"),
     (dict(files={"../../outside.safetensors": "0" * 64}), "bad weights entry '../../outside.safetensors'"),

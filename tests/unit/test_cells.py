@@ -89,7 +89,7 @@ def test_the_grid_takes_the_fuse_rule_from_composition():
         "Use Stack for LoRA adapters")
     grid = GridSpec(intermediate=("toy-sentiment", "toy-pair"), targets=(TargetSpec("toy-tags"),))
     assert _no_cell(grid, "lora", Setup.FUSE) is None
-    assert _no_cell(grid, "full", Setup.FUSE) == "Fuse composes bottleneck and lora adapters only"
+    assert _no_cell(grid, "full", Setup.FUSE) == "Fuse composes bottleneck, lora and houlsby adapters only"
     assert _no_cell(grid, "bottleneck", Setup.FUSE) is None
     one = GridSpec(intermediate=("toy-sentiment",), targets=(TargetSpec("toy-tags"),))
     assert _no_cell(one, "bottleneck", Setup.FUSE) == (

@@ -17,7 +17,7 @@ from stepstone.backbone import load_backbone
 from stepstone.composition import Member, Semantics
 from stepstone.errors import StepstoneError
 from stepstone.formats import handler_for
-from stepstone.methods import BottleneckSpec, LoRASpec, LoRATarget
+from stepstone.methods import BottleneckSpec, HoulsbySpec, IA3Spec, LoRASpec, LoRATarget
 from stepstone.specs import BackboneSpec, Block, Composition, MethodSpec
 from stepstone.tasks import get_task
 from stepstone.toy import generate
@@ -47,6 +47,14 @@ def full(name: str) -> Member:
     return Member(name, "full")
 
 
+def hb(name: str) -> Member:
+    return Member(name, "houlsby", HoulsbySpec())
+
+
+def ia3(name: str, *targets: LoRATarget) -> Member:
+    return Member(name, "ia3", IA3Spec(target_modules=targets) if targets else IA3Spec())
+
+
 SEMANTICS_TABLE = [
     (Block.STACK, [bn("a")], bn("t"), Semantics.SEQUENTIAL),
     (Block.STACK, [bn("a"), bn("b")], bn("t"), Semantics.SEQUENTIAL),
@@ -67,13 +75,29 @@ SEMANTICS_TABLE = [
     (Block.FUSE, [lora("a"), lora("b")], bn("t"), Semantics.LORA_FUSION),
     # the members must update the same modules, the target may update others (it is part of base(x))
     (Block.FUSE, [lora("a"), lora("b")], lora("t", LoRATarget.INTERMEDIATE), Semantics.LORA_FUSION),
+    # ---- new methods (issue 14): houlsby is a bottleneck (two sites), ia3 the SCALING family
+    (Block.STACK, [hb("a")], bn("t"), Semantics.SEQUENTIAL),
+    (Block.STACK, [bn("a")], hb("t"), Semantics.SEQUENTIAL),
+    (Block.STACK, [hb("a")], lora("t"), Semantics.PLACED),
+    (Block.STACK, [lora("a")], hb("t"), Semantics.PLACED),
+    (Block.STACK, [ia3("a")], ia3("t"), Semantics.SEQUENTIAL),
+    (Block.STACK, [ia3("a"), ia3("b", LoRATarget.Q)], ia3("t"), Semantics.SEQUENTIAL),
+    (Block.STACK, [ia3("a")], bn("t"), Semantics.PLACED),
+    (Block.STACK, [bn("a")], ia3("t"), Semantics.PLACED),
+    (Block.STACK, [ia3("a"), hb("b")], ia3("t"), Semantics.PLACED),
+    (Block.STACK, [hb("a"), ia3("b")], bn("t"), Semantics.PLACED),
+    (Block.FUSE, [hb("a"), hb("b")], hb("t"), Semantics.FUSION),
+    (Block.FUSE, [hb("a"), hb("b")], lora("t"), Semantics.FUSION),
+    (Block.FUSE, [bn("a"), bn("b")], ia3("t"), Semantics.FUSION),
+    (Block.FUSE, [hb("a"), hb("b")], ia3("t"), Semantics.FUSION),
 ]
 
 
 def cell_id(block: Block, members: list[Member], target: Member) -> str:
     def short(m: Member) -> str:
-        kind = {"bottleneck": "bn", "lora": "lora", "full": "full"}[m.method]
-        return kind + ("(" + ",".join(t.value for t in m.settings.target_modules) + ")" if m.settings else "")
+        kind = {"bottleneck": "bn", "lora": "lora", "full": "full", "houlsby": "hb", "ia3": "ia3"}[m.method]
+        targets = getattr(m.settings, "target_modules", None)
+        return kind + ("(" + ",".join(t.value for t in targets) + ")" if targets else "")
 
     return f"{block.value}:{'+'.join(short(m) for m in members)}->{short(target)}"
 
@@ -219,7 +243,7 @@ def setup_for(block: Block, members: tuple[str, ...], target: str, member_method
               target_method: MethodSpec):
     """The adapters block stepstone activates for this cell (semantics computed, as the pipeline does)."""
     def member(name, method):
-        return Member(name, method.kind, method.lora if method.kind == "lora" else None)
+        return Member(name, method.kind, method.options)
 
     kind = comp.semantics(block, [member(m, member_methods[m]) for m in members], member(target, target_method))
     return comp.adapters_setup(Composition(block, members), target, kind), kind
@@ -509,15 +533,313 @@ def test_parse_refuses_empty_member_names(text):
         comp.parse(text)
 
 
+# ---- new methods (issue 14): houlsby (BOTTLENECK family, two sites) and ia3 (SCALING family) -------------
+HB = MethodSpec(kind="houlsby")
+IA3_KVI = MethodSpec(kind="ia3")  # k, v, intermediate (the defaults)
+IA3_QV = MethodSpec(kind="ia3", ia3=IA3Spec(target_modules=(LoRATarget.Q, LoRATarget.V)))
+NEW = {"hb_a": HB, "hb_b": HB, "hb_t": HB, "ia3_a": IA3_KVI, "ia3_t": IA3_KVI, "ia3_q": IA3_QV}
+METHOD_OF = {"bn_a": BN, "bn_b": BN, "bn_t": BN, "lora_a": LORA_A, "lora_t": LORA_T, **NEW}
+PROJECTIONS = ("attention.self.query", "attention.self.key", "attention.self.value", "intermediate.dense",
+               "output.dense")
+
+
+def with_new_methods(model):
+    """Add the houlsby adapters hb_a, hb_b, hb_t, the (IA)^3 adapters ia3_a, ia3_t (k, v, intermediate) and
+    ia3_q (q, v), and Fuse(hb_a, hb_b); their weights random (seeded), the (IA)^3 vectors around 1."""
+    for name, spec in NEW.items():
+        methods.add_adapter(model, name, spec)
+    methods.add_fusion(model, ("hb_a", "hb_b"))
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            owner = methods.adapter_kind_of_parameter(name)
+            if owner is not None and (owner[1] in NEW or owner[1] == "hb_a,hb_b"):
+                noise = torch.randn(param.shape, generator=generator) * 0.1
+                param.copy_(noise + 1.0 if owner[1].startswith("ia3") else noise)
+    model.eval()  # the new modules were built in training mode
+    return model
+
+
+def cell(members: tuple[str, ...], target: str, block: Block = Block.STACK):
+    return setup_for(block, members, target, METHOD_OF, METHOD_OF[target])
+
+
+@contextmanager
+def folded(model, *names: str):
+    """Temporarily fold the (IA)^3 vectors and LoRA updates of `names` into the plain weights: (IA)^3
+    rescales a projection's output, (W x + b) * l = (diag(l) W) x + l * b; LoRA adds s B A to W."""
+    saved = {}
+    with torch.no_grad():
+        for i, layer in enumerate(model.base_model.encoder.layer):
+            for path in PROJECTIONS:
+                module = layer.get_submodule(path)
+                saved[i, path] = (module.weight.detach().clone(), module.bias.detach().clone())
+                for name in (n for n in names if n in module.loras):
+                    lo = module.loras[name]
+                    if lo.composition_mode == "scale":
+                        assert lo.scaling == 1
+                        vector = lo.lora_B.view(-1)
+                        module.weight.mul_(vector[:, None])
+                        module.bias.mul_(vector)
+                    else:
+                        module.weight.add_(delta(module, name))
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for i, layer in enumerate(model.base_model.encoder.layer):
+                for path in PROJECTIONS:
+                    weight, bias = saved[i, path]
+                    layer.get_submodule(path).weight.copy_(weight)
+                    layer.get_submodule(path).bias.copy_(bias)
+
+
+def test_new_adapters_change_the_output(tiny):
+    model, inputs = tiny
+    with_new_methods(model)
+    plain = logits(model, inputs, None)
+    for single in ("hb_a", "hb_t", "ia3_a", "ia3_t", "ia3_q"):
+        assert max_diff(logits(model, inputs, single), plain) > 1e-2, single
+
+
+def test_houlsby_sequential_layer_formula(tiny):
+    """Houlsby bottlenecks act on a sublayer's output before the residual + LayerNorm: f_h(z) = z +
+    up(swish(down(z))) after attention and after the FFN; the Pfeiffer bottleneck f_b(z) = z +
+    up(relu(down(LN(z + r)))) after the FFN only. At each site the stack's adapters that sit there apply in
+    order, then LN(. + r): after attention only houlsby's."""
+    import torch.nn.functional as F
+
+    model, inputs = tiny
+    with_new_methods(model)
+
+    def f(module, name, z, r):
+        adapter = module.adapters[name]
+        if METHOD_OF[name] is HB:
+            return z + adapter.adapter_up(F.silu(adapter.adapter_down[0](z)))
+        return z + adapter.adapter_up(torch.relu(adapter.adapter_down[0](module.LayerNorm(z + r))))
+
+    generator = torch.Generator().manual_seed(4)
+    for members, target in ((("hb_a",), "bn_t"), (("bn_a",), "hb_t"), (("hb_a", "bn_a"), "hb_t")):
+        setup, kind = cell(members, target)
+        assert kind is Semantics.SEQUENTIAL
+        methods.activate(model, setup, HEAD)
+        for i in LAYERS:
+            layer = model.base_model.encoder.layer[i]
+            for module, width in ((layer.attention.output, 128), (layer.output, 256)):
+                x, r = torch.randn(2, 5, width, generator=generator), torch.randn(2, 5, 128, generator=generator)
+                present = [n for n in (*members, target) if n in module.adapters]
+                assert present == [n for n in (*members, target) if METHOD_OF[n] is HB or module is layer.output]
+                with torch.no_grad():
+                    z = module.dense(x)
+                    for name in present:
+                        z = f(module, name, z, r)
+                    assert torch.allclose(module(x, r), module.LayerNorm(z + r), atol=1e-5, rtol=0)
+    # model level: with hb_a the identity (its up-projections zero at both sites) only the target is left
+    setup, _ = cell(("hb_a",), "bn_t")
+    got = logits(model, inputs, setup)
+    assert max_diff(got, logits(model, inputs, "bn_t")) > 1e-3
+    zero_(model, "adapters.hb_a.adapter_up.")
+    assert torch.allclose(logits(model, inputs, setup), logits(model, inputs, "bn_t"), atol=1e-6, rtol=0)
+
+
+PLACED_CASES = {  # (members, target) -> (adapters folded into the weights, bottleneck setup of the reference)
+    "hb->lora": ((("hb_a",), "lora_t"), (("lora_t",), ("hb_a",))),
+    "lora->hb": ((("lora_a",), "hb_t"), (("lora_a",), ("hb_t",))),
+    "ia3->bn": ((("ia3_a",), "bn_t"), (("ia3_a",), ("bn_t",))),
+    "bn->ia3": ((("bn_a",), "ia3_t"), (("ia3_t",), ("bn_a",))),
+    "ia3+hb->ia3": ((("ia3_a", "hb_a"), "ia3_t"), (("ia3_a", "ia3_t"), ("hb_a",))),
+    "hb+ia3->bn": ((("hb_a", "ia3_a"), "bn_t"), (("ia3_a",), ("hb_a", "bn_t"))),
+}
+
+
+@pytest.mark.parametrize("case", list(PLACED_CASES))
+def test_placed_cells_equal_the_folded_weights(tiny, case):
+    """PLACED: the bottlenecks (in their stack order) and the LoRA update / (IA)^3 scalings never meet, so the
+    stack equals the bottlenecks alone on weights with the LoRA update / the vectors folded in."""
+    from adapters.composition import Stack
+
+    model, inputs = tiny
+    with_new_methods(model)
+    (members, target), (fold, bottlenecks) = PLACED_CASES[case]
+    setup, kind = cell(members, target)
+    assert kind is Semantics.PLACED
+    got = logits(model, inputs, setup)
+    reference_setup = bottlenecks[0] if len(bottlenecks) == 1 else Stack(*bottlenecks)
+    with folded(model, *fold):
+        reference = logits(model, inputs, reference_setup)
+    assert torch.allclose(got, reference, atol=1e-5, rtol=0)
+    assert max_diff(got, logits(model, inputs, reference_setup)) > 1e-3  # the folded part matters
+
+
+def test_scaled_stack_is_the_product_of_the_vectors(tiny):
+    """Stack of (IA)^3 adapters: each projection's output is rescaled by every vector there, in any order:
+    (W x + b) * l_a * l_t (adapters' Stack feeds each IA3 the previous one's vector)."""
+    model, inputs = tiny
+    with_new_methods(model)
+    setup, kind = cell(("ia3_a",), "ia3_t")
+    assert kind is Semantics.SEQUENTIAL
+    got = logits(model, inputs, setup)
+    with folded(model, "ia3_a", "ia3_t"):
+        assert torch.allclose(got, logits(model, inputs, None), atol=1e-5, rtol=0)
+    assert torch.allclose(got, logits(model, inputs, cell(("ia3_t",), "ia3_a")[0]), atol=1e-5, rtol=0)
+    for single in ("ia3_a", "ia3_t"):
+        assert max_diff(got, logits(model, inputs, single)) > 1e-3
+    # on different modules (q, v and k, v, intermediate) each vector scales its own, v gets both
+    mixed = logits(model, inputs, cell(("ia3_q",), "ia3_t")[0])
+    with folded(model, "ia3_q", "ia3_t"):
+        assert torch.allclose(mixed, logits(model, inputs, None), atol=1e-5, rtol=0)
+    # layer level, on the value projection
+    value = model.base_model.encoder.layer[0].attention.self.value
+    x = torch.randn(2, 5, 128, generator=torch.Generator().manual_seed(5))
+    methods.activate(model, setup, HEAD)
+    with torch.no_grad():
+        expected = (x @ value.weight.T + value.bias) * value.loras["ia3_a"].lora_B.view(-1) \
+            * value.loras["ia3_t"].lora_B.view(-1)
+        assert torch.allclose(value(x), expected, atol=1e-6, rtol=0)
+
+
+def test_fusion_of_houlsby_members(tiny):
+    """Fuse(hb_a, hb_b): an AdapterFusion layer at both houlsby sites (after attention, after the FFN), both in
+    the path; the target (houlsby) follows at each."""
+    model, inputs = tiny
+    with_new_methods(model)
+    names = {n: p.numel() for n, p in model.named_parameters() if "adapter_fusion_layer.hb_a,hb_b." in n}
+    assert {n.split(".adapter_fusion_layer.")[0] for n in names} == {
+        f"roberta.encoder.layer.{i}.{site}" for i in LAYERS for site in ("attention.output", "output")}
+    assert sum(names.values()) == 2 * 2 * (3 * 128 * 128 + 2 * 128) == 197632
+    setup, kind = cell(("hb_a", "hb_b"), "hb_t", Block.FUSE)
+    assert kind is Semantics.FUSION
+    got = logits(model, inputs, setup)
+    assert got.shape == (6, 2) and torch.isfinite(got).all()
+    for other in ("hb_t", cell(("hb_a",), "hb_t")[0], cell(("hb_b",), "hb_t")[0]):
+        assert max_diff(got, logits(model, inputs, other)) > 1e-4, other
+    zero_(model, "attention.output.adapter_fusion_layer.hb_a,hb_b.value.weight")
+    after_attention = logits(model, inputs, setup)
+    assert max_diff(got, after_attention) > 1e-4
+    zero_(model, "layer.0.output.adapter_fusion_layer.hb_a,hb_b.value.weight")
+    assert max_diff(after_attention, logits(model, inputs, setup)) > 1e-4
+
+
+def test_fusion_scaling_target(tiny):
+    """Stack(Fuse(bn_a, bn_b), ia3_t): the fusion after the FFN, the (IA)^3 vectors in k, v, intermediate."""
+    from adapters.composition import Fuse
+
+    model, inputs = tiny
+    with_new_methods(model)
+    setup, kind = cell(("bn_a", "bn_b"), "ia3_t", Block.FUSE)
+    assert kind is Semantics.FUSION
+    got = logits(model, inputs, setup)
+    fuse_only = logits(model, inputs, Fuse("bn_a", "bn_b"))
+    assert max_diff(got, fuse_only) > 1e-3
+    with folded(model, "ia3_t"):
+        assert torch.allclose(got, logits(model, inputs, Fuse("bn_a", "bn_b")), atol=1e-5, rtol=0)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "loras.ia3_t." in n:
+                p.fill_(1.0)  # the identity (IA)^3, as a fresh one starts
+    assert torch.allclose(logits(model, inputs, setup), fuse_only, atol=1e-6, rtol=0)
+
+
+def test_adapters_stack_of_ia3_and_lora_chains_them(tiny):
+    """Why a Stack of (IA)^3 and LoRA is refused: in a layer both update (v), adapters' Stack feeds the LoRA
+    branch the (IA)^3 vector instead of the layer input, which is neither both applied nor either alone."""
+    from adapters.composition import Stack
+
+    model, inputs = tiny
+    with_new_methods(model)
+    got = logits(model, inputs, Stack("ia3_a", "lora_t"))
+    with folded(model, "ia3_a", "lora_t"):
+        assert max_diff(got, logits(model, inputs, None)) > 1e-3
+    value = model.base_model.encoder.layer[0].attention.self.value
+    x = torch.randn(2, 5, 128, generator=torch.Generator().manual_seed(6))
+    methods.activate(model, Stack("ia3_a", "lora_t"), HEAD)
+    lo, vector = value.loras["lora_t"], value.loras["ia3_a"].lora_B.view(1, 1, -1)
+    with torch.no_grad():
+        chained = x @ value.weight.T + value.bias + 2.0 * (vector @ lo.lora_A.T @ lo.lora_B.T)
+        assert torch.allclose(value(x), chained, atol=1e-5, rtol=0)
+
+
+def test_adapters_cannot_fuse_houlsby_with_bottleneck_members(tiny):
+    model, _ = tiny
+    with_new_methods(model)
+    with pytest.raises(ValueError, match="same value for config attribute mh_adapter"):
+        methods.add_fusion(model, ("hb_a", "bn_a"))
+
+
+FUSE_SITES = ("Fuse members must have their bottlenecks at the same places, AdapterFusion mixes their outputs "
+              "place by place ({detail}); fuse adapters of one method")
+
+
+@pytest.mark.parametrize("target", [bn("t"), hb("t"), lora("t"), ia3("t")], ids=["bn", "hb", "lora", "ia3"])
+def test_fuse_of_houlsby_and_bottleneck_members_refused(target):
+    with pytest.raises(StepstoneError) as err:
+        comp.semantics(Block.FUSE, [hb("h"), bn("b")], target)
+    assert str(err.value) == FUSE_SITES.format(detail="h: after attention, after the FFN; b: after the FFN")
+
+
+SCALING_AND_LORA = ("a Stack cannot hold (IA)^3 and LoRA adapters together: both live in the same linear layers, "
+                    "where the adapters library chains a Stack's branches (a LoRA branch would act on the (IA)^3 "
+                    "scaling vector, not on the layer's input); (IA)^3: {ia3}; LoRA: {lora}")
+
+
+@pytest.mark.parametrize("members, target, ia3_names, lora_names", [
+    ([ia3("i")], lora("t"), "i", "t"),
+    ([lora("la")], ia3("t"), "t", "la"),
+    ([ia3("i"), lora("la")], bn("t"), "i", "la"),
+    ([bn("b"), ia3("i")], lora("t"), "i", "t"),
+    ([lora("la"), bn("b")], ia3("t"), "t", "la"),
+    ([ia3("i"), lora("la"), ia3("j")], ia3("t"), "i, j, t", "la"),
+    ([lora("la", LoRATarget.Q)], ia3("t", LoRATarget.INTERMEDIATE), "t", "la"),
+], ids=["ia3->lora", "lora->ia3", "ia3+lora->bn", "bn+ia3->lora", "lora+bn->ia3", "ia3+lora+ia3->ia3",
+        "disjoint-modules"])
+def test_ia3_and_lora_in_one_stack_refused(members, target, ia3_names, lora_names):
+    with pytest.raises(StepstoneError) as err:
+        comp.semantics(Block.STACK, members, target)
+    assert str(err.value) == SCALING_AND_LORA.format(ia3=ia3_names, lora=lora_names)
+
+
+FUSE_IA3 = ("Fuse supports bottleneck members only (AdapterFusion mixes bottleneck outputs); (IA)^3 member(s): "
+            "{names} rescale projections and have no output to mix. Use Stack for (IA)^3 adapters")
+
+
+@pytest.mark.parametrize("members, target, names", [
+    ([bn("a"), ia3("i")], bn("t"), "i"),
+    ([ia3("i"), ia3("j")], ia3("t"), "i, j"),
+    ([hb("h"), ia3("i")], lora("t"), "i"),
+    ([lora("la"), ia3("i")], bn("t"), "i"),
+], ids=["bn+ia3->bn", "ia3+ia3->ia3", "hb+ia3->lora", "lora+ia3->bn"])
+def test_fuse_with_an_ia3_member_refused(members, target, names):
+    with pytest.raises(StepstoneError) as err:
+        comp.semantics(Block.FUSE, members, target)
+    assert str(err.value) == FUSE_IA3.format(names=names)
+
+
+def test_new_methods_refusal_by_method_names():
+    assert comp.refusal(Block.STACK, ["houlsby", "bottleneck"], "houlsby") is None
+    assert comp.refusal(Block.STACK, ["houlsby"], "ia3") is None
+    assert comp.refusal(Block.STACK, ["ia3", "ia3"], "ia3") is None
+    assert comp.refusal(Block.FUSE, ["houlsby", "houlsby"], "ia3") is None
+    assert comp.refusal(Block.FUSE, ["houlsby", "bottleneck"], "bottleneck") == FUSE_SITES.format(
+        detail="m1: after attention, after the FFN; m2: after the FFN")
+    assert comp.refusal(Block.STACK, ["ia3"], "lora") == SCALING_AND_LORA.format(ia3="m1", lora="target")
+    assert comp.refusal(Block.FUSE, ["ia3", "ia3"], "ia3") == FUSE_IA3.format(names="m1, m2")
+    assert comp.refusal(Block.STACK, ["full"], "ia3") == comp.refusal(Block.FUSE, ["houlsby"] * 2, "full") \
+        == comp.FULL_REFUSED
+
+
 # ------------------------------------------------------------------------------- the capability table itself
 # Every supported cell of comp.RULES (row name, target family) -> the numeric tests above that pin it.
 CELL_TESTS = {
     ("stack-sequential", "bottleneck"): ["test_sequential_is_order_sensitive", "test_sequential_layer_formula",
-                                         "test_sequential_with_identity_member_is_the_target_alone"],
-    ("stack-placed-lora-target", "lora"): ["test_placed_bottleneck_member_lora_target"],
-    ("stack-placed-lora-member", "bottleneck"): ["test_placed_lora_member_bottleneck_target"],
+                                         "test_sequential_with_identity_member_is_the_target_alone",
+                                         "test_houlsby_sequential_layer_formula"],
+    ("stack-placed-lora-target", "lora"): ["test_placed_bottleneck_member_lora_target",
+                                           "test_placed_cells_equal_the_folded_weights"],
+    ("stack-placed-lora-member", "bottleneck"): ["test_placed_lora_member_bottleneck_target",
+                                                 "test_placed_cells_equal_the_folded_weights"],
     ("stack-sum", "lora"): ["test_sum_equals_merged_weight_sum", "test_sum_is_not_the_adapters_library_stack"],
-    ("fuse-bottleneck", "bottleneck"): ["test_fusion_bottleneck_target", "test_fusion_parameters"],
+    ("fuse-bottleneck", "bottleneck"): ["test_fusion_bottleneck_target", "test_fusion_parameters",
+                                        "test_fusion_of_houlsby_members"],
     ("fuse-bottleneck", "lora"): ["test_fusion_lora_target"],
     ("average-bottleneck", "bottleneck"): ["test_average_bottleneck_layer_formula",
                                            "test_average_bottleneck_logits_follow_the_weights"],
@@ -525,6 +847,11 @@ CELL_TESTS = {
     # the formula, the gradients and bit-identical members are pinned in tests/unit/test_lora_fusion.py
     ("fuse-lora", "lora"): ["test_lora_fusion_one_hot_is_stack_lora_target"],
     ("fuse-lora", "bottleneck"): ["test_lora_fusion_one_hot_is_stack_bottleneck_target"],
+    # new methods (issue 14)
+    ("stack-scaled", "scaling"): ["test_scaled_stack_is_the_product_of_the_vectors"],
+    ("stack-placed-scaling", "bottleneck"): ["test_placed_cells_equal_the_folded_weights"],
+    ("stack-placed-scaling", "scaling"): ["test_placed_cells_equal_the_folded_weights"],
+    ("fuse-bottleneck", "scaling"): ["test_fusion_scaling_target"],
 }
 
 

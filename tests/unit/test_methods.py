@@ -14,35 +14,38 @@ import pytest
 
 from stepstone.config import ConfigError, build, to_dict
 from stepstone.errors import StepstoneError
-from stepstone.methods import METHODS, BottleneckSpec, Family, LoRASpec, LoRATarget, Method, method_of
+from stepstone.methods import (METHODS, BottleneckSpec, Family, HoulsbySpec, IA3Spec, LoRASpec, LoRATarget, Method,
+                               NonLinearity, method_of)
 from stepstone.registry import Registry
 from stepstone.specs import MethodSpec, RunSpec, TrainSpec
 
 
 def test_registry_holds_each_method_once_with_its_family():
-    assert list(METHODS) == ["bottleneck", "full", "lora"]
+    assert list(METHODS) == ["bottleneck", "full", "houlsby", "ia3", "lora"]
     assert {name: m.family for name, m in METHODS.items()} == {
-        "bottleneck": Family.BOTTLENECK, "full": Family.FULL, "lora": Family.LORA}
+        "bottleneck": Family.BOTTLENECK, "full": Family.FULL, "houlsby": Family.BOTTLENECK, "ia3": Family.SCALING,
+        "lora": Family.LORA}
     assert {name: m.owners for name, m in METHODS.items()} == {
-        "bottleneck": ("adapters",), "full": (), "lora": ("loras",)}
-    assert {name: m.default_lr for name, m in METHODS.items()} == {"bottleneck": 1e-4, "full": 1e-5, "lora": 1e-4}
-    assert [name for name, m in METHODS.items() if m.composes] == ["bottleneck", "lora"]
+        "bottleneck": ("adapters",), "full": (), "houlsby": ("adapters",), "ia3": ("loras",), "lora": ("loras",)}
+    assert {name: m.default_lr for name, m in METHODS.items()} == {"bottleneck": 1e-4, "full": 1e-5, "houlsby": 1e-4,
+                                                                   "ia3": 3e-3, "lora": 1e-4}
+    assert [name for name, m in METHODS.items() if m.composes] == ["bottleneck", "houlsby", "ia3", "lora"]
 
 
 def test_unknown_method_lists_the_choices():
     with pytest.raises(StepstoneError) as err:
         method_of("lorra")
-    assert str(err.value) == "unknown method 'lorra' (valid: bottleneck, full, lora), did you mean 'lora'?"
+    assert str(err.value) == "unknown method 'lorra' (valid: bottleneck, full, houlsby, ia3, lora), did you mean 'lora'?"
     with pytest.raises(StepstoneError) as err:
         MethodSpec(kind="adapter")
-    assert str(err.value) == "unknown method 'adapter' (valid: bottleneck, full, lora)"
+    assert str(err.value) == "unknown method 'adapter' (valid: bottleneck, full, houlsby, ia3, lora)"
 
 
 def test_unknown_kind_in_a_config_keeps_the_enum_message():
     with pytest.raises(ConfigError) as err:
         build(RunSpec, {"task": "toy-tags", "method": {"kind": "lorra"}}, source="run.yaml",
               lines={("method", "kind"): 3})
-    assert err.value.problems == ["run.yaml:3: 'method.kind' must be one of: bottleneck, full, lora (got 'lorra')"]
+    assert err.value.problems == ["run.yaml:3: 'method.kind' must be one of: bottleneck, full, houlsby, ia3, lora (got 'lorra')"]
     assert build(MethodSpec, {"kind": "LoRA"}).kind == "lora"  # case-insensitive, as the enum was
 
 
@@ -60,7 +63,9 @@ def test_method_record_is_validated():
         Method(name="x", family=Family.FULL, settings=None, adapter_config=None, owners=(), default_lr=0.0)
 
 
-NON_DEFAULT = {"bottleneck": BottleneckSpec(reduction_factor=4), "lora": LoRASpec(r=4, target_modules=(LoRATarget.K,))}
+NON_DEFAULT = {"bottleneck": BottleneckSpec(reduction_factor=4), "lora": LoRASpec(r=4, target_modules=(LoRATarget.K,)),
+               "houlsby": HoulsbySpec(reduction_factor=8, non_linearity=NonLinearity.RELU),
+               "ia3": IA3Spec(target_modules=(LoRATarget.V, LoRATarget.OUTPUT))}
 
 
 @pytest.mark.parametrize("name", list(METHODS))
@@ -97,7 +102,7 @@ def test_settings_of_another_method_keep_their_error():
 
 
 def test_spec_has_one_block_per_method_with_settings():
-    assert [f.name for f in dataclasses.fields(MethodSpec)] == ["kind", "bottleneck", "lora"]
+    assert [f.name for f in dataclasses.fields(MethodSpec)] == ["kind", "bottleneck", "houlsby", "ia3", "lora"]
     assert MethodSpec(kind="full").options is None and MethodSpec(kind="lora").bottleneck == BottleneckSpec()
 
 

@@ -254,7 +254,8 @@ def _refused(block: Block, method: str) -> str | None:
     if not refused(method):
         return None
     allowed = [k for k in METHODS.in_order() if METHODS.get(k).family is not Family.FULL and not refused(k)]
-    return f"{block.value.capitalize()} composes {' and '.join(allowed) or 'no'} adapters only"
+    listed = " and ".join(filter(None, (", ".join(allowed[:-1]), allowed[-1]))) if allowed else "no"
+    return f"{block.value.capitalize()} composes {listed} adapters only"
 
 
 def _no_cell(grid: GridSpec, method: str, setup: Setup) -> str | None:

@@ -129,8 +129,12 @@ def export_adapter(name: str, out: Path, fmt: str | Format = Format.PEFT, zoo: Z
         raise StepstoneError(f"cannot export '{name}' to PEFT: it is a {manifest.kind.value}, not a zoo adapter")
     kind = manifest.method.kind
     if kind != "lora":
-        raise StepstoneError(f"cannot export '{name}' to PEFT: it is a {kind} adapter and PEFT has no "
-                             "bottleneck adapters; only LoRA entries export")
+        from ..methods import METHODS, Family
+
+        why = ("PEFT has no bottleneck adapters" if METHODS.get(kind).family is Family.BOTTLENECK
+               else "stepstone maps only LoRA adapters to PEFT's format")
+        raise StepstoneError(f"cannot export '{name}' to PEFT: it is a {kind} adapter and {why}; only LoRA "
+                             "entries export")
     config = read_json(entry.path / ADAPTER_CONFIG)
     lora_config = config.get("config", {}) if isinstance(config, dict) else {}
     problems = _unexportable(lora_config)

@@ -19,6 +19,7 @@ class Family(str, Enum):
 
     BOTTLENECK = "bottleneck"  # a module after a sublayer, applied to its output
     LORA = "lora"  # an additive update of linear layers' weights
+    SCALING = "scaling"  # learned vectors rescaling linear layers' outputs ((IA)^3): no additive update
     FULL = "full"  # the backbone's own weights
 
     @property

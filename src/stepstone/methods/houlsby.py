@@ -1,0 +1,54 @@
+"""Houlsby double bottleneck adapter (adapters' DoubleSeqBnConfig, Houlsby et al. 2019): one bottleneck after
+the attention block and one after the FFN of every layer."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .base import Family, Method, register
+from .bottleneck import NonLinearity
+
+SITES = ("after attention", "after the FFN")
+
+
+@dataclass(frozen=True)
+class HoulsbySpec:
+    """Houlsby double bottleneck adapter (adapters' DoubleSeqBnConfig).
+
+    reduction_factor: hidden size / bottleneck size of both bottlenecks; 16, the adapters library's
+        DoubleSeqBnConfig default (Houlsby et al. 2019 searched bottleneck sizes 8, 64, 256 instead of a
+        factor); at most the backbone's hidden size (checked when it is loaded).
+    non_linearity: activation inside the bottlenecks; swish, the DoubleSeqBnConfig default.
+    Each bottleneck acts on its sublayer's output before the residual and layer norm (h + up(f(down(h))),
+    the paper's placement; the `bottleneck` method applies the layer norm first).
+    """
+
+    reduction_factor: int = 16
+    non_linearity: NonLinearity = NonLinearity.SWISH
+
+    def __post_init__(self):
+        if self.reduction_factor < 1:
+            raise ValueError("houlsby.reduction_factor must be >= 1")
+
+
+def _config(settings: HoulsbySpec) -> Any:
+    from adapters import DoubleSeqBnConfig
+
+    return DoubleSeqBnConfig(reduction_factor=settings.reduction_factor, non_linearity=settings.non_linearity.value)
+
+
+def _check_fits(settings: HoulsbySpec, hidden: int) -> None:
+    """The adapters library silently makes a bottleneck of hidden_size // reduction_factor = 0 units one
+    unit wide."""
+    from ..errors import StepstoneError
+
+    if settings.reduction_factor > hidden:
+        raise StepstoneError(f"method.houlsby.reduction_factor is {settings.reduction_factor}, larger than the "
+                             f"backbone's hidden size {hidden}: both bottlenecks (hidden size / reduction factor) "
+                             f"would have no units; use a reduction factor of at most {hidden}")
+
+
+HOULSBY = register(Method(
+    name="houlsby", family=Family.BOTTLENECK, settings=HoulsbySpec, adapter_config=_config,
+    owners=("adapters",), default_lr=1e-4, check_fits=_check_fits, sites=lambda s: SITES,
+    doc="double bottleneck adapter after attention and after the FFN (Houlsby et al. 2019)"))
