@@ -255,35 +255,6 @@ class BlockRule:
         return next((LAYERS[s].mode for s in self.setups if s in LAYERS), "adapter")
 
 
-@dataclass(frozen=True)
-class TrainedLayer:
-    """A composition's own trained layer (AdapterFusion's attention, the LoRA-fusion gates): trained with the
-    target, saved in the run folder, rebuilt when the run is loaded."""
-    mode: str                                                # the training mode that trains it (training.MODES)
-    folder: str                                              # the run sub-folder holding its files
-    name: Callable[[tuple[str, ...]], str]                   # its name from the members (trainable_names' layer)
-    add: Callable[[Any, tuple[str, ...]], None]              # (model, members): add it, untrained
-    save: Callable[[Any, Path, tuple[str, ...]], None]       # (model, directory, members)
-    load: Callable[[Any, Path, tuple[str, ...]], None]       # (model, directory, members): add + load, strictly
-    activate: Callable[[Any, tuple[str, ...]], None] | None = None  # after methods.activate(model, setup, head)
-
-
-LAYERS: dict[Semantics, TrainedLayer] = {
-    Semantics.FUSION: TrainedLayer("fusion", "fusion", fusion_name, add_fusion, save_fusion, load_fusion),
-}
-
-
-def trained_layer(semantics: Semantics | None) -> TrainedLayer | None:
-    """The layer a semantics trains besides the target adapter, or None (no composition, or none of its own)."""
-    return LAYERS.get(semantics) if semantics is not None else None
-
-
-def training_mode(semantics: Semantics | None, method: str) -> str:
-    """The mode name: the layer's when the semantics has one, else the method's own (Method.train_mode)."""
-    layer = trained_layer(semantics)
-    return layer.mode if layer is not None else METHODS.get(method).train_mode
-
-
 def _stack(c: Composition, target: str) -> Any:
     from adapters.composition import Stack
 

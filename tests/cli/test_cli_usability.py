@@ -264,12 +264,15 @@ def test_global_quiet(monkeypatch, args, quiet):
     assert len(seen) == 1 and (seen[0] is silent if quiet else isinstance(seen[0], PlainProgress))
 
 
-def test_shell_completion_of_task_names():
+def test_shell_completion_of_task_names(monkeypatch):
     env = {"_STEPSTONE_COMPLETE": "complete_bash", "COMP_WORDS": "stepstone train --task toy-", "COMP_CWORD": "3"}
     done = CliRunner().invoke(app, [], prog_name="stepstone", env=env)
     assert done.exit_code == 0 and done.stdout == "toy-choice\ntoy-pair\ntoy-qa\ntoy-sentiment\ntoy-tags\n"
     env.update(COMP_WORDS="stepstone evaluate run --task xn", COMP_CWORD="4")
     assert CliRunner().invoke(app, [], prog_name="stepstone", env=env).stdout == "xnli\n"
+    # typer detects the shell from the parent processes (shellingham): a run detached from a shell (nohup, a CI
+    # runner) has none and would print "Shell  not supported"; the test runs as if from bash, wherever it runs
+    monkeypatch.setattr("typer.completion._get_shell_name", lambda: "bash")
     script = CliRunner().invoke(app, ["--show-completion", "bash"], prog_name="stepstone")
     assert script.exit_code == 0 and "complete -o default -F _stepstone_completion stepstone" in script.stdout
 

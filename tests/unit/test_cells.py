@@ -157,3 +157,17 @@ def test_the_committed_grid_reports_the_same_headline(tmp_path):
 
     assert headline(report.markdown) == headline((committed / "report.md").read_text(encoding="utf-8"))
     assert "best stack [bottleneck]" in headline(report.markdown)
+
+
+def test_average_is_a_grid_setup_asked_for_by_name():
+    """A new block is a grid setup by one BLOCK_MEMBERS line: Average over every intermediate, when listed."""
+    from stepstone.specs import Composition
+
+    grid = GridSpec(intermediate=("toy-sentiment", "toy-pair"), targets=(TargetSpec("toy-tags"),), seeds=(0,),
+                    setups=(Setup.NONE, Setup.AVERAGE), full_finetune=False)
+    targets = {c.id: c.spec.compose for c in cells(grid) if c.id.startswith("target/")}
+    assert targets == {f"target/toy-tags/{m}/{s}/seed0": compose for m in ("bottleneck", "lora")
+                       for s, compose in (("none", None), ("average", Composition(
+                           Block.AVERAGE, (f"{m}-toy-sentiment", f"{m}-toy-pair"))))}
+    default = GridSpec(intermediate=("toy-sentiment", "toy-pair"), targets=(TargetSpec("toy-tags"),), seeds=(0,))
+    assert not any("/average/" in c.id for c in cells(default))

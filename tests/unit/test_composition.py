@@ -1104,3 +1104,33 @@ def test_the_semantics_names_its_own_trained_layer_and_so_the_training_mode():
     assert SCHEMA["mode"] == mode_names()
     assert set(mode_names()) == {"adapter", *(METHODS.get(m).train_mode for m in METHODS.in_order()),
                                  *(layer.mode for layer in comp.LAYERS.values())} >= {"adapter", "full", "fusion"}
+
+
+# ------------------------------------------------------------------------ every cell has a row (issue 14)
+def test_fuse_over_lora_members_refuses_a_scaling_target():
+    message = ("Fuse over LoRA members takes a bottleneck or LoRA target: the gates add the members' updates to a "
+               "layer's output, which an (IA)^3 target rescales, so the members' updates would escape its scaling")
+    assert comp.refusal(Block.FUSE, ["lora", "lora"], "ia3") == message
+    with pytest.raises(StepstoneError) as err:
+        comp.semantics(Block.FUSE, [lora("a"), lora("b")], ia3("t"))
+    assert str(err.value) == message
+
+
+def test_every_cell_of_registered_methods_is_decided_by_a_row():
+    """Every block over one to three members of any registered methods, under any target method, is either a
+    semantics or a refusal with its reason: no combination falls through the table."""
+    import itertools
+
+    from stepstone.methods import METHODS
+
+    names = METHODS.in_order()
+    decided = 0
+    for block in Block:
+        for count in range(block.min_members, 4):
+            for members in itertools.combinations_with_replacement(names, count):
+                for target in names:
+                    reason = comp.refusal(block, list(members), target)
+                    assert reason is None or (isinstance(reason, str) and reason), (block, members, target)
+                    decided += 1
+    assert decided == sum(len(list(itertools.combinations_with_replacement(names, c))) * len(names)
+                          for b in Block for c in range(b.min_members, 4))

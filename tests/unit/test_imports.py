@@ -102,6 +102,16 @@ def test_no_import_against_the_flow():
     assert not against, "imports against the flow (a lower layer importing a higher one):\n" + "\n".join(against)
 
 
+def test_every_stepstone_import_names_a_module():
+    """A relative import one level off (`from .methods import X` inside a subpackage) names a module that does
+    not exist: it fails only when that line runs, which may be a rarely taken error path."""
+    found = modules()
+    known = set(found)
+    missing = [f"{path.relative_to(ROOT)}:{line}: {target}" for module, path in found.items()
+               for line, target in imports(module, path, known) if target not in known]
+    assert not missing, "imports of stepstone modules that do not exist:\n" + "\n".join(missing)
+
+
 def test_the_checker_sees_what_it_should(tmp_path):
     """The resolution the checks rely on: relative imports, submodules named in `from . import`, prefixes."""
     package = tmp_path / "stepstone" / "data"

@@ -189,8 +189,7 @@ def _run_cell(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactor
             spec = cell.spec
             if spec.init_from is not None and not spec.init_from.is_absolute():
                 spec = replace(spec, init_from=runs / spec.init_from)
-            standalone = spec.compose is None and spec.method.registered.train_mode != "full"
-            path = zoo.path(spec.run_name) if standalone else runs / spec.run_name
+            _, path = pipelines.destination_of(spec, zoo, runs)
             if not ArtifactLayout(path).manifest.is_file():  # saved before an interruption: reuse it
                 # a cell killed mid-training continues from its checkpoint
                 resume = pipelines.checkpoints_of(replace(spec, train=spec.train.resolved(spec.method.kind)),

@@ -38,15 +38,19 @@ def _config(settings: BottleneckSpec) -> Any:
     return SeqBnConfig(reduction_factor=settings.reduction_factor, non_linearity=settings.non_linearity.value)
 
 
-def _check_fits(settings: BottleneckSpec, hidden: int) -> None:
+def check_reduction_factor(method: str, factor: int, hidden: int, bottlenecks: str = "the bottleneck") -> None:
     """The adapters library silently makes a bottleneck of hidden_size // reduction_factor = 0 units one
-    unit wide."""
+    unit wide: refuse a factor above the hidden size (`bottlenecks` names them in the message)."""
     from ..errors import StepstoneError
 
-    if settings.reduction_factor > hidden:
-        raise StepstoneError(f"method.bottleneck.reduction_factor is {settings.reduction_factor}, larger "
-                             f"than the backbone's hidden size {hidden}: the bottleneck (hidden size / reduction "
-                             f"factor) would have no units; use a reduction factor of at most {hidden}")
+    if factor > hidden:
+        raise StepstoneError(f"method.{method}.reduction_factor is {factor}, larger than the backbone's hidden "
+                             f"size {hidden}: {bottlenecks} (hidden size / reduction factor) would have no units; "
+                             f"use a reduction factor of at most {hidden}")
+
+
+def _check_fits(settings: BottleneckSpec, hidden: int) -> None:
+    check_reduction_factor("bottleneck", settings.reduction_factor, hidden)
 
 
 BOTTLENECK = register(Method(

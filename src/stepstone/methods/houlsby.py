@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .base import Family, Method, register
-from .bottleneck import NonLinearity
+from .bottleneck import NonLinearity, check_reduction_factor
 
 SITES = ("after attention", "after the FFN")
 
@@ -38,14 +38,7 @@ def _config(settings: HoulsbySpec) -> Any:
 
 
 def _check_fits(settings: HoulsbySpec, hidden: int) -> None:
-    """The adapters library silently makes a bottleneck of hidden_size // reduction_factor = 0 units one
-    unit wide."""
-    from ..errors import StepstoneError
-
-    if settings.reduction_factor > hidden:
-        raise StepstoneError(f"method.houlsby.reduction_factor is {settings.reduction_factor}, larger than the "
-                             f"backbone's hidden size {hidden}: both bottlenecks (hidden size / reduction factor) "
-                             f"would have no units; use a reduction factor of at most {hidden}")
+    check_reduction_factor("houlsby", settings.reduction_factor, hidden, "both bottlenecks")
 
 
 HOULSBY = register(Method(

@@ -9,9 +9,9 @@ from ..manifest import ArtifactLayout
 from .evaluation import Evaluation, evaluate
 from .inference import load_for_inference, resolve_artifact
 from .spec import load_run_spec, set_threads
-from .train import Outcome, checkpoints_of, mode_of, train_run
+from .train import Outcome, checkpoints_of, destination_of, mode_of, train_run
 
 FULL_WEIGHTS = ArtifactLayout.FULL_WEIGHTS
 
-__all__ = ["Evaluation", "FULL_WEIGHTS", "Outcome", "checkpoints_of", "evaluate", "load_for_inference",
+__all__ = ["Evaluation", "FULL_WEIGHTS", "Outcome", "checkpoints_of", "destination_of", "evaluate", "load_for_inference",
            "load_run_spec", "mode_of", "resolve_artifact", "set_threads", "train_run"]

@@ -170,6 +170,13 @@ def plan_run(spec: RunSpec, zoo: Zoo, runs_dir: Path, trackers: Sequence[str], r
     return plan
 
 
+def destination_of(spec: RunSpec, zoo: Zoo, runs_dir: Path) -> tuple[bool, Path]:
+    """(standalone, where `spec` is saved): a standalone adapter (no composition, not a full fine-tune) is a zoo
+    entry; a composed or full fine-tune run is `runs_dir/<name>`. The one rule: the grid finds artifacts by it."""
+    standalone = spec.compose is None and mode_of(spec) is not Mode.FULL
+    return standalone, (zoo.path(spec.run_name) if standalone else Path(runs_dir) / spec.run_name)
+
+
 def _settings(spec: RunSpec, zoo: Zoo, runs_dir: Path, trackers: tuple, resume: bool) -> Plan:
     """The tasks, the mode, where the run goes and its resolved train settings: settings errors come before
     any filesystem work (the lock, leftover clean-up)."""
@@ -178,8 +185,7 @@ def _settings(spec: RunSpec, zoo: Zoo, runs_dir: Path, trackers: tuple, resume: 
     if untrainable:
         raise StepstoneError(f"task(s) {', '.join(untrainable)} are evaluation-only (retrieval): nothing to train")
     mode = mode_of(spec)  # the method's; a composed run's follows from its semantics (_with_members)
-    standalone = spec.compose is None and mode is not Mode.FULL
-    destination = zoo.path(spec.run_name) if standalone else runs_dir / spec.run_name
+    standalone, destination = destination_of(spec, zoo, runs_dir)
     spec = replace(spec, train=spec.train.resolved(spec.method.kind))
     if any(t.format is TaskFormat.QA for t in tasks):  # only QA has windows: doc_stride means nothing elsewhere
         check_window_settings(spec.train.max_length, spec.train.doc_stride)
