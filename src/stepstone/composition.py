@@ -143,13 +143,18 @@ class Rule:
                    for f, (lo, hi) in self.members.items())
 
 
+def _differing_sites(adapters: Sequence[Member]) -> str | None:
+    """'a: q, v; b: intermediate' when the adapters do not all sit at the same places (Method.sites), else None."""
+    sites = {m.name: METHODS.get(m.method).sites(m.settings) for m in adapters}
+    if len(set(sites.values())) > 1:
+        return "; ".join(f"{name}: {', '.join(where)}" for name, where in sites.items())
+    return None
+
+
 def _same_sites(members: Sequence[Member], target: Member) -> str | None:
     """Summed LoRA updates must sit on the same modules (the Average block pairs them module by module)."""
-    sites = {m.name: METHODS.get(m.method).sites(m.settings) for m in (*members, target)}
-    if len(set(sites.values())) > 1:
-        detail = "; ".join(f"{name}: {', '.join(mods)}" for name, mods in sites.items())
-        return f"LoRA adapters in one Stack must update the same modules ({detail})"
-    return None
+    detail = _differing_sites((*members, target))
+    return None if detail is None else f"LoRA adapters in one Stack must update the same modules ({detail})"
 
 
 def _same_sites_in(block: str) -> Callable[[Sequence[Member], Member], "str | None"]:
@@ -163,21 +168,16 @@ def _same_sites_in(block: str) -> Callable[[Sequence[Member], Member], "str | No
 def _same_member_sites(members: Sequence[Member], target: Member) -> str | None:
     """The gates pair the members' updates module by module (the target may update other modules: it is
     part of base(x)). The message is stepstone.lora_fusion's, which checks the loaded adapters again."""
-    sites = {m.name: METHODS.get(m.method).sites(m.settings) for m in members}
-    if len(set(sites.values())) > 1:
-        detail = "; ".join(f"{name}: {', '.join(mods)}" for name, mods in sites.items())
-        return f"LoRA members of one Fuse must update the same modules ({detail})"
+    detail = _differing_sites(members)
+    return None if detail is None else f"LoRA members of one Fuse must update the same modules ({detail})"
 
 
 def _fused_at_same_sites(members: Sequence[Member], target: Member) -> str | None:
     """AdapterFusion mixes the members' outputs site by site: every member needs a bottleneck at the same
     places (the adapters library raises a ValueError otherwise)."""
-    sites = {m.name: METHODS.get(m.method).sites(m.settings) for m in members}
-    if len(set(sites.values())) > 1:
-        detail = "; ".join(f"{name}: {', '.join(where)}" for name, where in sites.items())
-        return (f"Fuse members must have their bottlenecks at the same places, AdapterFusion mixes their outputs "
-                f"place by place ({detail}); fuse adapters of one method")
-    return None
+    detail = _differing_sites(members)
+    return None if detail is None else (f"Fuse members must have their bottlenecks at the same places, AdapterFusion "
+                                        f"mixes their outputs place by place ({detail}); fuse adapters of one method")
 
 
 FULL_REFUSED = "full fine-tune runs cannot be composed: Stack and Fuse take adapters"
