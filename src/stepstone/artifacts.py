@@ -11,7 +11,6 @@ manifest itself (typed records, reading, writing, the folder layout) lives in `s
 from __future__ import annotations
 
 import errno
-import glob
 import hashlib
 import json
 import os
