@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
                "stepstone.precision", "stepstone.distributed", "stepstone.artifacts", "stepstone.locks",
                "stepstone.integrity", "stepstone.checkpoint", "stepstone.zoo", "stepstone.tracking",
                "stepstone.tokenized")),
-    ("evaluation", ("stepstone.evaluation", "stepstone.retrieval")),
+    ("evaluation", ("stepstone.evaluation", "stepstone.retrieval", "stepstone.ranking")),
     ("training", ("stepstone.training",)),
     ("pipelines", ("stepstone.pipelines", "stepstone.interop", "stepstone.merge")),
     ("experiments", ("stepstone.experiments", "stepstone.grid", "stepstone.report", "stepstone.summary",

@@ -1,0 +1,1 @@
+"""Estimators that rank zoo adapters for a target before any training (issue 15): LogME so far."""
