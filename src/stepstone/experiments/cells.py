@@ -37,6 +37,7 @@ class Kind(Value):
     INTERMEDIATE = "intermediate"
     TARGET = "target"
     RETRIEVAL = "retrieval"
+    RANK = "rank"  # ranks a target's intermediate adapters before its Stack cells (stepstone.ranking)
 
 
 class Status(Value):
@@ -104,6 +105,7 @@ class CellRecord:
     train_seconds: float | None = None
     peak_rss_mb: float | None = None
     learning: dict | None = None  # stepstone.health's verdict
+    ranking: dict | None = None  # rank cells: stepstone.ranking.Ranking.to_dict()
     cell_seconds: float | None = None  # wall time: training + evaluation
     extra: dict = field(default_factory=dict)  # keys this version does not know, kept as read
     recorded: frozenset = field(default=frozenset(), compare=False, repr=False)  # the keys the line holds
@@ -182,7 +184,13 @@ def _check(cell: dict, where: str) -> None:
     if not (learning is None or isinstance(learning, dict) and learning.get("verdict") in VERDICTS):
         raise StepstoneError(f"{where}: 'learning' must be null or an object with a 'verdict' of "
                              f"{choices(VERDICTS)}, got {json.dumps(learning)[:60]}")
-    if cell["status"] == "ok" and cell["kind"] != "intermediate":
+    if cell["status"] == "ok" and cell["kind"] == "rank":
+        ranking = cell.get("ranking")
+        if not isinstance(cell.get("target"), str) or not isinstance(ranking, dict) \
+                or not isinstance(ranking.get("rows"), list) or not isinstance(ranking.get("estimators"), list):
+            raise StepstoneError(f"{where}: ok rank cell '{cell['id']}' needs a 'target' and a 'ranking' with "
+                                 "'estimators' and 'rows'")
+    elif cell["status"] == "ok" and cell["kind"] != "intermediate":
         scores = cell.get("scores")
         if not isinstance(cell.get("target"), str) or not isinstance(scores, dict) or not scores \
                 or not all(_number(v) for v in scores.values()):
