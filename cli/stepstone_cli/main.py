@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from . import evaluate, grid, interop, train, zoo
+from . import evaluate, grid, interop, rank, train, zoo
 from .common import GLOBAL, console, interruptions, progress_factory, user_errors
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ app.command("train", no_args_is_help=True)(train.train)
 app.command("evaluate", no_args_is_help=True)(evaluate.evaluate)
 app.command("grid", no_args_is_help=True)(grid.grid)
 app.command("report", no_args_is_help=True)(grid.report)
+app.command("rank", no_args_is_help=True)(rank.rank)
 app.command("export", no_args_is_help=True)(interop.export)
 app.command("import", no_args_is_help=True)(interop.import_)
 app.add_typer(zoo.app, name="zoo")

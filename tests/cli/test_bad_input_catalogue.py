@@ -338,6 +338,11 @@ def toy(task: str, *more: str) -> tuple[str, ...]:
     return ("train", "--task", task, "--zoo", ZOO, "-q", *FAST, *more)
 
 
+def rank_cmd(target: str, *more: str) -> tuple[str, ...]:
+    """`stepstone rank` in the case's zoo: every check fails before a model is loaded or a feature cached."""
+    return ("rank", "--target", target, "--zoo", ZOO, "-q", *more)
+
+
 def trained_qa(root: Path) -> None:
     """A toy-qa adapter 'qa' (max_length 32, doc_stride 8) in the case's zoo, trained before the snapshot."""
     done = run("train", "--task", "toy-qa", "--name", "qa", "--zoo", root / ZOO, "-q", *FAST, "train.max_length=32",
@@ -951,6 +956,45 @@ CASES = [
          toy("toy-tags", "--method", "houlsby", "method.houlsby.reduction_factor=129"),
          "method.houlsby.reduction_factor is 129, larger than the backbone's hidden size 128: both bottlenecks (hidden "
          "size / reduction factor) would have no units; use a reduction factor of at most 128"),
+    # ---- rank (issue 15): every check comes before a model is loaded or a feature is cached
+    case("rank-unknown-target", rank_cmd("toy-tagz"),
+         f"unknown task 'toy-tagz' (valid: {ALL_TASKS}), did you mean 'toy-tags'?", zoo=("sent-a",)),
+    case("rank-retrieval-target", rank_cmd("tatoeba"),
+         "task 'tatoeba' is a retrieval task: it has no labels and trains nothing, so there is nothing to rank "
+         "adapters for (rank a trained target: <*>)", zoo=("sent-a",)),
+    case("rank-unknown-candidate", rank_cmd("toy-tags", "--candidates", "sent-a,ghost"),
+         "no zoo entry 'ghost' in zoo (entries: sent-a)", zoo=("sent-a",)),
+    case("rank-only-none", rank_cmd("toy-tags", "--candidates", "none"),
+         "no candidates besides 'none' (the bare backbone, always ranked): name zoo adapters", zoo=("sent-a",)),
+    case("rank-empty-zoo", rank_cmd("toy-tags"), "no adapters to rank in the zoo zoo (train some, or pass --zoo)"),
+    case("rank-candidates-of-two-backbones", rank_cmd("toy-tags", "--candidates", "sent-a,sent-b"),
+         "the candidates were trained on different backbones (tiny (<*>): sent-a; xlm-roberta-base (0123456789ab): "
+         "sent-b): name candidates of one backbone", zoo=TRAINED, setup=manifest_edit("sent-b", other_backbone)),
+    case("rank-zoo-of-two-backbones", rank_cmd("toy-tags"),
+         "the candidates were trained on different backbones (tiny (<*>): sent-a; xlm-roberta-base (0123456789ab): "
+         "sent-b): pass --backbone, or --candidates of one backbone", zoo=TRAINED,
+         setup=manifest_edit("sent-b", other_backbone)),
+    case("rank-candidate-on-another-backbone", rank_cmd("toy-tags", "--candidates", "sent-b", "--backbone", "tiny"),
+         "candidate 'sent-b' was trained on backbone 'xlm-roberta-base' (fingerprint 0123456789abcdef), not on 'tiny' "
+         "(fingerprint <*>): rank candidates of one backbone", zoo=TRAINED, setup=manifest_edit("sent-b", other_backbone)),
+    case("rank-more-examples-than-data", rank_cmd("toy-tags", "--examples", "100000"),
+         "asked for 100000 examples, but task 'toy-tags' has 400 English train examples: use 400 or fewer",
+         zoo=("sent-a",)),
+    case("rank-zero-examples", rank_cmd("toy-tags", "--examples", "0"), "examples must be >= 1 (got 0)",
+         zoo=("sent-a",)),
+    case("rank-zero-steps", rank_cmd("toy-tags", "--steps", "0"), "steps must be >= 1 (got 0)", zoo=("sent-a",)),
+    case("rank-unknown-estimator", rank_cmd("toy-tags", "--estimator", "logme,semd"),
+         "unknown estimator 'semd' (valid: logme, proxy, semb), did you mean 'semb'?", zoo=("sent-a",)),
+    case("rank-test-split", rank_cmd("toy-tags", "--train-split", "test"),
+         "train_split must be train or validation (got 'test')", zoo=("sent-a",)),
+    case("rank-proxy-lr-not-positive", rank_cmd("toy-tags", "--lr", "0"), "proxy settings: lr must be > 0",
+         zoo=("sent-a",)),
+    case("rank-max-length-over-the-backbone", rank_cmd("toy-tags", "--max-length", "600"),
+         "train.max_length is 600, but backbone 'tiny' takes at most 512 tokens (max_position_embeddings 514, "
+         "positions start at 2): set train.max_length to 512 or less", zoo=("sent-a",)),
+    case("rank-local-data-missing", rank_cmd("udpos", "--data-dir", "data"),
+         "no train file for language 'en' under data (looked for: target/udpos/train-en.tsv, "
+         "target/udpos_conllu/en_gsd/en_gsd-ud-train.conllu)", zoo=("sent-a",)),
 ]
 
 

@@ -227,7 +227,7 @@ def test_user_errors(tmp_path):
         load_cells(write(tmp_path / "empty", ["\n"]))
     good = target("xnli", "lora", "none", 60)
     cases = {"not valid JSON": '{"id": "x", "kind"\n', "expected a JSON object with a string 'id'": "[1, 2]\n",
-             "kind 'adapter' is not one of intermediate, retrieval, target": {**good, "kind": "adapter"},
+             "kind 'adapter' is not one of intermediate, rank, retrieval, target": {**good, "kind": "adapter"},
              "status 'done' is not one of error, ok": {**good, "status": "done"},
              "'train_seconds' must be a number or null": {**good, "train_seconds": "fast"},
              "ok target cell 'target/xnli/lora/none/seed0' needs a 'target' and 'scores'":

@@ -11,7 +11,7 @@ from .base import METHODS, Family, Method, MethodName, method_of, register
 from .bottleneck import BottleneckSpec, NonLinearity
 from .engine import (FUSION_OWNER, LORA_FUSION_OWNER, activate, adapter_config, adapter_kind_of_parameter, adapter_owners, add_adapter,
                      add_fusion, backbone_dropout_off, check_fits, fusion_name, fusion_regularization, load_adapter,
-                     load_fusion, load_head, model_from_config, model_from_pretrained, quiet_libraries, save_adapter,
+                     load_fusion, load_head, model_from_config, model_from_pretrained, quiet_libraries, remove_adapter, save_adapter,
                      save_fusion, wrap_quantized_for_lora)
 from .houlsby import HoulsbySpec
 from .ia3 import IA3Spec
@@ -22,5 +22,5 @@ __all__ = [
     "HoulsbySpec", "IA3Spec", "LoRASpec", "LoRATarget", "FUSION_OWNER", "LORA_FUSION_OWNER", "activate", "adapter_config", "adapter_kind_of_parameter",
     "adapter_owners", "add_adapter", "add_fusion", "backbone_dropout_off", "check_fits", "fusion_name",
     "fusion_regularization", "load_adapter", "load_fusion", "load_head", "model_from_config",
-    "model_from_pretrained", "quiet_libraries", "save_adapter", "save_fusion", "wrap_quantized_for_lora",
+    "model_from_pretrained", "quiet_libraries", "remove_adapter", "save_adapter", "save_fusion", "wrap_quantized_for_lora",
 ]

@@ -94,6 +94,12 @@ def load_adapter(model: Any, directory: Path, name: str, with_head: bool) -> Non
                                                             use_safetensors=True, set_active=False))
 
 
+def remove_adapter(model: Any, name: str) -> None:
+    """Deactivate and delete adapter `name` (rank loads one candidate after another into one backbone)."""
+    model.set_active_adapters(None)
+    model.delete_adapter(name)
+
+
 def load_head(model: Any, directory: Path, name: str) -> None:
     """Load the head saved in `directory` as `name`, strictly."""
     from ..integrity import HEAD_CONFIG, HEAD_WEIGHTS, read_config
