@@ -341,6 +341,8 @@ def _tables(cells: list[CellRecord]) -> tuple[dict[str, list[dict]], dict]:
               "costs": _costs(cells), "failures": [{"id": c.id, "kind": c.kind, "error": c.error}
                                                    for c in cells if c.status is Status.ERROR]}
     tables["not_learned"] = _not_learned_rows(cells)
+    from .rank_report import rank_tables  # here, not at the top: rank_report builds on this module's helpers
+    tables.update(rank_tables(cells))
     return tables, chosen
 
 
@@ -364,6 +366,8 @@ def _sections(tables: dict, chosen: dict, plot_dir: Path | None, written: list[P
     yield "Stack gain by intermediate task", _stack_gain_section(tables["stack_gain"], plot_dir, written)
     yield "Per-language scores", _per_language_section(tables["headline"], chosen, plot_dir, written)
     yield "Gain of the best stack by language", _gain_by_language_section(tables["gain_by_language"])
+    from . import rank_report
+    yield rank_report.TITLE, rank_report.rank_section(tables, plot_dir, written)
     yield "Retrieval", _retrieval_section(tables["retrieval"])
     yield f"Runs that did not learn {FLAG}", _not_learned_section(tables["not_learned"])
     yield "Costs", _costs_section(tables["costs"])
