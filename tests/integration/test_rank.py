@@ -247,3 +247,28 @@ def test_cli_json_is_the_ranking(zoo, cache):
     assert values(Ranking.from_dict(data)) == values(ranked(zoo, "toy-choice", (Estimator.SEMB,)))
     assert set(data) == {"target", "backbone", "examples", "estimators", "reductions", "notes", "rows", "ranks", "on"}
     assert data["on"] == {"semb": f"Stack({data['ranks']['semb'][0]})"}
+
+
+@pytest.mark.parametrize("kind", ["lora", "ia3", "houlsby"])
+def test_candidates_of_other_methods_load_score_and_leave_the_backbone_bare(zoo, cache, tmp_path, kind):
+    """A LoRA / (IA)^3 / Houlsby candidate changes the features while active and is deleted afterwards: the
+    bare backbone's features after it are the ones before it."""
+    store = Zoo(tmp_path / "zoo")
+    pipelines.train_run(RunSpec(task="toy-sentiment", name=f"{kind}-sent", method=MethodSpec(kind=kind), train=TRAIN),
+                        zoo=store, runs_dir=tmp_path / "runs")
+    backbone = load_backbone(BackboneSpec("tiny"))
+    task = get_task("toy-pair")
+    rows = handler_for(task).encode(load_examples(task, Split.TRAIN, "en", None, 32), backbone.tokenizer, task, 96,
+                                    64, True)
+
+    def features():
+        return feats.labelled_features(backbone.model, handler_for(task), task.format, rows, backbone.tokenizer).features
+
+    before = features()
+    with by_kind.active(backbone.model, store.get(f"{kind}-sent")):
+        during = features()
+    assert not np.allclose(before, during)
+    assert np.array_equal(features(), before)
+    assert not backbone.model.adapters_config.adapters
+    result = rank("toy-pair", zoo=store, estimators=["logme"], examples=32, train=PROXY)
+    assert [r.method for r in result.rows] == [None, kind] and all(math.isfinite(r.value("logme")) for r in result.rows)
