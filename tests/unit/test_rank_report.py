@@ -249,3 +249,36 @@ def test_grids_without_rank_cells_report_as_before(tmp_path):
     report = build_report(write(tmp_path / "failed", [*target_cells(), broken]), plots=False)
     assert TITLE not in report.markdown and report.tables["rank_agreement"] == []
     assert "| rank/xnli/bottleneck | out of memory |" in report.markdown
+
+
+def test_the_agreement_benchmark_reads_measures_and_costs_from_the_grid(tmp_path):
+    """benchmarks/rank_agreement.py: the report's measures, and each estimator's seconds per candidate against the
+    mean training seconds of the target's Stack cells."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    timed = rank_cell("pawsx", {"none": {"logme": 0.1}, "anli": {"logme": 0.9}, "squad": {"logme": 0.5}})
+    for row, seconds in zip(timed["ranking"]["rows"], (1.0, 2.0, 3.0)):
+        row["scores"]["logme"]["seconds"] = seconds
+    cells = [target("pawsx", "none", 80, train_seconds=10.0), target("pawsx", "stack", 78, inter="anli", train_seconds=20.0),
+             target("pawsx", "stack", 83, inter="squad", train_seconds=40.0), timed]
+    grid = write(tmp_path / "grid", cells)
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "rank_agreement.py"
+    done = subprocess.run([sys.executable, str(script), str(grid), "--out", str(tmp_path / "out.json")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "out.json").read_text())
+    (pawsx,) = result["targets"]
+    assert pawsx["cost"] == {"stack_train_seconds": 30.0, "stack_cells": 2, "estimators": {"logme": {
+        "seconds": 6.0, "seconds_per_candidate": 2.0, "candidates": 3, "cached": 0, "of_one_training": 0.0667}}}
+    assert result["mean"]["logme"] == {"spearman": -0.5, "ndcg_at_3": round((5 / L3 + 1) / (5 + 2 / L3), 4),
+                                       "regret_at_1": 5.0, "of_one_training": 0.0667}
+    assert done.stdout.splitlines() == [f"logme: Spearman -0.5, NDCG@3 {round((5 / L3 + 1) / (5 + 2 / L3), 4)}, "
+                                        "regret@1 5.0, cost per candidate 0.0667 of one target training"]
+    empty = write(tmp_path / "empty", target_cells())
+    done = subprocess.run([sys.executable, str(script), str(empty), "--out", str(tmp_path / "no.json")],
+                          capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stderr.strip()) == (2, f"error: {empty}: no successful rank cell (run the grid "
+                                                         "with `rank:` set)")
+    assert not (tmp_path / "no.json").exists()
