@@ -995,6 +995,29 @@ CASES = [
     case("rank-local-data-missing", rank_cmd("udpos", "--data-dir", "data"),
          "no train file for language 'en' under data (looked for: target/udpos/train-en.tsv, "
          "target/udpos_conllu/en_gsd/en_gsd-ud-train.conllu)", zoo=("sent-a",)),
+    # ---- grid rank (issue 15)
+    case("grid-rank-unknown-estimator", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:5: 'rank[1]' must be one of: logme, proxy, semb (got 'logmee')",
+         files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nrank: [semb, logmee]\n"}),
+    case("grid-stack-pick-not-ranked", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:6: stack_pick 'proxy' is not dev or an estimator rank runs (valid: dev, logme, semb)",
+         files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nrank: [logme, semb]\nstack_pick: proxy\n"}),
+    case("grid-stack-pick-with-stack-all-seeds", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:6: stack_pick picks the stack that gets every seed, but stack_all_seeds is true (every stack gets "
+         "every seed)", files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nrank: [logme]\nstack_pick: logme\n"
+                                                   "stack_all_seeds: true\n"}),
+    case("grid-rank-without-stack", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:5: rank scores the intermediate adapters of a trained target's stack cells, but no target runs a "
+         "stack setup", files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nrank: [logme]\nsetups: [none]\n"}),
+    case("grid-rank-examples-below-1", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:6: rank_examples must be at least 1 (got 0)",
+         files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nrank: [logme]\nrank_examples: 0\n"}),
+    case("grid-rank-examples-without-rank", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:5: rank_examples is set, but rank lists no estimators",
+         files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nrank_examples: 100\n"}),
+    case("grid-rank-steps-without-proxy", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:6: rank_steps are proxy's training steps, but rank does not run proxy (rank: logme)",
+         files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nrank: [logme]\nrank_steps: 10\n"}),
 ]
 
 

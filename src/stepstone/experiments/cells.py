@@ -1,4 +1,5 @@
-"""The cell record of a grid: one line of GRID_DIR/cells.jsonl, typed; the setup vocabulary; the best-stack rule.
+"""The cell record of a grid: one line of GRID_DIR/cells.jsonl, typed; the setup vocabulary; the best-stack rule
+(and the pick of a rank cell where the grid picks by an estimator).
 
 A record keeps which keys its line had: a key written as null and a key not written differ in the committed
 files (an intermediate cell has no 'target', a full fine-tune cell no 'intermediate', records older than the
@@ -74,6 +75,7 @@ GRID_SETUPS: tuple = (Setup.NONE, *BLOCK_OF, Setup.MULTITASK)  # what a grid's `
 # what a grid runs when its spec names no setups: the paper's comparisons (Average is asked for by name)
 DEFAULT_SETUPS: tuple = (Setup.NONE, Setup.STACK, Setup.FUSE, Setup.MULTITASK)
 
+DEV = "dev"  # a grid's stack_pick for the best-stack rule below (best_intermediate), its choice before issue 15
 NUMERIC = ("seed", "trainable_parameters", "trainable_percent", "weights_bytes", "train_seconds", "peak_rss_mb", "dev")
 VERDICTS = ("learned", "not-learned", "unknown")  # stepstone.health.Verdict
 _ENUMS = {"kind": Kind, "status": Status, "composition": Setup}
@@ -106,6 +108,7 @@ class CellRecord:
     peak_rss_mb: float | None = None
     learning: dict | None = None  # stepstone.health's verdict
     ranking: dict | None = None  # rank cells: stepstone.ranking.Ranking.to_dict()
+    stack_pick: str | None = None  # rank cells: the grid's stack_pick ('dev' or the estimator that picks)
     cell_seconds: float | None = None  # wall time: training + evaluation
     extra: dict = field(default_factory=dict)  # keys this version does not know, kept as read
     recorded: frozenset = field(default=frozenset(), compare=False, repr=False)  # the keys the line holds
@@ -248,3 +251,13 @@ def best_intermediate(records: Iterable, fallback: Callable[[], str | None] = la
     first = min((r.get("seed") for r in scored), key=lambda seed: (seed is None, seed or 0))
     best = max((r for r in scored if r.get("seed") == first), key=lambda r: (r["dev"], str(r.get("intermediate"))))
     return best.get("intermediate")  # full fine-tune cells record none
+
+
+def ranked_pick(record) -> str | None:
+    """The intermediate a rank cell's `stack_pick` estimator ranks first (the Stack the grid then gives every
+    seed); None where the cell failed, picks by dev, or its estimator scored no intermediate adapter."""
+    from ..ranking.records import Ranking
+
+    if record is None or record.get("status") != "ok" or record.get("stack_pick") in (None, DEV):
+        return None
+    return Ranking.from_dict(record["ranking"]).best_intermediate(record["stack_pick"])

@@ -8,6 +8,7 @@ fails is recorded with its error and the grid goes on. `stepstone report GRID_DI
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -17,9 +18,10 @@ from ..composition import refusal
 from ..config import dotted_path, build, load_yaml, merge, parse_overrides, to_dict
 from ..errors import ConfigError, StepstoneError, choices, did_you_mean
 from ..methods import METHODS, Family, MethodName
+from ..ranking.records import Estimator
 from ..specs import BackboneSpec, Block, Composition, MethodSpec, RunSpec, TrainSpec
 from ..tasks import TASKS, Split, TaskFormat, TaskSpec, get_task
-from .cells import BLOCK_MEMBERS, BLOCK_OF, DEFAULT_SETUPS, GRID_SETUPS, CellRecord, Kind, Members, Setup
+from .cells import BLOCK_MEMBERS, BLOCK_OF, DEFAULT_SETUPS, DEV, GRID_SETUPS, CellRecord, Kind, Members, Setup
 
 
 class Preset(str, Enum):
@@ -91,10 +93,16 @@ class TargetSpec:
                 raise ValueError(f"target '{self.task}' has an empty {name} list: omit it for all of the grid's {what}")
 
 
+PER_INTERMEDIATE = tuple(s for s, block in BLOCK_OF.items() if BLOCK_MEMBERS[block] is Members.EACH)  # Stack
+
+
 @dataclass(frozen=True)
 class GridSpec:
     """A grid. seeds apply to target cells; stack_all_seeds=False runs every Stack(intermediate) with the
-    first seed and only the best intermediate (highest English dev score) with every seed."""
+    first seed and only the best intermediate with every seed: by stack_pick, "dev" (highest English dev score)
+    or an estimator of `rank`. rank: estimators a rank cell runs per trained target and method before its Stack
+    cells (stepstone.ranking), on rank_examples training examples (None: ranking's default), proxy for rank_steps
+    steps (None: ranking's default)."""
 
     intermediate: tuple[str, ...]
     targets: tuple[TargetSpec, ...]
@@ -117,6 +125,16 @@ class GridSpec:
     train_by_format: dict[TaskFormat, dict] = field(default_factory=dict)
     full_train_by_format: dict[TaskFormat, dict] = field(default_factory=dict)
     multitask_train: dict = field(default_factory=dict)  # the multitask adapter's, where its families differ
+    rank: tuple[Estimator, ...] = ()
+    rank_examples: int | None = None
+    rank_steps: int | None = None
+    stack_pick: str = DEV
+
+    def to_config(self) -> dict:
+        """Config form (`dump_yaml`: the pinned grid.yaml): the rank keys only where they differ from their
+        defaults, so a grid without them pins the text it pinned before they existed."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {k: v for k, v in data.items() if k not in RANK_KEYS or v != RANK_KEYS[k]}
 
     def __post_init__(self):
         if any(METHODS.get(m).family is Family.FULL for m in self.methods):
@@ -173,6 +191,25 @@ class GridSpec:
         return self.eval_examples if self.eval_examples is not None else PRESETS[self.preset][3]
 
 
+RANK_KEYS = {"rank": (), "rank_examples": None, "rank_steps": None, "stack_pick": DEV}  # issue 15's keys: defaults
+
+
+@dataclass(frozen=True)
+class RankJob:
+    """What a rank cell hands `stepstone.ranking.rank` beyond the grid's own data_dir, zoo and backbone: the zoo
+    entries it ranks, the examples its estimators read, proxy's steps and training settings (the first-seed Stack
+    cell's)."""
+
+    candidates: tuple[str, ...]
+    examples: int
+    steps: int
+    train: TrainSpec
+
+
+def rank_cell_id(target: str, method: str) -> str:
+    return f"rank/{target}/{method}"
+
+
 @dataclass(frozen=True)
 class Cell:
     """A planned cell: its record so far (what it is; running it adds what it gave) and what running it takes."""
@@ -182,6 +219,7 @@ class Cell:
     target: TargetSpec | None = None
     evaluate_artifact: str | None = None  # retrieval cells: run/zoo entry to evaluate (None = bare backbone)
     after: str | None = None  # cell whose result decides whether this one runs (best-stack seeds)
+    rank: RankJob | None = None  # rank cells: what they rank
 
     @property
     def id(self) -> str:
@@ -288,14 +326,15 @@ def expansion_problems(grid: GridSpec, setups_given: bool = True) -> Problems:
     """(key path, message) for every listed setting that makes no cell, so would silently run something
     else: a setup that expands to nothing (Fuse of LoRA adapters or of one task, multitask over one task,
     a setup no method of a target runs), full_after without a full fine-tune, single_seed or a target's
-    intermediates that narrow nothing, settings on a retrieval target (evaluated, never trained).
+    intermediates that narrow nothing, settings on a retrieval target (evaluated, never trained), rank settings
+    that rank nothing or pick by an estimator rank does not run.
     `setups_given`: False when `setups` is the default, which means every setup that applies."""
     targets = [(i, t) for i, t in enumerate(grid.targets) if t.task in TASKS and get_task(t.task).trainable]
     pairs = [(t, m) for _, t in targets for m in t.methods or grid.methods]
     runs = {(id(t), m, s) for t, m in pairs for s in grid.setups_for(m)
             if (t.setups is None or s in t.setups) and _no_cell(grid, m, s) is None}
     return [*_setups_problems(grid, pairs, runs, setups_given), *_target_problems(grid, targets, runs),
-            *_retrieval_problems(grid), *_settings_problems(grid, targets)]
+            *_retrieval_problems(grid), *_settings_problems(grid, targets), *_rank_problems(grid, runs)]
 
 
 def _setups_problems(grid: GridSpec, pairs: list, runs: set, setups_given: bool) -> Problems:
@@ -374,6 +413,33 @@ def _settings_problems(grid: GridSpec, targets: list) -> Problems:
         if setup not in offered:
             problems.append((("single_seed", f"[{j}]"), f"single_seed lists '{setup.value}', which no method of "
                              f"the grid runs"))
+    return problems
+
+
+def _rank_problems(grid: GridSpec, runs: set) -> Problems:
+    """`rank` without a Stack cell to rank for, a `stack_pick` that is not dev or one of rank's estimators (or that
+    picks nothing: every Stack gets every seed), counts below 1 and rank settings that would do nothing."""
+    problems: Problems = []
+    listed = [e.value for e in grid.rank]
+    if grid.rank and not any(s in PER_INTERMEDIATE for _, _, s in runs):
+        problems.append((("rank",), "rank scores the intermediate adapters of a trained target's stack cells, but "
+                         "no target runs a stack setup"))
+    if grid.stack_pick != DEV and grid.stack_pick not in listed:
+        valid = [DEV, *listed]
+        problems.append((("stack_pick",), f"stack_pick '{grid.stack_pick}' is not dev or an estimator rank runs "
+                         f"(valid: {', '.join(valid)})" + did_you_mean(grid.stack_pick, valid)))
+    elif grid.stack_pick != DEV and grid.stack_all_seeds:
+        problems.append((("stack_pick",), "stack_pick picks the stack that gets every seed, but stack_all_seeds "
+                         "is true (every stack gets every seed)"))
+    for name in ("rank_examples", "rank_steps"):
+        value = getattr(grid, name)
+        if value is not None and value < 1:
+            problems.append(((name,), f"{name} must be at least 1 (got {value})"))
+        elif value is not None and not grid.rank:
+            problems.append(((name,), f"{name} is set, but rank lists no estimators"))
+    if grid.rank and (grid.rank_steps or 0) >= 1 and Estimator.PROXY not in grid.rank:
+        problems.append((("rank_steps",), f"rank_steps are proxy's training steps, but rank does not run proxy "
+                         f"(rank: {', '.join(listed)})"))
     return problems
 
 
@@ -475,6 +541,8 @@ def _target_cells(grid: GridSpec, target: TargetSpec, zoo_name: dict, common: di
     seeds = target.seeds or grid.seeds
     for method in target.methods or grid.methods:
         setups = [s for s in grid.setups_for(method) if target.setups is None or s in target.setups]
+        if grid.rank and any(s in PER_INTERMEDIATE and _no_cell(grid, method, s) is None for s in setups):
+            yield _rank_cell(grid, target, method, zoo_name)
         for seed in seeds:
             def cell(setup: Setup, compose: Composition | None, inter: str | None = None,
                      after: str | None = None) -> Cell:
@@ -501,6 +569,23 @@ def _target_cells(grid: GridSpec, target: TargetSpec, zoo_name: dict, common: di
             if Setup.MULTITASK in wanted and (method, "multitask") in zoo_name:
                 yield cell(Setup.MULTITASK, Composition(Block.STACK, (zoo_name[(method, "multitask")],)))
     yield from _full_cells(grid, target, common)
+
+
+def _rank_cell(grid: GridSpec, target: TargetSpec, method: str, zoo_name: dict) -> Cell:
+    """The rank cell of a target and method: ranks the intermediate adapters its Stack cells compose, on the
+    examples and with the settings its first-seed Stack cell trains with."""
+    from ..ranking.run import DEFAULT_EXAMPLES, DEFAULT_STEPS
+
+    train_task, first = target.train_task or target.task, (target.seeds or grid.seeds)[0]
+    train = _train_spec(grid, False, first, target.dev, (train_task,))
+    examples = grid.rank_examples or DEFAULT_EXAMPLES
+    if train.max_train_examples is not None:  # the estimators read what the target cells train on, no more
+        examples = min(examples, train.max_train_examples)
+    job = RankJob(tuple(zoo_name[(method, t)] for t in target.intermediates or grid.intermediate), examples,
+                  grid.rank_steps or DEFAULT_STEPS, train)
+    return _cell(rank_cell_id(target.task, method), Kind.RANK, None,
+                 {"target": target.task, "train_task": train_task, "method": method, "seed": first,
+                  "stack_pick": grid.stack_pick}, target, rank=job)
 
 
 def _full_cells(grid: GridSpec, target: TargetSpec, common: dict) -> Iterator[Cell]:

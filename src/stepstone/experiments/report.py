@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..artifacts import check_destination, write_bytes_atomic, write_text_atomic
 from ..errors import StepstoneError
-from .cells import BLOCK_MEMBERS, BLOCK_OF, CELLS, CellRecord, Kind, Members, Setup, Status, best_intermediate, read_cells
+from .cells import BLOCK_MEMBERS, BLOCK_OF, CELLS, CellRecord, Kind, Members, Setup, Status, best_intermediate, ranked_pick, read_cells
 
 SETUPS = tuple(s.value for s in Setup if s is not Setup.INTERMEDIATE)  # headline column order
 # a setup run once per intermediate shows its best one (the best-stack rule)
@@ -100,14 +100,17 @@ def _order(values, first=SETUPS):
 def _headline(cells: list[CellRecord]) -> tuple[list[dict], dict[tuple[str, str], list[CellRecord]]]:
     """One row per (target, method, setup); for a setup run with several intermediates, the best one."""
     groups = _groups(cells, (Kind.TARGET,), lambda c: (c.target, c.method, c.composition, c.intermediate))
+    picks = {(c.target, c.method): ranked_pick(c) for c in cells if c.kind is Kind.RANK}  # stack_pick: an estimator
     rows, chosen = [], {}
     for target in sorted({k[0] for k in groups}):
         best: dict[tuple, tuple] = {}
         for method, comp in {k[1:3] for k in groups if k[0] == target}:
             inters = [k[3] for k in groups if k[:3] == (target, method, comp)]
-            # the runner's rule (never the scores being reported); no dev score at all: the last name
-            inter = best_intermediate([c for i in inters for c in groups[target, method, comp, i]],
-                                      fallback=lambda: max(inters, key=str))
+            # the runner's rule (never the scores being reported): its rank cell's pick where the grid picked by an
+            # estimator, else the best dev score; no dev score at all: the last name
+            pick = picks.get((target, method)) if comp in LABEL else None
+            inter = pick if pick is not None and pick in inters else best_intermediate(
+                [c for i in inters for c in groups[target, method, comp, i]], fallback=lambda: max(inters, key=str))
             best[method, comp] = inter, groups[target, method, comp, inter]
         for comp in _order({k[1] for k in best}):
             for method in _order({m for m, c in best if c == comp}, ()):

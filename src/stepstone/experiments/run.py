@@ -20,8 +20,8 @@ from ..config import dump_yaml
 from ..errors import ConfigError, StepstoneError
 from ..progress import Countdown, ProgressFactory, note, silent
 from ..tasks import Split, TaskSpec, get_task
-from .cells import CELLS, CellRecord, append_cell, best_intermediate, load_records
-from .grid import DEFAULT_SETUPS, Cell, GridSpec, _backbone, cells, expansion_problems
+from .cells import CELLS, DEV, CellRecord, append_cell, best_intermediate, load_records, ranked_pick
+from .grid import DEFAULT_SETUPS, Cell, GridSpec, _backbone, cells, expansion_problems, rank_cell_id
 
 
 @dataclass(frozen=True)
@@ -66,13 +66,14 @@ def _run_grid(grid: GridSpec, folder: Path, every_cell: list[Cell], progress: Pr
     ran = skipped = 0
     failed: list[str] = []
     todo, finished = planned(grid, done, every_cell)
+    warned: set[str] = set()  # rank cells whose pick fell back to dev: one warning each
     countdown = Countdown(todo if limit is None else min(todo, limit), clock())
     note(progress, f"grid {folder}: {countdown.total} cells to run, {finished} already done")
     for cell in every_cell:
         if done.get(cell.id, {}).get("status") == "ok":
             skipped += 1
             continue
-        if cell.after is not None and _best_stack(done, cell) != cell.record.intermediate:
+        if cell.after is not None and _seeded_stack(grid, done, cell, echo, warned) != cell.record.intermediate:
             continue
         if limit is not None and ran >= limit:
             break
@@ -103,8 +104,9 @@ def _run_grid(grid: GridSpec, folder: Path, every_cell: list[Cell], progress: Pr
 
 def planned(grid: GridSpec, done: dict, every_cell: list[Cell] | None = None) -> tuple[int, int]:
     """(cells a run will start, cells already recorded ok). Of the best-stack seed cells (`after`), one
-    per gate and seed runs: the best intermediate's, unless one of them is done already or the target
-    has no dev score to pick by. `every_cell`: `cells(grid)` where the caller has built them already."""
+    per gate and seed runs: the best intermediate's, unless one of them is done already or there is nothing to
+    pick by (no dev score, and no rank pick: stack_pick is dev or its rank cell picked nothing). `every_cell`:
+    `cells(grid)` where the caller has built them already."""
     todo = finished = 0
     gates, gates_done = set(), set()
     for cell in cells(grid) if every_cell is None else every_cell:
@@ -114,9 +116,17 @@ def planned(grid: GridSpec, done: dict, every_cell: list[Cell] | None = None) ->
             gates_done.add(key)
         elif cell.after is None:
             todo += 1
-        elif cell.target is not None and cell.target.dev:
+        elif cell.target is not None and (cell.target.dev or _may_rank_pick(grid, done, cell)):
             gates.add(key)
     return todo + len(gates - gates_done), finished
+
+
+def _may_rank_pick(grid: GridSpec, done: dict, cell: Cell) -> bool:
+    """Whether the rank cell of `cell`'s target and method picks (or, not run yet, may pick) its best stack."""
+    if grid.stack_pick == DEV:
+        return False
+    record = done.get(rank_cell_id(cell.record.target, cell.record.method))
+    return record is None or record.get("status") != "ok" or ranked_pick(record) is not None
 
 
 def _pin_spec(grid: GridSpec, folder: Path) -> None:
@@ -136,6 +146,28 @@ def _best_stack(done: dict[str, CellRecord], cell: Cell) -> str | None:
     mine = cell.record
     return best_intermediate(r for r in done.values() if r.get("status") == "ok" and r.get("target") == mine.target
                              and r.get("method") == mine.method and r.get("composition") == mine.composition)
+
+
+def _seeded_stack(grid: GridSpec, done: dict[str, CellRecord], cell: Cell, echo: Callable[[str], None],
+                  warned: set[str]) -> str | None:
+    """The intermediate that gets every seed of `cell`'s target, method and setup: the pick of its rank cell where
+    the grid picks by an estimator (`stack_pick`), else (or where that picks nothing, with one warning per rank
+    cell) the best-stack rule."""
+    if grid.stack_pick == DEV:
+        return _best_stack(done, cell)
+    mine = cell.record
+    rank_id = rank_cell_id(mine.target, mine.method)
+    record = done.get(rank_id)
+    pick = ranked_pick(record)
+    if pick is not None and pick in (cell.target.intermediates or grid.intermediate):
+        return pick
+    if rank_id not in warned:
+        warned.add(rank_id)
+        why = (f"{rank_id} failed" if record is None or record.get("status") != "ok" else
+               f"{grid.stack_pick} ranked no intermediate first in {rank_id}" if pick is None else
+               f"{rank_id} picked '{pick}', which {mine.target} does not stack")
+        echo(f"  warning: {why}: the best stack of {mine.target} [{mine.method}] goes by English dev instead")
+    return _best_stack(done, cell)
 
 
 def _isolated(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactory) -> dict:
@@ -184,6 +216,8 @@ def _run_cell(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactor
     zoo, runs = Zoo(folder / "zoo"), folder / "runs"
     try:
         result: dict = {"status": "ok", "error": None}
+        if cell.rank is not None:
+            return {**result, "ranking": _rank(grid, cell, zoo, progress)}
         artifact = cell.evaluate_artifact
         if cell.spec is not None:
             spec = cell.spec
@@ -211,6 +245,18 @@ def _run_cell(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactor
     except Exception as err:  # noqa: BLE001 -- any failure is recorded and the grid goes on
         message = str(err).strip().splitlines()[0] if str(err).strip() else ""
         return {"status": "error", "error": f"{type(err).__name__}: {message}"[:500]}
+
+
+def _rank(grid: GridSpec, cell: Cell, zoo, progress: ProgressFactory) -> dict:
+    """A rank cell: `stepstone.ranking.rank` over the intermediate adapters its target's Stack cells compose."""
+    from .. import ranking  # looked up at call time: tests put a stand-in there
+
+    job = cell.rank
+    result = ranking.rank(cell.record.train_task, candidates=list(job.candidates), estimators=grid.rank,
+                          examples=job.examples, data_dir=grid.data_dir, zoo=zoo, backbone=_backbone(grid).name,
+                          method=cell.record.method, train_split=cell.target.train_split, steps=job.steps,
+                          train=job.train, progress=progress)
+    return result.to_dict()
 
 
 def _costs(manifest: Manifest) -> dict:
