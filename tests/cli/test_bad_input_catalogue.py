@@ -261,7 +261,7 @@ def link_outside(inside: str, outside: str, target: str, mkdir: bool = False) ->
 GRID_YAML = "intermediate: [toy-sentiment]\ntargets: [{task: toy-tags}]\nseeds: [0]\n"
 EVAL = ("evaluate", "sent-a", "--zoo", ZOO, "--max-examples", "4", "-q")
 # ------------------------------------------------------------- held locks, stopped runs (issue 13)
-HELD = []  # locks held by this (test) process for the rest of the session: the refused CLI runs here too
+HELD = []  # locks held by this (test) process until the module ends: the refused CLI runs here too
 
 
 def hold_lock(target: str) -> Callable[[Path], None]:
@@ -1022,6 +1022,15 @@ CASES = [
 
 
 # --------------------------------------------------------------------------------------------- test
+@pytest.fixture(scope="module", autouse=True)
+def _release_held_locks():
+    """The locks `hold_lock` cases took are released when the module ends (not by the garbage collector at
+    interpreter exit, when `os` is gone and the release fails noisily)."""
+    yield
+    while HELD:
+        HELD.pop().close()
+
+
 @pytest.fixture(scope="module")
 def trained_zoo(tmp_path_factory) -> Path:
     """Two toy-sentiment bottleneck adapters on the tiny backbone (the second a copy of the first)."""
