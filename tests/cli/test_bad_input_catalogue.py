@@ -992,6 +992,11 @@ CASES = [
     case("rank-max-length-over-the-backbone", rank_cmd("toy-tags", "--max-length", "600"),
          "train.max_length is 600, but backbone 'tiny' takes at most 512 tokens (max_position_embeddings 514, "
          "positions start at 2): set train.max_length to 512 or less", zoo=("sent-a",)),
+    case("rank-unknown-method", rank_cmd("toy-tags", "--method", "lorra"),
+         "unknown method 'lorra' (valid: bottleneck, full, houlsby, ia3, lora), did you mean 'lora'?", zoo=("sent-a",)),
+    case("rank-full-method", rank_cmd("toy-tags", "--method", "full"),
+         "method 'full' trains no adapter to stack on a candidate (proxy's target adapter: bottleneck, houlsby, ia3, "
+         "lora)", zoo=("sent-a",)),
     case("rank-local-data-missing", rank_cmd("udpos", "--data-dir", "data"),
          "no train file for language 'en' under data (looked for: target/udpos/train-en.tsv, "
          "target/udpos_conllu/en_gsd/en_gsd-ud-train.conllu)", zoo=("sent-a",)),

@@ -43,6 +43,7 @@ def rank(target: str, *, candidates: Sequence[str] | None = None,
             raise StepstoneError(f"{what} must be >= 1 (got {value})")
     if train_split not in (Split.TRAIN.value, Split.VALIDATION.value):
         raise StepstoneError(f"train_split must be train or validation (got '{train_split}')")
+    _check_method(method)
     zoo = zoo or Zoo()
     entries = _candidates(zoo, candidates)
     spec = _backbone_spec(entries, backbone, explicit=candidates is not None)
@@ -71,6 +72,16 @@ def _target_task(name: str) -> TaskSpec:
         raise StepstoneError(f"task '{name}' is a retrieval task: it has no labels and trains nothing, so there is "
                              f"nothing to rank adapters for (rank a trained target: {choices(trained)})")
     return task
+
+
+def _check_method(method: str | None) -> None:
+    """proxy's target adapter: a registered adapter method (full fine-tuning stacks nothing)."""
+    from ..methods import METHODS, Family
+
+    if method is not None and METHODS.get(method).family is Family.FULL:
+        adapters = [m for m in METHODS.in_order() if METHODS.get(m).family is not Family.FULL]
+        raise StepstoneError(f"method '{method}' trains no adapter to stack on a candidate (proxy's target adapter: "
+                             f"{choices(adapters)})")
 
 
 def _candidates(zoo: Zoo, names: Sequence[str] | None) -> list[Entry]:
