@@ -17,6 +17,8 @@ def evaluate(
     split: str = typer.Option("test", help="train, validation or test."),
     batch_size: int = typer.Option(32, min=1, help="Evaluation batch size."),
     max_examples: Optional[int] = typer.Option(None, min=1, help="Only the first N examples per language."),
+    skip_examples: int = typer.Option(0, help="Leave out the first N examples per language (those a run trained on "
+                                              "when it trained on the front of this split)."),
     data_dir: Optional[Path] = typer.Option(None, help="Local data root for tasks read from files."),
     backbone: Optional[str] = typer.Option(None, help="Backbone to load instead of the recorded one; alone: evaluate it bare."),
     layer: Optional[int] = typer.Option(None, help="Retrieval: layer to pool (default: XTREME's 14 of 24, scaled)."),
@@ -44,6 +46,7 @@ def evaluate(
         set_threads(None)
         result = run_evaluation(run, task=task, layer=layer, pooling=pooling, zoo=Zoo(zoo_dir), langs=languages,
                                 split=split, batch_size=batch_size, max_examples=max_examples, data_dir=data_dir,
+                                skip_examples=skip_examples,
                                 backbone=backbone, output=output, max_length=max_length, doc_stride=doc_stride,
                                 progress=progress_factory(quiet))
     names = sorted(next(iter(result.scores.values())))

@@ -67,7 +67,7 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
              langs: Sequence[str] | None = None, split: str = "test", batch_size: int = 32,
              max_examples: int | None = None, data_dir: Path | None = None, max_length: int | None = None,
              backbone: str | None = None, output: Path | None = None, layer: int | None = None,
-             pooling: str = "mean", doc_stride: int | None = None,
+             pooling: str = "mean", doc_stride: int | None = None, skip_examples: int = 0,
              progress: ProgressFactory = silent) -> Evaluation:
     """Zero-shot evaluation in every language asked for (default: the benchmark's list for the task).
     A language without a local file is skipped (recorded with the reason); none with data is an error.
@@ -77,6 +77,9 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
     active, no head). With no target, `backbone` + a retrieval task evaluates the bare backbone.
     `max_length` (tokens per example) and, for QA, `doc_stride` (window overlap) default to what the
     artifact was trained with (retrieval: 128); either one given, the report records both under `encoding`.
+    `skip_examples`: leave out the first N examples of every language, before `max_examples` applies (a run
+    trained on the front of a validation split, evaluated on the same split of parallel data such as XNLI or
+    PAWS-X, would otherwise be scored on translations of its training examples); recorded as `skipped_examples`.
     Scores go to `<artifact>/evaluations/<task>.<split>.json`, `evaluations/<backbone>.<task>.<split>.json`
     without an artifact, or `output`."""
     from ..retrieval import RetrievalSettings
@@ -91,7 +94,9 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
     languages = list(dict.fromkeys(langs)) if langs else list(spec_task.official_languages)
     recorded = manifest.spec.get("data_dir") if manifest else None
     data_dir = data_dir if data_dir is not None else (Path(recorded) if recorded else None)
-    examples, skipped, sources = _examples_by_language(spec_task, split_value, languages, data_dir, max_examples)
+    _check_skip(spec_task, skip_examples)
+    examples, skipped, sources = _examples_by_language(spec_task, split_value, languages, data_dir, max_examples,
+                                                       skip_examples)
     languages = [lang for lang in languages if lang in examples]
     outside = tuple(lang for lang in languages if lang not in spec_task.official_languages)
     settings = RetrievalSettings(layer=layer, pooling=pooling, batch_size=batch_size, max_length=encoding.length)
@@ -111,6 +116,8 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
                      None if spec_task.trainable else {"layer": settings.resolve_layer(loaded.model),
                                                        "pooling": settings.pooling.value,
                                                        "max_length": settings.max_length})
+    if skip_examples:
+        report["skipped_examples"] = skip_examples
     write_text_atomic(destination, to_json(report))
     return result
 
@@ -203,11 +210,20 @@ def _report(result: Evaluation, name: str, examples: dict[str, list[dict]], sour
     return report
 
 
+def _check_skip(task: TaskSpec, skip: int) -> None:
+    if skip < 0:
+        raise StepstoneError(f"--skip-examples must be at least 0 (got {skip})")
+    if skip and not task.trainable:
+        raise StepstoneError(f"--skip-examples applies to trained tasks: '{task.name}' is a retrieval task, whose "
+                             "examples are one problem per language")
+
+
 def _examples_by_language(task: TaskSpec, split: Split, languages: list[str], data_dir: Path | None,
-                          limit: int | None) -> tuple[dict[str, list[dict]], dict[str, str], dict[str, list]]:
-    """The examples of every language that has data, why each other one has none (no local file), and
-    where each language's data came from (files or hub datasets; generated toy data have none). Any
-    other problem (a malformed file, an unknown language) is an error. No language with data: error."""
+                          limit: int | None, skip: int = 0) -> tuple[dict[str, list[dict]], dict[str, str], dict[str, list]]:
+    """The examples of every language that has data (after the first `skip`), why each other one has none (no
+    local file), and where each language's data came from (files or hub datasets; generated toy data have none).
+    Any other problem (a malformed file, an unknown language, nothing left after `skip`) is an error. No language
+    with data: error."""
     from ..tasks.examples import missing_data
 
     examples, skipped, sources = {}, {}, {}
@@ -215,7 +231,7 @@ def _examples_by_language(task: TaskSpec, split: Split, languages: list[str], da
         reason = missing_data(task, split, lang, data_dir)
         if reason is None:
             with provenance.recording() as read:
-                examples[lang] = load_examples(task, split, lang, data_dir, limit)
+                examples[lang] = _after(task, split, lang, data_dir, limit, skip)
             record = provenance.data_source(read, split.value, lang, len(examples[lang]), data_dir)
             if record is not None:
                 sources[lang] = record["sources"]
@@ -227,6 +243,18 @@ def _examples_by_language(task: TaskSpec, split: Split, languages: list[str], da
         raise StepstoneError(f"no {split.value} data for task '{task.name}' in any language asked for: "
                              f"{skipped[first]}{more}")
     return examples, skipped, sources
+
+
+def _after(task: TaskSpec, split: Split, lang: str, data_dir: Path | None, limit: int | None,
+           skip: int) -> list[dict]:
+    """The first `limit` examples after the first `skip` of one language."""
+    if not skip:
+        return load_examples(task, split, lang, data_dir, limit)
+    every = load_examples(task, split, lang, data_dir, None if limit is None else skip + limit)
+    if len(every) <= skip:
+        raise StepstoneError(f"task '{task.name}', {split.value} split, language '{lang}' has {len(every)} examples: "
+                             f"none is left after skipping the first {skip}")
+    return every[skip:]
 
 
 def _score_task(loaded: Backbone, task: TaskSpec, head: str, examples: list[dict], lang: str, manifest: Manifest,
