@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import StepstoneError, choices
 from ..manifest import Kind
+from ..pipelines.spec import set_threads
 from ..progress import ProgressFactory, silent
 from ..specs import BackboneSpec, TrainSpec
 from ..tasks import TASKS, Split, TaskSpec, get_task
@@ -32,7 +33,7 @@ def rank(target: str, *, candidates: Sequence[str] | None = None,
     backbone: the one the candidates were trained on (default: theirs; a candidate on another is refused).
     method: the target adapter's method for proxy (default: the candidates' own when they agree, else
     bottleneck). train: proxy's training settings (default proxy.PROXY_TRAIN; `steps` caps its optimizer
-    steps) and the token length of every estimator (its max_length). Bad input raises StepstoneError before
+    steps), the token length of every estimator (its max_length) and the torch threads (its threads). Bad input raises StepstoneError before
     anything is computed or cached."""
     from .proxy import PROXY_TRAIN
 
@@ -50,6 +51,7 @@ def rank(target: str, *, candidates: Sequence[str] | None = None,
     split = Split(train_split)
     task, target_examples = _target_examples(task, split, data_dir, examples)
     train = train or PROXY_TRAIN
+    set_threads(train.threads)  # as a training with these settings would run (a grid cell's: its threads)
     loaded = _load_backbone(spec, train.max_length)
     entries = _on_backbone(entries, loaded, explicit=candidates is not None, zoo=zoo)
     rows = _encode(task, target_examples, loaded.tokenizer, train, progress)
