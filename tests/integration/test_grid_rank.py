@@ -282,3 +282,23 @@ def test_an_isolated_rank_cell_sends_its_ranking_back(fake, scripted, tmp_path):
     rank = load_records(tmp_path / "g" / CELLS)["rank/toy-tags/bottleneck"]
     assert result.failed == [] and rank.status == "ok"
     assert rank.ranking["ranks"]["logme"] == ["bottleneck-toy-pair", "bottleneck-toy-sentiment", "none"]
+
+
+def test_a_tiny_grid_runs_the_real_rank_and_reports_it(tmp_path):
+    """End to end, nothing stood in: the rank cell ranks the grid's own intermediate adapters with LogME and
+    similarity, the Stack cells measure their gains, and the report compares the two."""
+    grid = grid_of(seeds=(0,))
+    result = run_grid(grid, tmp_path / "g", isolate=False)
+    assert result.failed == []
+    rank = load_records(tmp_path / "g" / CELLS)["rank/toy-tags/bottleneck"]
+    ranking = Ranking.from_dict(rank.ranking)
+    assert [(r.candidate, r.intermediate) for r in ranking.rows] == [
+        (NONE, None), ("bottleneck-toy-sentiment", "toy-sentiment"), ("bottleneck-toy-pair", "toy-pair")]
+    assert all(r.value("logme") is not None for r in ranking.rows)
+    assert [r.value("semb") is None for r in ranking.rows] == [True, False, False]
+    report = build_report(tmp_path / "g", plots=True)
+    agreement = report.tables["rank_agreement"]
+    assert [(r["target"], r["estimator"], r["n"]) for r in agreement] == [("toy-tags", "logme", 3),
+                                                                          ("toy-tags", "semb", 2)]
+    assert "## Choosing intermediate tasks: rank vs measured gain" in report.markdown
+    assert (tmp_path / "g" / "rank_toy-tags_bottleneck.png").is_file()

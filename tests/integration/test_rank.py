@@ -272,3 +272,15 @@ def test_candidates_of_other_methods_load_score_and_leave_the_backbone_bare(zoo,
     assert not backbone.model.adapters_config.adapters
     result = rank("toy-pair", zoo=store, estimators=["logme"], examples=32, train=PROXY)
     assert [r.method for r in result.rows] == [None, kind] and all(math.isfinite(r.value("logme")) for r in result.rows)
+
+
+def test_the_text_embedding_reads_one_sequence_per_example():
+    """Multiple choice: each example's first (context, option) pair; QA: each example's first window."""
+    choice = [{"input_ids": [[0, 5, 2], [0, 6, 7, 2]], "attention_mask": [[1, 1, 1], [1, 1, 1, 1]], "labels": 1}]
+    windows = [{"input_ids": [0, 1, 2], "attention_mask": [1, 1, 1], "example_index": 0},
+               {"input_ids": [0, 3, 2], "attention_mask": [1, 1, 1], "example_index": 0},
+               {"input_ids": [0, 4, 2], "attention_mask": [1, 1, 1], "example_index": 1}]
+    sentence = [{"input_ids": [0, 9, 2], "attention_mask": [1, 1, 1], "labels": 0}]
+    assert feats.first_sequences(choice) == [{"input_ids": [0, 5, 2], "attention_mask": [1, 1, 1]}]
+    assert [r["input_ids"] for r in feats.first_sequences(windows)] == [[0, 1, 2], [0, 4, 2]]
+    assert feats.first_sequences(sentence) == [{"input_ids": [0, 9, 2], "attention_mask": [1, 1, 1]}]

@@ -97,15 +97,13 @@ def logme_score(ctx: Context, entry: Entry | None) -> tuple[float, bool]:
 
 def _embedding(ctx: Context, task: TaskSpec, rows: list[dict]) -> tuple[np.ndarray, bool]:
     """The bare backbone's text embedding of `task`'s encoded rows (features.EMBEDDING), cached."""
-    from ..formats import handler_for
     from .features import cache_key, cached, text_embedding
 
     key = cache_key(kind="semb", backbone=ctx.backbone.fingerprint, task=task.name, rows=rows_digest(rows))
 
     def compute() -> dict[str, np.ndarray]:
         with active(ctx.backbone.model, None):
-            mean = text_embedding(ctx.backbone.model, handler_for(task), rows, ctx.backbone.tokenizer, ctx.progress,
-                                  f"embed {task.name}")
+            mean = text_embedding(ctx.backbone.model, rows, ctx.backbone.tokenizer, ctx.progress, f"embed {task.name}")
         return {"mean": mean}
 
     arrays, hit = cached(f"semb-{task.name}", key, compute)
@@ -127,7 +125,7 @@ def semb_score(ctx: Context, entry: Entry | None) -> tuple[float, bool]:
         rows = tokenized.encode(handler_for(task), examples, ctx.backbone.tokenizer, task, ctx.train.max_length,
                                 ctx.train.doc_stride, True)
         mean, hit = _embedding(ctx, task, rows)
-        total, weight = total + mean * len(rows), weight + len(rows)
+        total, weight = total + mean * len(examples), weight + len(examples)  # each task by its examples
         hits.append(hit)
     return cosine(total / weight, target), all(hits)
 

@@ -6,8 +6,8 @@ Two kinds, both from the last layer of the backbone (`model.base_model`, the act
   is trained on); the `<s>` token of every (context, option) pair with a 0/1 label "is the answer" (multiple choice:
   the multiple-choice head scores each option by a linear map of exactly that vector). Extractive QA has none: its
   labels are spans, not one class per fixed vector, so LogME does not apply (rank says so and uses the others).
-- **a text embedding** (dataset similarity): the mean over rows of the attention-masked mean of the last layer
-  (the pooling multilingual-e5 is trained with), over every sequence the task's encoder makes.
+- **a text embedding** (dataset similarity): the mean over examples of the attention-masked mean of the last
+  layer (the pooling multilingual-e5 is trained with), one sequence per example (`first_sequences`).
 
 Cache: `$STEPSTONE_CACHE/features/` (default ~/.cache/stepstone; STEPSTONE_CACHE=off: none), one safetensors file
 per (adapter weights, backbone fingerprint, task, examples, lengths, kind, FEATURES_VERSION), written atomically.
@@ -29,7 +29,9 @@ from ..tasks.base import TaskFormat
 from ..evaluation import row_length
 from ..tokenized import cache_root
 
-FEATURES_VERSION = 1  # raise when a reduction or the pooling changes: cached features are then recomputed
+# raise when a reduction or the pooling changes: cached features are then recomputed (2: the text embedding reads
+# one sequence per example)
+FEATURES_VERSION = 2
 BATCH = 32
 
 
@@ -68,7 +70,8 @@ REDUCTIONS: dict[TaskFormat, tuple[Reduction, str]] = {
     TaskFormat.MULTIPLE_CHOICE: (_options, "<s> token of each (context, option) pair, label 1 for the answer "
                                            "(what the multiple-choice head scores)"),
 }
-EMBEDDING = "mean over examples of the attention-masked mean of the last layer (bare backbone)"
+EMBEDDING = ("mean over examples of the attention-masked mean of the last layer (bare backbone), one sequence per "
+             "example (multiple choice: its first option; QA: its first window)")
 
 
 def _hidden(model: Any, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,11 +113,39 @@ def labelled_features(model: Any, handler: FormatHandler, fmt: TaskFormat, rows:
     return Labelled(np.concatenate(features), np.concatenate(labels))
 
 
-def text_embedding(model: Any, handler: FormatHandler, rows: list[dict], tokenizer: Any,
-                   progress: ProgressFactory = silent, description: str = "embed") -> np.ndarray:
-    """EMBEDDING of `rows` (D, float64)."""
+def first_sequences(rows: list[dict]) -> list[dict]:
+    """One sequence per example, as the text embedding reads it: a row's first (context, option) pair (multiple
+    choice: the context dominates every pair), an example's first window (QA: `example_index` links its
+    windows), else the row itself."""
+    seen, out = set(), []
+    for row in rows:
+        ids, mask = row["input_ids"], row["attention_mask"]
+        if ids and isinstance(ids[0], list):
+            ids, mask = ids[0], mask[0]
+        example = row.get("example_index")
+        if example is not None:
+            if example in seen:
+                continue
+            seen.add(example)
+        out.append({"input_ids": ids, "attention_mask": mask})
+    return out
+
+
+class _Sequences:
+    """Collation of plain (input_ids, attention_mask) rows, for the text embedding's passes."""
+
+    @staticmethod
+    def collate(rows, tokenizer):
+        from ..formats.base import pad_batch
+
+        return pad_batch(rows, ("input_ids", "attention_mask"), {"input_ids": tokenizer.pad_token_id})
+
+
+def text_embedding(model: Any, rows: list[dict], tokenizer: Any, progress: ProgressFactory = silent,
+                   description: str = "embed") -> np.ndarray:
+    """EMBEDDING of encoded `rows` (D, float64): one sequence per example (`first_sequences`)."""
     total, count = None, 0
-    for hidden, _, mask in _passes(model, handler, rows, tokenizer, progress, description):
+    for hidden, _, mask in _passes(model, _Sequences, first_sequences(rows), tokenizer, progress, description):
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         summed = pooled.double().sum(0)
