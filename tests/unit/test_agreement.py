@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from stepstone.ranking.agreement import average_ranks, ndcg_at_k, regret_at_1, spearman, top
+from stepstone.ranking.agreement import average_ranks, ndcg_at_k, regret_at_1, spearman, tied_for_top, top
 
 GAINS = {"a": 5.0, "b": 3.0, "c": 1.0, "d": 0.0}
 SAME = {"a": 0.9, "b": 0.5, "c": 0.2, "d": -1.0}  # the measured order
@@ -62,12 +62,18 @@ def test_ndcg_by_hand():
         (1 / L3 + 3 / 2 + 5 / math.log2(5)) / (5 + 3 / L3 + 1 / 2), abs=1e-15)  # k past the names: all of them
 
 
-def test_ndcg_is_invariant_to_a_common_shift_and_breaks_ties_by_name():
+def test_ndcg_is_invariant_to_a_common_shift_and_averages_over_ties():
     for shift in (-60.0, 80.0):
         assert ndcg_at_k(REVERSED, {k: v + shift for k, v in GAINS.items()}) == ndcg_at_k(REVERSED, GAINS)
-    # a and b tie on score: a (the first name) comes first; relevance a 0, b 2, c 1
+    # a and b tie on score: they share positions 1 and 2, each counting their mean relevance (0 + 2) / 2 = 1
+    # (McSherry & Najork 2008); relevance a 0, b 2, c 1; the names' order does not matter
     tied = {"a": 1.0, "b": 1.0, "c": 0.0}
-    assert ndcg_at_k(tied, {"a": 0.0, "b": 2.0, "c": 1.0}) == pytest.approx((2 / L3 + 1 / 2) / (2 + 1 / L3), abs=1e-15)
+    expected = (1 * (1 + 1 / L3) + 1 / 2) / (2 + 1 / L3)
+    assert ndcg_at_k(tied, {"a": 0.0, "b": 2.0, "c": 1.0}) == pytest.approx(expected, abs=1e-15)
+    assert ndcg_at_k(tied, {"a": 2.0, "b": 0.0, "c": 1.0}) == pytest.approx(expected, abs=1e-15)
+    # a tie across the cut-off: b, c, d tie below a; k=2 counts one of their three positions
+    across = {"a": 1.0, "b": 0.0, "c": 0.0, "d": 0.0}
+    assert ndcg_at_k(across, GAINS, k=2) == pytest.approx((5 + (3 + 1 + 0) / 3 / L3) / (5 + 3 / L3), abs=1e-15)
 
 
 def test_ndcg_undefined():
@@ -82,14 +88,15 @@ def test_regret_at_1_by_hand():
     assert regret_at_1(SAME, GAINS) == 0.0
     assert regret_at_1(REVERSED, GAINS) == 5.0  # picks d (0.0); best a (5.0)
     assert regret_at_1({"a": 0.0, "b": 1.0, "c": 0.5, "d": 0.1}, GAINS) == 2.0  # picks b
-    assert regret_at_1({"a": 1.0, "b": 1.0}, {"a": 1.0, "b": 4.0}) == 3.0  # a tie: the first name, a
-    assert regret_at_1({"a": 0.5, "b": 0.5, "c": 0.5}, GAINS) == 0.0  # constant scores: a by name, the best here
+    assert regret_at_1({"a": 1.0, "b": 1.0}, {"a": 1.0, "b": 4.0}) == 1.5  # a tie: 4 - the mean of 1 and 4
+    assert regret_at_1({"a": 0.5, "b": 0.5, "c": 0.5}, GAINS) == 5.0 - 3.0  # constant scores: best - mean (5, 3, 1)
     assert regret_at_1(SAME, {k: -2.0 for k in SAME}) == 0.0  # equal gains: any pick is the best
     assert regret_at_1({"a": 1.0}, {"a": 3.0}) is None and regret_at_1({}, {}) is None
 
 
 def test_top():
     assert top({"b": 1.0, "a": 1.0, "c": 0.0}) == "a"
+    assert tied_for_top({"b": 1.0, "a": 1.0, "c": 0.0}) == ["a", "b"] and tied_for_top({"a": None}) == []
     assert top({"a": None, "b": -3.0}) == "b"
     assert top({}) is None and top({"a": None}) is None
 

@@ -282,3 +282,17 @@ def test_the_agreement_benchmark_reads_measures_and_costs_from_the_grid(tmp_path
     assert (done.returncode, done.stderr.strip()) == (2, f"error: {empty}: no successful rank cell (run the grid "
                                                          "with `rank:` set)")
     assert not (tmp_path / "no.json").exists()
+
+
+def test_a_tie_for_the_top_counts_the_mean_gain_and_says_so(tmp_path):
+    """proxy ties none and anli at the top (a short training that learned nothing): regret@1 = 3 - mean(0, -2) = 4,
+    NDCG@3 shares positions 1-2 at relevance (2 + 0) / 2 = 1 (relevance none 2, anli 0, squad 5)."""
+    tie = rank_cell("pawsx", {"none": {"proxy": 34.0}, "anli": {"proxy": 34.0}, "squad": {"proxy": 30.0}})
+    grid = write(tmp_path / "grid", [target("pawsx", "none", 80), target("pawsx", "stack", 78, inter="anli"),
+                                     target("pawsx", "stack", 83, inter="squad"), tie])
+    report = build_report(grid, plots=False)
+    (row,) = report.tables["rank_agreement"]
+    assert (row["picked"], row["tied"], row["regret_at_1"]) == ("anli", ["anli", "none"], 4.0)
+    assert row["ndcg_at_3"] == pytest.approx((1 * (1 + 1 / L3) + 5 / 2) / (5 + 2 / L3), abs=1e-12)
+    assert "| pawsx | bottleneck | proxy | 3 | -0.87 | 0.66 | 4.0 | anli (tied with 1 more) | squad |" in section(
+        report.markdown)

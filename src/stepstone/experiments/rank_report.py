@@ -14,7 +14,7 @@ import statistics
 from pathlib import Path
 
 from ..ranking import NONE, Ranking
-from ..ranking.agreement import ndcg_at_k, regret_at_1, spearman, top
+from ..ranking.agreement import ndcg_at_k, regret_at_1, spearman, tied_for_top, top
 from .cells import CellRecord, Kind, Setup, Status
 from .report import _escape, _f, _md, _save, _zero_shot
 
@@ -34,9 +34,11 @@ DEFINITIONS = """\
 - **NDCG@3**: the estimator's top three, each weighted by its relevance / log2(position + 1), over the same sum
   for the measured order; relevance = measured gain minus the smallest measured gain among the candidates, so the
   worst candidate counts 0 (Poth et al. 2021 use the target score itself, on which any order scores close to
-  1.00); – when all gains are equal.
+  1.00); candidates with equal scores share their positions at their mean relevance (McSherry & Najork 2008); –
+  when all gains are equal.
 - **regret@1**: the best measured gain minus the measured gain of the estimator's top pick, in points; 0.0 =
-  it picked the best candidate.
+  it picked the best candidate; candidates tied for the top score count by their mean gain (*picked* then says
+  how many share it).
 - **mean**: over the targets and methods where the measure is defined."""
 
 
@@ -57,6 +59,7 @@ def rank_tables(cells: list[CellRecord]) -> dict[str, list[dict]]:
                               "n": len(predicted), "seeds": list(seeds), "spearman": spearman(predicted, measured),
                               "ndcg_at_3": ndcg_at_k(predicted, measured, K),
                               "regret_at_1": regret_at_1(predicted, measured), "picked": top(predicted),
+                              "tied": tied_for_top(predicted),
                               "best": top(measured), "note": note})
             candidates += [{"target": cell.target, "method": cell.method, "candidate": r.candidate,
                             "intermediate": r.intermediate, "estimator": estimator, "score": scores[r.candidate],
@@ -130,8 +133,7 @@ def rank_section(tables: dict[str, list[dict]], plot_dir: Path | None, written: 
 
 def _agreement_table(agreement: list[dict]) -> str:
     rows = [[r["target"], str(r["method"]), r["estimator"], str(r["n"]), _corr(r["spearman"]),
-             _corr(r["ndcg_at_3"]), _f(r["regret_at_1"]), str(r["picked"] or "–"), str(r["best"] or "–")]
-            for r in agreement]
+             _corr(r["ndcg_at_3"]), _f(r["regret_at_1"]), _picked(r), str(r["best"] or "–")] for r in agreement]
     for estimator in dict.fromkeys(r["estimator"] for r in agreement):
         mine = [r for r in agreement if r["estimator"] == estimator]
         mean = {key: _mean_of(r[key] for r in mine) for key in ("spearman", "ndcg_at_3", "regret_at_1")}
@@ -139,6 +141,14 @@ def _agreement_table(agreement: list[dict]) -> str:
                      _f(mean["regret_at_1"]), "–", "–"])
     return _md(["target", "method", "estimator", "n", "Spearman", f"NDCG@{K}", "regret@1", "picked",
                 "best measured"], rows)
+
+
+def _picked(row: dict) -> str:
+    """The estimator's top candidate; a tie for the top says how many share it (regret@1 counts their mean)."""
+    if row["picked"] is None:
+        return "–"
+    others = len(row["tied"]) - 1
+    return f"{row['picked']} (tied with {others} more)" if others > 0 else str(row["picked"])
 
 
 def _mean_of(values) -> float | None:

@@ -56,13 +56,27 @@ def spearman(predicted: dict[str, float], measured: dict[str, float]) -> float |
     return max(-1.0, min(1.0, r))  # rounding must not leave [-1, 1]
 
 
-def _dcg(gains: list[float]) -> float:
-    return sum(g / math.log2(i + 1) for i, g in enumerate(gains, 1))
+def _groups(predicted: dict[str, float], names: list[str]) -> list[list[str]]:
+    """`names` best first, in groups of equal predicted score (an estimator that ties them does not order them)."""
+    groups: list[list[str]] = []
+    for name in _best_first(predicted, names):
+        if groups and predicted[groups[-1][0]] == predicted[name]:
+            groups[-1].append(name)
+        else:
+            groups.append([name])
+    return groups
+
+
+def _discount(position: int) -> float:
+    return 1 / math.log2(position + 1)
 
 
 def ndcg_at_k(predicted: dict[str, float], measured: dict[str, float], k: int = 3) -> float | None:
-    """NDCG@k of the predicted order (best first, ties by name): DCG = sum over positions i = 1..k of
-    rel_i / log2(i + 1), divided by the DCG of the measured order (the ideal). 1 = the top k in the best order.
+    """NDCG@k of the predicted order (best first): DCG = sum over positions i = 1..k of rel_i / log2(i + 1),
+    divided by the DCG of the measured order (the ideal). 1 = the top k in the best order. Candidates the
+    estimator ties share their positions: each of the group's positions within the top k counts the group's mean
+    relevance (McSherry & Najork, ECIR 2008: the expected DCG over the orders of the tie), so a tie is not
+    broken by the names' alphabet.
 
     Relevance: a candidate's measured gain minus the smallest measured gain among the names, so the worst
     candidate has relevance 0 and NDCG does not change when every gain moves by the same amount. Poth et al.
@@ -76,19 +90,32 @@ def ndcg_at_k(predicted: dict[str, float], measured: dict[str, float], k: int = 
         return None
     floor = min(measured[n] for n in names)
     relevance = {n: measured[n] - floor for n in names}
-    ideal = _dcg(sorted(relevance.values(), reverse=True)[:k])
+    ideal = sum(g * _discount(i) for i, g in enumerate(sorted(relevance.values(), reverse=True)[:k], 1))
     if ideal == 0:
         return None
-    return _dcg([relevance[n] for n in _best_first(predicted, names)[:k]]) / ideal
+    dcg, start = 0.0, 1
+    for group in _groups(predicted, names):
+        mean = sum(relevance[n] for n in group) / len(group)
+        dcg += mean * sum(_discount(i) for i in range(start, min(start + len(group), k + 1)))
+        start += len(group)
+    return dcg / ideal
 
 
 def regret_at_1(predicted: dict[str, float], measured: dict[str, float]) -> float | None:
-    """The best measured gain minus the measured gain of the estimator's top pick (ties by name): what choosing
-    by the estimator cost, in the gains' unit; >= 0, 0 = its pick was the best. None: fewer than two names."""
+    """The best measured gain minus the measured gain of the estimator's top pick: what choosing by the estimator
+    cost, in the gains' unit; >= 0, 0 = its pick was the best. Candidates tied for the top score count by their
+    mean gain (the expected regret of picking one of them at random). None: fewer than two names."""
     names = _common(predicted, measured)
     if len(names) < 2:
         return None
-    return max(measured[n] for n in names) - measured[_best_first(predicted, names)[0]]
+    tied = _groups(predicted, names)[0]
+    return max(measured[n] for n in names) - sum(measured[n] for n in tied) / len(tied)
+
+
+def tied_for_top(values: dict[str, float | None]) -> list[str]:
+    """The names sharing the best value (None values skipped), by name; empty when there is none."""
+    names = sorted(n for n, v in values.items() if v is not None)
+    return _groups(values, names)[0] if names else []
 
 
 def top(values: dict[str, float | None]) -> str | None:
