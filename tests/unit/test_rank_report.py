@@ -296,3 +296,20 @@ def test_a_tie_for_the_top_counts_the_mean_gain_and_says_so(tmp_path):
     assert row["ndcg_at_3"] == pytest.approx((1 * (1 + 1 / L3) + 5 / 2) / (5 + 2 / L3), abs=1e-12)
     assert "| pawsx | bottleneck | proxy | 3 | -0.87 | 0.66 | 4.0 | anli (tied with 1 more) | squad |" in section(
         report.markdown)
+
+
+def test_the_committed_rank_grid_reports_its_rank_section_again(tmp_path):
+    """docs/results/rank-cpu-small: its cells.jsonl gives the rank section of its committed report.md (README quotes
+    its numbers)."""
+    import shutil
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[2] / "docs" / "results" / "rank-cpu-small"
+    shutil.copy(committed / "cells.jsonl", tmp_path / "cells.jsonl")
+    report = build_report(tmp_path, plots=False)
+    lines = [line for line in section(report.markdown) if not line.startswith("![")]
+    expected = [line for line in section((committed / "report.md").read_text(encoding="utf-8"))
+                if not line.startswith("![")]
+    assert [line for line in lines if line] == [line for line in expected if line]
+    means = {r["estimator"]: round(r["spearman"], 2) for r in report.tables["rank_agreement"] if r["target"] == "panx"}
+    assert means == {"logme": -0.6, "semb": 0.1, "proxy": 0.41}
