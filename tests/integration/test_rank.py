@@ -284,3 +284,14 @@ def test_the_text_embedding_reads_one_sequence_per_example():
     assert feats.first_sequences(choice) == [{"input_ids": [0, 5, 2], "attention_mask": [1, 1, 1]}]
     assert [r["input_ids"] for r in feats.first_sequences(windows)] == [[0, 1, 2], [0, 4, 2]]
     assert feats.first_sequences(sentence) == [{"input_ids": [0, 9, 2], "attention_mask": [1, 1, 1]}]
+
+
+@pytest.mark.parametrize("name", ["proxy", "p" * 64])
+def test_proxy_scores_candidates_of_any_valid_name(cache, tmp_path, name):
+    """The target adapter's name never clashes with the member's, and a 64-character member name still fits."""
+    store = Zoo(tmp_path / "zoo")
+    pipelines.train_run(RunSpec(task="toy-pair", name=name, method=MethodSpec(kind="bottleneck"), train=TRAIN),
+                        zoo=store, runs_dir=tmp_path / "runs")
+    result = rank("toy-sentiment", zoo=store, estimators=["proxy"], examples=24, steps=2, train=PROXY)
+    assert [r.candidate for r in result.rows] == [NONE, name]
+    assert all(r.value("proxy") is not None for r in result.rows), [r.scores for r in result.rows]

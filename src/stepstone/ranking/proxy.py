@@ -35,7 +35,8 @@ def proxy_score(target: str, candidate: Entry | None, method: str, backbone: Bac
     from ..pipelines import train_run
 
     with tempfile.TemporaryDirectory(prefix="stepstone-proxy-") as tmp:
-        name = "proxy" if candidate is None else f"proxy-{candidate.name}"
+        # the target adapter's name: one the member cannot have (a zoo name may be 64 characters long)
+        name = "proxy-target" if candidate is not None and candidate.name == "proxy" else "proxy"
         spec = RunSpec(task=(target,), name=name, method=MethodSpec(kind=method), backbone=backbone, train=train,
                        compose=None if candidate is None else Composition(Block.STACK, (candidate.name,)),
                        data_dir=data_dir, train_split=train_split)
