@@ -82,14 +82,14 @@ def _print(result) -> None:
     for row in ordered:
         scores = [row.scores[e.value] for e in result.estimators]
         shown = ["-" if s.value is None else f"{s.value:.4f} ({result.rank_of(e, row.candidate)})"
-                 for e, s in zip(result.estimators, scores)]
-        seconds = f"{sum(s.seconds for s in scores):.1f}" + ("*" if any(s.cached for s in scores) else "")
+                 + ("*" if s.cached else "") for e, s in zip(result.estimators, scores)]
+        seconds = f"{sum(s.seconds for s in scores):.1f}"
         position = result.rank_of(first, row.candidate)
         table.add_row("-" if position is None else str(position), row.candidate, *shown, seconds)
     console.print(table)
     if any(s.cached for row in result.rows for s in row.scores.values()):
-        console.print("* features from the cache ($STEPSTONE_CACHE/features): seconds without the model passes",
-                      highlight=False, soft_wrap=True)
+        console.print("*: from the feature cache ($STEPSTONE_CACHE/features), no model pass", highlight=False,
+                      soft_wrap=True)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False, soft_wrap=True)
     for row in result.rows:
