@@ -233,7 +233,7 @@ def test_cli_prints_the_ranked_table_and_the_winners_on(zoo, cache):
     first = body[0].split("│")
     winner = expected.order("logme")[0]
     assert first[1].strip() == "1" and first[3].strip() == f"{winner.value('logme'):.4f} (1)"
-    semb = f"best by semb: bn-tags: --on \"Stack(bn-tags)\""
+    semb = "best by semb: bn-tags: --on \"Stack(bn-tags)\""
     assert semb in lines
     assert lines[-1] == (f'train it: stepstone train --task toy-tags --on "{expected.on()}"' if expected.on()
                          else "best by semb: bn-tags: --on \"Stack(bn-tags)\"")
