@@ -68,7 +68,8 @@ def test_the_runner_writes_the_bytes_it_always_wrote(tmp_path):
 
 def test_bad_enum_values_name_the_line_and_the_choices():
     with pytest.raises(StepstoneError, match=r"^f:3: composition 'pile' is not one of average, full, "
-                                             r"full-after-intermediate, fuse, intermediate, multitask, none, stack$"):
+                                             r"full-after-intermediate, fuse, intermediate, multitask, none, sequential, stack, "
+                                             r"stack-size$"):
         CellRecord.from_json('{"id": "a", "composition": "pile"}', "f:3", strict=False)
     with pytest.raises(StepstoneError, match=r"^f:1: not a cell record$"):
         CellRecord.from_json("[1]", "f:1", strict=False)
@@ -80,8 +81,8 @@ def test_every_block_is_a_setup_of_the_grid():
     assert all(Setup(b.value) in GRID_SETUPS for b in Block)
     assert [s.value for s in GRID_SETUPS] == ["none", "stack", "fuse", "average", "multitask"]
     assert [s.value for s in DEFAULT_SETUPS] == ["none", "stack", "fuse", "multitask"]  # average: asked by name
-    assert [s.value for s in Setup] == ["intermediate", "none", "stack", "fuse", "average", "multitask", "full",
-                                        "full-after-intermediate"]
+    assert [s.value for s in Setup] == ["intermediate", "none", "stack", "fuse", "average", "multitask",
+                                        "sequential", "stack-size", "full", "full-after-intermediate"]
     assert (BLOCK_MEMBERS[Block.STACK], BLOCK_MEMBERS[Block.FUSE]) == (Members.EACH, Members.ALL)
     assert str(Setup.STACK) == f"{Setup.STACK}" == "stack"
 

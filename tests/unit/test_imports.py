@@ -25,10 +25,11 @@ PACKAGES = {"stepstone": ROOT / "src" / "stepstone", "stepstone_cli": ROOT / "cl
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("stepstone", "stepstone.errors", "stepstone.registry", "stepstone.progress",
                     "stepstone.interrupts", "stepstone.metrics")),
-    ("specs", ("stepstone.config", "stepstone.specs", "stepstone.methods.base", "stepstone.provenance", "stepstone.toy", "stepstone.tiny")),
+    ("specs", ("stepstone.config", "stepstone.specs", "stepstone.methods.base", "stepstone.provenance", "stepstone.toy", "stepstone.tiny",
+               "stepstone.languages")),
     ("data", ("stepstone.data",)),  # file formats only
     ("tasks", ("stepstone.tasks",)),  # registrations, dataset converters, load_examples
-    ("formats", ("stepstone.formats", "stepstone.health")),
+    ("formats", ("stepstone.formats", "stepstone.health", "stepstone.perturb")),  # perturb: label-aligned noise
     # tokenized sits here, not with formats: its cache is written through artifacts.atomic_dir
     ("model", ("stepstone.methods", "stepstone.composition", "stepstone.lora_fusion", "stepstone.manifest", "stepstone.backbone",
                "stepstone.precision", "stepstone.distributed", "stepstone.artifacts", "stepstone.locks",

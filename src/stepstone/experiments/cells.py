@@ -65,6 +65,8 @@ Setup = Value("Setup", [
     ("NONE", "none"),  # the target adapter alone
     *((block.name, block.value) for block in Block),  # Block(intermediates) + target (BLOCK_MEMBERS says which)
     ("MULTITASK", "multitask"),  # Stack(one adapter trained on every intermediate task) + target
+    ("SEQUENTIAL", "sequential"),  # Stack(one adapter trained on a chain of tasks, one after another) + target
+    ("SIZE", "stack-size"),  # Stack(an intermediate adapter trained on N examples: the data-size axis) + target
     ("FULL", "full"),  # plain full fine-tuning of the target task
     ("FULL_AFTER", "full-after-intermediate"),  # full fine-tuning initialised from a full intermediate run
 ], module=__name__)
@@ -76,7 +78,8 @@ GRID_SETUPS: tuple = (Setup.NONE, *BLOCK_OF, Setup.MULTITASK)  # what a grid's `
 DEFAULT_SETUPS: tuple = (Setup.NONE, Setup.STACK, Setup.FUSE, Setup.MULTITASK)
 
 DEV = "dev"  # a grid's stack_pick for the best-stack rule below (best_intermediate), its choice before issue 15
-NUMERIC = ("seed", "trainable_parameters", "trainable_percent", "weights_bytes", "train_seconds", "peak_rss_mb", "dev")
+NUMERIC = ("seed", "trainable_parameters", "trainable_percent", "weights_bytes", "train_seconds", "peak_rss_mb", "dev",
+           "intermediate_size")
 VERDICTS = ("learned", "not-learned", "unknown")  # stepstone.health.Verdict
 _ENUMS = {"kind": Kind, "status": Status, "composition": Setup}
 
@@ -92,13 +95,19 @@ class CellRecord:
     task: str | None = None  # intermediate cells: the task trained ('multitask': all of them)
     method: str | None = None  # bottleneck | lora | full; None: the bare backbone (retrieval)
     composition: Setup | None = None
-    intermediate: str | None = None  # the intermediate task composed (per-intermediate setups, retrieval)
+    intermediate: str | None = None  # the intermediate task composed (per-intermediate setups, retrieval; sequential:
+    # the chain's label, e.g. 'sst2-then-anli')
+    intermediate_size: int | None = None  # stack-size cells and their intermediate cells: its training examples
+    chain: list | None = None  # sequential cells and their intermediate cells: the chain's tasks in training order
+    backbone: str | None = None  # the backbone's name (id or path) the cell ran on (records since issue 16)
     seed: int | None = None
     train_language: str | None = None
     status: Status | None = None
     error: str | None = None
     metric: str | None = None
     scores: dict | None = None  # language -> main metric
+    perturbed: dict | None = None  # the grid's `perturb`: perturbation label -> {language: main metric}
+    domain: dict | None = None  # a target's `data_files`: file label -> main metric on that file
     artifact: str | None = None
     dev: float | None = None  # English dev score of the trained run's main metric
     trainable_parameters: int | None = None

@@ -36,6 +36,11 @@ class Evaluation:
     train_language: str = "en"
     skipped: dict[str, str] = field(default_factory=dict)  # language -> why it was not scored (no file)
     outside_benchmark: tuple[str, ...] = ()  # languages scored from local files beyond the benchmark's list
+    # `perturb`: perturbation label (stepstone.perturb) -> language -> metrics on the perturbed examples
+    perturbed: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    # `data_file`: {"file", "label", "examples", "scores" (metrics), "in_domain" (main metric over `scores`'s
+    # languages), "drop" (in_domain minus the file's main metric)}
+    domain: dict | None = None
 
     @property
     def average(self) -> float:
@@ -68,6 +73,7 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
              max_examples: int | None = None, data_dir: Path | None = None, max_length: int | None = None,
              backbone: str | None = None, output: Path | None = None, layer: int | None = None,
              pooling: str = "mean", doc_stride: int | None = None, skip_examples: int = 0,
+             perturb: Sequence[str] = (), perturb_seed: int = 0, data_file: Path | None = None,
              progress: ProgressFactory = silent) -> Evaluation:
     """Zero-shot evaluation in every language asked for (default: the benchmark's list for the task).
     A language without a local file is skipped (recorded with the reason); none with data is an error.
@@ -84,6 +90,8 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
     without an artifact, or `output`."""
     from ..retrieval import RetrievalSettings
 
+    if perturb or data_file is not None:
+        raise NotImplementedError("perturb / data_file: issue 16")
     path, manifest = _artifact(target, zoo, backbone, task)
     spec_task, heads = _task_and_heads(manifest, task)
     split_value = _split(split)
