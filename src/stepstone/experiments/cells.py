@@ -106,6 +106,7 @@ class CellRecord:
     error: str | None = None
     metric: str | None = None
     scores: dict | None = None  # language -> main metric
+    secondary: dict | None = None  # the evaluation's other metrics: name -> {language: number} (QA exact_match)
     perturbed: dict | None = None  # the grid's `perturb`: perturbation label -> {language: main metric}
     domain: dict | None = None  # a target's `data_files`: file label -> main metric on that file
     artifact: str | None = None
