@@ -107,7 +107,7 @@ def test_rank_cells_sit_before_their_targets_cells(tmp_path):
     assert tags.kind is Kind.RANK and tags.spec is None and tags.after is None
     assert tags.record.as_dict() == {"id": "rank/toy-tags/bottleneck", "kind": "rank", "target": "toy-tags",
                                      "train_task": "toy-tags", "method": "bottleneck", "seed": 0,
-                                     "train_language": "en", "stack_pick": "dev"}
+                                     "train_language": "en", "stack_pick": "dev", "backbone": "tiny"}
     assert tags.rank.candidates == ("bottleneck-toy-sentiment", "bottleneck-toy-pair")
     assert pair.rank.candidates == ("bottleneck-toy-sentiment",) and pair.record.seed == 3
     # the tiny preset trains on 32 examples: the estimators read no more; proxy's default steps

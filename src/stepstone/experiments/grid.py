@@ -80,8 +80,17 @@ class TargetSpec:
     seeds: tuple[int, ...] | None = None
     full_finetune: bool | None = None
     intermediates: tuple[str, ...] | None = None  # stack only these (e.g. not the target's own training task)
+    # out-of-domain files in the task's native format every target cell is also scored on (domain shift)
+    data_files: tuple[Path, ...] | None = None
+
+    def to_config(self) -> dict:
+        """Config form: data_files only where set, so a target without them pins the text it pinned before."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {k: v for k, v in data.items() if k != "data_files" or v is not None}
 
     def __post_init__(self):
+        if self.data_files is not None and not self.data_files:
+            raise ValueError(f"target '{self.task}' has an empty data_files list: omit it for none")
         if self.train_split not in ("train", "validation"):
             raise ValueError(f"target '{self.task}': train_split must be train or validation (got '{self.train_split}')")
         if self.split not in {s.value for s in Split}:
@@ -129,32 +138,47 @@ class GridSpec:
     rank_examples: int | None = None
     rank_steps: int | None = None
     stack_pick: str = DEV
+    # issue 16's axes (experiments/axes.py): chains of tasks trained one after another, each continuing the
+    # adapter of the one before (the `sequential` setup); the training examples of sized intermediate adapters,
+    # for every intermediate task or per task (the `stack-size` setup); several backbones, each running the whole
+    # grid (instead of `backbone`); perturbations (stepstone.perturb) every trained target cell is also
+    # evaluated under, at perturb_seed
+    sequential: tuple[tuple[str, ...], ...] = ()
+    intermediate_sizes: tuple[int, ...] | dict[str, tuple[int, ...]] = ()
+    backbones: tuple[BackboneSpec, ...] = ()
+    perturb: tuple[str, ...] = ()
+    perturb_seed: int = 0
 
     def to_config(self) -> dict:
-        """Config form (`dump_yaml`: the pinned grid.yaml): the rank keys only where they differ from their
-        defaults, so a grid without them pins the text it pinned before they existed."""
+        """Config form (`dump_yaml`: the pinned grid.yaml): the keys added since issue 15 only where they differ
+        from their defaults, so a grid without them pins the text it pinned before they existed."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {k: v for k, v in data.items() if k not in RANK_KEYS or v != RANK_KEYS[k]}
+        return {k: v for k, v in data.items() if k not in OPTIONAL_KEYS or v != OPTIONAL_KEYS[k]}
 
     def __post_init__(self):
+        if self.backbone is not None and self.backbones:
+            raise ValueError("give backbone (one) or backbones (several), not both")
         if any(METHODS.get(m).family is Family.FULL for m in self.methods):
             raise ValueError("methods are adapter methods; the full fine-tune baseline is `full_finetune`")
         if not self.seeds or not self.targets:
             raise ValueError("a grid needs seeds and targets")
-        listed = [*self.setups, *self.single_seed, *(s for t in self.targets for s in t.setups or ()),
+        axes = (Setup.SEQUENTIAL, Setup.SIZE)  # single_seed may list these too (experiments/axes.py)
+        listed = [*self.setups, *(s for s in self.single_seed if s not in axes),
+                  *(s for t in self.targets for s in t.setups or ()),
                   *(s for setups in self.method_setups.values() for s in setups)]
         stray = sorted({s.value for s in listed} - {s.value for s in GRID_SETUPS})
         if stray:
             raise ValueError(f"setups are what a target cell composes (valid: {', '.join(s.value for s in GRID_SETUPS)}; "
                              f"got {', '.join(stray)}); the full fine-tune baseline is `full_finetune`")
-        unknown = sorted(set(self.no_dev) - set(self.intermediate))
+        chained = tuple(t for chain in self.sequential for t in chain)  # trained as intermediate tasks too
+        unknown = sorted(set(self.no_dev) - set(self.intermediate) - set(chained))
         if unknown:
             raise ValueError(f"no_dev names tasks that are not intermediate tasks: {', '.join(unknown)} "
-                             f"(intermediate: {', '.join(self.intermediate)})")
-        unknown = sorted(set(self.intermediate_splits) - set(self.intermediate) - set(self.full_after))
+                             f"(intermediate: {', '.join(dict.fromkeys(self.intermediate + chained))})")
+        unknown = sorted(set(self.intermediate_splits) - set(self.intermediate) - set(self.full_after) - set(chained))
         if unknown:
             raise ValueError(f"intermediate_splits names tasks that are not intermediate tasks: {', '.join(unknown)} "
-                             f"(intermediate: {', '.join(dict.fromkeys(self.intermediate + self.full_after))})")
+                             f"(intermediate: {', '.join(dict.fromkeys(self.intermediate + self.full_after + chained))})")
         bad = sorted(f"{t}: {s}" for t, s in self.intermediate_splits.items() if s not in ("train", "validation"))
         if bad:
             raise ValueError(f"intermediate_splits must be train or validation (got {', '.join(bad)})")
@@ -192,6 +216,8 @@ class GridSpec:
 
 
 RANK_KEYS = {"rank": (), "rank_examples": None, "rank_steps": None, "stack_pick": DEV}  # issue 15's keys: defaults
+AXES_KEYS = {"sequential": (), "intermediate_sizes": (), "backbones": (), "perturb": (), "perturb_seed": 0}  # 16's
+OPTIONAL_KEYS = {**RANK_KEYS, **AXES_KEYS}
 
 
 @dataclass(frozen=True)
@@ -220,6 +246,7 @@ class Cell:
     evaluate_artifact: str | None = None  # retrieval cells: run/zoo entry to evaluate (None = bare backbone)
     after: str | None = None  # cell whose result decides whether this one runs (best-stack seeds)
     rank: RankJob | None = None  # rank cells: what they rank
+    prefix: str = ""  # a grid of several backbones: the backbone's share of ids ('e5-small/'), else ''
 
     @property
     def id(self) -> str:
@@ -242,6 +269,8 @@ def load_grid(path: Path, overrides: tuple[str, ...] = ()) -> GridSpec:
     grid = build(GridSpec, data, source=str(path), lines=lines)
     named = [(("intermediate", f"[{i}]"), t) for i, t in enumerate(grid.intermediate)]
     named += [(("full_after", f"[{i}]"), t) for i, t in enumerate(grid.full_after)]
+    named += [(("sequential", f"[{i}]", f"[{j}]"), t) for i, chain in enumerate(grid.sequential)
+              for j, t in enumerate(chain)]
     for i, target in enumerate(grid.targets):
         named += [(("targets", f"[{i}]", key), getattr(target, key)) for key in ("task", "train_task")
                   if getattr(target, key) is not None]
@@ -253,8 +282,11 @@ def load_grid(path: Path, overrides: tuple[str, ...] = ()) -> GridSpec:
     if problems:
         raise ConfigError(problems)
     _check_train(grid, path, lines)
+    from .axes import size_problems
+
+    found = expansion_problems(grid, setups_given="setups" in data)
     problems = [(f"{path}:{lines[key]}: " if key in lines else f"{path}: ") + message
-                for key, message in expansion_problems(grid, setups_given="setups" in data)]
+                for key, message in found or size_problems(grid)]  # sizes read the data: only a sound grid's
     if problems:
         raise ConfigError(problems)
     return grid
@@ -333,8 +365,11 @@ def expansion_problems(grid: GridSpec, setups_given: bool = True) -> Problems:
     pairs = [(t, m) for _, t in targets for m in t.methods or grid.methods]
     runs = {(id(t), m, s) for t, m in pairs for s in grid.setups_for(m)
             if (t.setups is None or s in t.setups) and _no_cell(grid, m, s) is None}
+    from .axes import problems as axes_problems
+
     return [*_setups_problems(grid, pairs, runs, setups_given), *_target_problems(grid, targets, runs),
-            *_retrieval_problems(grid), *_settings_problems(grid, targets), *_rank_problems(grid, runs)]
+            *_retrieval_problems(grid), *_settings_problems(grid, targets), *_rank_problems(grid, runs),
+            *axes_problems(grid)]
 
 
 def _setups_problems(grid: GridSpec, pairs: list, runs: set, setups_given: bool) -> Problems:
@@ -382,7 +417,8 @@ def _retrieval_problems(grid: GridSpec) -> Problems:
     for i, target in enumerate(grid.targets):
         if target.task not in TASKS or get_task(target.task).trainable:
             continue
-        ignored = [name for name in ("train_task", "methods", "setups", "seeds", "full_finetune", "intermediates")
+        ignored = [name for name in ("train_task", "methods", "setups", "seeds", "full_finetune", "intermediates",
+                                     "data_files")
                    if getattr(target, name) is not None]
         ignored += [name for name, default in (("train_split", "train"), ("dev", True))
                     if getattr(target, name) != default]
@@ -409,6 +445,8 @@ def _settings_problems(grid: GridSpec, targets: list) -> Problems:
         problems.append((("full_after",), "full_after trains full fine-tunes for the full fine-tune baseline, but "
                          "no target runs one (full_finetune is false)"))
     offered = {s for m in grid.methods for s in grid.setups_for(m)}
+    offered |= {Setup.SEQUENTIAL} if grid.sequential else set()
+    offered |= {Setup.SIZE} if grid.intermediate_sizes else set()
     for j, setup in enumerate(grid.single_seed):
         if setup not in offered:
             problems.append((("single_seed", f"[{j}]"), f"single_seed lists '{setup.value}', which no method of "
@@ -484,11 +522,16 @@ def _backbone(grid: GridSpec) -> BackboneSpec:
 
 
 def cells(grid: GridSpec) -> list[Cell]:
-    """Every cell, in an order where what a cell composes is trained before it."""
+    """Every cell, in an order where what a cell composes is trained before it. Every record names its backbone."""
+    from . import axes
+
+    if grid.backbones:
+        return axes.on_backbones(grid, cells)
     backbone, first = _backbone(grid), grid.seeds[0]
     common = dict(backbone=backbone, data_dir=grid.data_dir)
     zoo_name: dict[tuple[str, str], str] = {}
     out = _intermediate_cells(grid, zoo_name, common)
+    out += axes.intermediate_cells(grid, zoo_name, common)
     for task in grid.full_after:
         out.append(_cell(f"intermediate/full/{task}", Kind.INTERMEDIATE,
                          RunSpec(task=task, name=f"full-{task}", method=MethodSpec(kind="full"),
@@ -506,7 +549,8 @@ def cells(grid: GridSpec) -> list[Cell]:
                                   "intermediate": inter}, target, evaluate_artifact=name))
             continue
         out.extend(_target_cells(grid, target, zoo_name, common))
-    return out
+        out.extend(axes.target_cells(grid, target, zoo_name, common))
+    return [dataclasses.replace(c, record=c.record.updated(backbone=backbone.name)) for c in out]
 
 
 def _intermediate_cells(grid: GridSpec, zoo_name: dict, common: dict) -> list[Cell]:

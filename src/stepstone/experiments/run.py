@@ -125,7 +125,7 @@ def _may_rank_pick(grid: GridSpec, done: dict, cell: Cell) -> bool:
     """Whether the rank cell of `cell`'s target and method picks (or, not run yet, may pick) its best stack."""
     if grid.stack_pick == DEV:
         return False
-    record = done.get(rank_cell_id(cell.record.target, cell.record.method))
+    record = done.get(cell.prefix + rank_cell_id(cell.record.target, cell.record.method))
     return record is None or record.get("status") != "ok" or ranked_pick(record) is not None
 
 
@@ -142,10 +142,12 @@ def _pin_spec(grid: GridSpec, folder: Path) -> None:
 
 
 def _best_stack(done: dict[str, CellRecord], cell: Cell) -> str | None:
-    """The intermediate the best-stack rule picks among the recorded cells of `cell`'s target, method and setup."""
+    """The intermediate the best-stack rule picks among the recorded cells of `cell`'s target, method and setup (on
+    its backbone: the cells under its prefix)."""
     mine = cell.record
     return best_intermediate(r for r in done.values() if r.get("status") == "ok" and r.get("target") == mine.target
-                             and r.get("method") == mine.method and r.get("composition") == mine.composition)
+                             and r.get("method") == mine.method and r.get("composition") == mine.composition
+                             and r["id"].startswith(cell.prefix))
 
 
 def _seeded_stack(grid: GridSpec, done: dict[str, CellRecord], cell: Cell, echo: Callable[[str], None],
@@ -156,7 +158,7 @@ def _seeded_stack(grid: GridSpec, done: dict[str, CellRecord], cell: Cell, echo:
     if grid.stack_pick == DEV:
         return _best_stack(done, cell)
     mine = cell.record
-    rank_id = rank_cell_id(mine.target, mine.method)
+    rank_id = cell.prefix + rank_cell_id(mine.target, mine.method)
     record = done.get(rank_id)
     pick = ranked_pick(record)
     if pick is not None and pick in (cell.target.intermediates or grid.intermediate):
@@ -221,8 +223,8 @@ def _run_cell(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactor
         artifact = cell.evaluate_artifact
         if cell.spec is not None:
             spec = cell.spec
-            if spec.init_from is not None and not spec.init_from.is_absolute():
-                spec = replace(spec, init_from=runs / spec.init_from)
+            if spec.init_from is not None and not spec.init_from.is_absolute():  # a run of the grid's, or its zoo's
+                spec = replace(spec, init_from=(runs if spec.method.kind == "full" else zoo.root) / spec.init_from)
             _, path = pipelines.destination_of(spec, zoo, runs)
             if not ArtifactLayout(path).manifest.is_file():  # saved before an interruption: reuse it
                 # a cell killed mid-training continues from its checkpoint
@@ -233,19 +235,45 @@ def _run_cell(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactor
             result.update(_costs(manifest))
             artifact = str(path)
         if cell.target is not None:
-            target, task = cell.target, get_task(cell.target.task)
-            langs = list(target.langs) if target.langs else _languages(task, Split(target.split), grid.data_dir)
-            evaluation = pipelines.evaluate(
-                artifact, task=task.name, zoo=zoo, langs=langs, split=target.split, data_dir=grid.data_dir,
-                max_examples=grid.eval_limit, backbone=None if artifact else _backbone(grid).name,
-                output=folder / "evaluations" / f"{cell.id.replace('/', '__')}.json", progress=progress,
-                skip_examples=_trained_front(target, manifest if cell.spec is not None else None))
-            result.update(metric=evaluation.metric,
-                          scores={lang: s[evaluation.metric] for lang, s in evaluation.scores.items()})
+            result.update(_evaluate(grid, folder, cell, artifact, zoo, manifest if cell.spec is not None else None,
+                                    progress))
         return result
     except Exception as err:  # noqa: BLE001 -- any failure is recorded and the grid goes on
         message = str(err).strip().splitlines()[0] if str(err).strip() else ""
         return {"status": "error", "error": f"{type(err).__name__}: {message}"[:500]}
+
+
+def _evaluate(grid: GridSpec, folder: Path, cell: Cell, artifact: str | None, zoo, manifest: Manifest | None,
+              progress: ProgressFactory) -> dict:
+    """A cell's zero-shot evaluation: its main metric per language, the other metrics (`secondary`), under each of
+    the grid's perturbations (trained targets) and on each of its target's data files (`domain`)."""
+    from .. import pipelines
+
+    target, task = cell.target, get_task(cell.target.task)
+    langs = list(target.langs) if target.langs else _languages(task, Split(target.split), grid.data_dir)
+    output = folder / "evaluations" / f"{cell.id.replace('/', '__')}.json"
+    common = dict(task=task.name, zoo=zoo, split=target.split, data_dir=grid.data_dir, max_examples=grid.eval_limit,
+                  backbone=None if artifact else (cell.record.backbone or _backbone(grid).name), progress=progress)
+    perturb = grid.perturb if task.trainable else ()
+    evaluation = pipelines.evaluate(artifact, langs=langs, output=output, perturb=perturb,
+                                    perturb_seed=grid.perturb_seed, skip_examples=_trained_front(target, manifest),
+                                    **common)
+    main = evaluation.metric
+    result = {"metric": main, "scores": {lang: s[main] for lang, s in evaluation.scores.items()}}
+    others = sorted({k for s in evaluation.scores.values() for k in s} - {main})
+    if others and task.trainable:
+        result["secondary"] = {k: {lang: s[k] for lang, s in evaluation.scores.items() if k in s} for k in others}
+    if perturb:
+        result["perturbed"] = {label: {lang: s[main] for lang, s in by_lang.items()}
+                               for label, by_lang in evaluation.perturbed.items()}
+    domain = {}
+    for i, path in enumerate(target.data_files or ()):
+        shifted = pipelines.evaluate(artifact, langs=[task.train_language], data_file=Path(path),
+                                     output=output.with_name(f"{output.stem}.domain{i}.json"), **common)
+        domain[shifted.domain["label"]] = shifted.domain["scores"][main]
+    if domain:
+        result["domain"] = domain
+    return result
 
 
 def _rank(grid: GridSpec, cell: Cell, zoo, progress: ProgressFactory) -> dict:
@@ -254,7 +282,8 @@ def _rank(grid: GridSpec, cell: Cell, zoo, progress: ProgressFactory) -> dict:
 
     job = cell.rank
     result = ranking.rank(cell.record.train_task, candidates=list(job.candidates), estimators=grid.rank,
-                          examples=job.examples, data_dir=grid.data_dir, zoo=zoo, backbone=_backbone(grid).name,
+                          examples=job.examples, data_dir=grid.data_dir, zoo=zoo,
+                          backbone=cell.record.backbone or _backbone(grid).name,
                           method=cell.record.method, train_split=cell.target.train_split, steps=job.steps,
                           train=job.train, progress=progress)
     return result.to_dict()

@@ -1,0 +1,166 @@
+"""Issue 16's grid axes on the tiny backbone: sequential chains, intermediate data sizes, several backbones,
+perturbed and out-of-domain evaluations (planning, checks, and small runs)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stepstone.config import dump_yaml
+from stepstone.errors import ConfigError
+from stepstone.experiments import CELLS, GridSpec, Preset, Setup, TargetSpec, cells, load_grid, load_records, run_grid
+from stepstone.specs import BackboneSpec, Block
+
+
+def grid(**changes) -> GridSpec:
+    spec = dict(intermediate=("toy-sentiment", "toy-pair"), preset=Preset.TINY, seeds=(0,), methods=("bottleneck",),
+                setups=(Setup.NONE, Setup.STACK), full_finetune=False, targets=(TargetSpec("toy-tags"),))
+    spec.update(changes)
+    return GridSpec(**spec)
+
+
+def by_id(spec: GridSpec) -> dict:
+    return {c.id: c for c in cells(spec)}
+
+
+def test_a_chain_trains_each_step_from_the_one_before():
+    planned = by_id(grid(sequential=(("toy-sentiment", "toy-pair", "toy-qa"), ("toy-qa", "toy-sentiment"))))
+    steps = [i for i in planned if i.startswith("intermediate/")]
+    # the grid's own toy-sentiment adapter starts the first chain; toy-qa (not an intermediate task) is trained
+    assert steps == ["intermediate/bottleneck/toy-sentiment", "intermediate/bottleneck/toy-pair",
+                     "intermediate/bottleneck/toy-sentiment-then-toy-pair",
+                     "intermediate/bottleneck/toy-sentiment-then-toy-pair-then-toy-qa",
+                     "intermediate/bottleneck/toy-qa", "intermediate/bottleneck/toy-qa-then-toy-sentiment"]
+    last = planned["intermediate/bottleneck/toy-sentiment-then-toy-pair-then-toy-qa"]
+    assert last.spec.task == ("toy-qa",) and last.spec.name == "bottleneck-toy-sentiment-then-toy-pair-then-toy-qa"
+    assert last.spec.init_from == Path("bottleneck-toy-sentiment-then-toy-pair")  # a zoo entry of the grid
+    assert last.record.chain == ["toy-sentiment", "toy-pair", "toy-qa"] and last.record.task == "toy-qa"
+    assert planned["intermediate/bottleneck/toy-qa"].spec.init_from is None
+    target = planned["target/toy-tags/bottleneck/sequential-toy-qa-then-toy-sentiment/seed0"]
+    assert target.spec.compose.block is Block.STACK
+    assert target.spec.compose.members == ("bottleneck-toy-qa-then-toy-sentiment",)
+    assert (target.record.composition, target.record.intermediate, target.record.chain) == (
+        Setup.SEQUENTIAL, "toy-qa-then-toy-sentiment", ["toy-qa", "toy-sentiment"])
+
+
+def test_sized_intermediate_adapters_train_on_that_many_examples():
+    planned = by_id(grid(intermediate_sizes={"toy-pair": (8, 16)}, seeds=(0, 1), single_seed=(Setup.SIZE,)))
+    sized = planned["intermediate/bottleneck/toy-pair-n8"]
+    assert sized.spec.train.max_train_examples == 8 and sized.spec.name == "bottleneck-toy-pair-n8"
+    assert sized.record.intermediate_size == 8 and sized.record.task == "toy-pair"
+    assert planned["intermediate/bottleneck/toy-pair"].spec.train.max_train_examples == 32  # the preset's
+    targets = sorted(i for i in planned if "stack-size" in i)
+    assert targets == ["target/toy-tags/bottleneck/stack-size-toy-pair-n16/seed0",
+                       "target/toy-tags/bottleneck/stack-size-toy-pair-n8/seed0"]  # single_seed: the first seed
+    cell = planned["target/toy-tags/bottleneck/stack-size-toy-pair-n16/seed0"]
+    assert cell.spec.compose.members == ("bottleneck-toy-pair-n16",)
+    assert (cell.record.composition, cell.record.intermediate, cell.record.intermediate_size) == (
+        Setup.SIZE, "toy-pair", 16)
+    every = by_id(grid(intermediate_sizes=(8,)))  # a list: every intermediate task
+    assert {"intermediate/bottleneck/toy-sentiment-n8", "intermediate/bottleneck/toy-pair-n8"} <= set(every)
+
+
+def test_every_record_names_its_backbone_and_several_backbones_split_the_grid(tmp_path):
+    assert {c.record.backbone for c in cells(grid())} == {"tiny"}
+    other = tmp_path / "tiny-copy"
+    planned = by_id(grid(backbones=(BackboneSpec("tiny"), BackboneSpec(str(other))), seeds=(0, 1)))
+    assert {i.split("/")[0] for i in planned} == {"tiny", "tiny-copy"}
+    cell = planned["tiny-copy/target/toy-tags/bottleneck/stack-toy-pair/seed1"]
+    assert cell.spec.backbone.name == str(other) and cell.record.backbone == str(other)
+    assert cell.spec.compose.members == ("tiny-copy-bottleneck-toy-pair",)
+    assert cell.spec.name == "tiny-copy-toy-tags-bottleneck-stack-toy-pair-s1"
+    assert cell.after == "tiny-copy/best-stack/toy-tags/bottleneck" and cell.prefix == "tiny-copy/"
+    assert planned["tiny/intermediate/bottleneck/toy-pair"].spec.name == "tiny-bottleneck-toy-pair"
+
+
+def test_the_new_keys_are_pinned_only_where_set():
+    plain = dump_yaml(grid())
+    assert not any(key in plain for key in ("sequential", "intermediate_sizes", "backbones", "perturb", "data_files"))
+    assert "sequential:\n- - toy-sentiment\n  - toy-pair\n" in dump_yaml(grid(sequential=(("toy-sentiment",
+                                                                                          "toy-pair"),)))
+
+
+BASE = """\
+preset: tiny
+intermediate: [toy-sentiment, toy-pair]
+methods: [bottleneck]
+seeds: [0]
+setups: [none, stack]
+full_finetune: false
+targets:
+  - {task: toy-tags}
+"""
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("sequential: [[toy-sentiment]]\n", r":9: a sequential chain needs at least two tasks"),
+    ("sequential: [[toy-sentiment, toy-pair, toy-sentiment]]\n", r":9: sequential chain .* trains a task twice"),
+    ("sequential: [[toy-sentiment, tatoeba]]\n", r":9: sequential chain .*: tatoeba is a retrieval task"),
+    ("sequential:\n  - [toy-sentiment, toy-pear]\n",
+     r":10: unknown task 'toy-pear' in 'sequential\[0\]\[1\]' .*did you mean 'toy-pair'"),
+    ("intermediate_sizes: [0, 8]\n", r":9: intermediate_sizes must be at least 1 \(got 0\)"),
+    ("intermediate_sizes: {toy-qa: [8]}\n", r":9: intermediate_sizes names 'toy-qa', which is not an intermediate"),
+    ("backbones: [{name: tiny}, {name: tiny}]\n", r":9: backbones share a name \(tiny\)"),
+    ("backbone: {name: tiny}\nbackbones: [{name: tiny}]\n", r"give backbone \(one\) or backbones \(several\), not both"),
+    ("perturb_seed: 3\n", r":9: perturb_seed is set, but perturb lists no perturbation"),
+])
+def test_bad_axis_settings_are_refused_with_file_and_line(tmp_path, extra, message):
+    path = tmp_path / "grid.yaml"
+    path.write_text(BASE + extra)
+    with pytest.raises(ConfigError, match=message):
+        load_grid(path)
+
+
+def test_a_size_larger_than_the_data_is_refused(tmp_path):
+    data = tmp_path / "data"
+    folder = data / "intermediate" / "sst2"
+    folder.mkdir(parents=True)
+    (folder / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"good film {i}\t1\n" for i in range(5)))
+    path = tmp_path / "grid.yaml"
+    path.write_text(BASE.replace("[toy-sentiment, toy-pair]", "[sst2, toy-pair]")
+                    + f"data_dir: {data}\nintermediate_sizes:\n  sst2: [3, 8]\n")
+    with pytest.raises(ConfigError, match=r"grid.yaml:11: intermediate_sizes: 8 examples of 'sst2' asked for, "
+                                          r"but its train data has 5$"):
+        load_grid(path)
+
+
+def test_a_missing_data_file_is_refused(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text(BASE.replace("{task: toy-tags}", f"{{task: toy-tags, data_files: [{tmp_path / 'nope.tsv'}]}}"))
+    with pytest.raises(ConfigError, match=r"grid.yaml:8: target 'toy-tags': data file '.*nope.tsv' not found"):
+        load_grid(path)
+
+
+def test_a_sized_grid_runs_and_records_sizes(tmp_path):
+    spec = grid(intermediate=("toy-pair",), intermediate_sizes=(8,))
+    result = run_grid(spec, tmp_path / "g", isolate=False)
+    records = load_records(tmp_path / "g" / CELLS)
+    assert result.failed == []
+    sized = records["intermediate/bottleneck/toy-pair-n8"]
+    assert sized["intermediate_size"] == 8 and sized["backbone"] == "tiny"
+    manifest = json.loads((tmp_path / "g" / "zoo" / "bottleneck-toy-pair-n8" / "manifest.json").read_text())
+    assert manifest["data"]["train_examples"] == 8
+    target = records["target/toy-tags/bottleneck/stack-size-toy-pair-n8/seed0"]
+    assert target["status"] == "ok" and target["composition"] == "stack-size" and target["intermediate_size"] == 8
+    assert set(target["secondary"]) == {"precision", "recall"}  # toy-tags: seqeval f1 main
+
+
+def test_two_backbones_run_side_by_side(tmp_path):
+    from stepstone.backbone import load_backbone
+
+    other = tmp_path / "tiny-copy"
+    tiny = load_backbone(BackboneSpec("tiny"))
+    tiny.model.save_pretrained(str(other))
+    tiny.tokenizer.save_pretrained(str(other))
+    spec = grid(intermediate=("toy-pair",), backbones=(BackboneSpec("tiny"), BackboneSpec(str(other))))
+    result = run_grid(spec, tmp_path / "g", isolate=False)
+    records = load_records(tmp_path / "g" / CELLS)
+    assert result.failed == [] and len(records) == 6
+    assert {r["backbone"] for r in records.values()} == {"tiny", str(other)}
+    assert sorted(p.name for p in (tmp_path / "g" / "zoo").iterdir()) == [
+        "tiny-bottleneck-toy-pair", "tiny-copy-bottleneck-toy-pair", "tiny-copy-toy-tags-bottleneck-none-s0",
+        "tiny-toy-tags-bottleneck-none-s0"]
+    stacked = json.loads((tmp_path / "g" / "runs" / "tiny-copy-toy-tags-bottleneck-stack-toy-pair-s0"
+                          / "manifest.json").read_text())
+    assert stacked["backbone"]["name"] == str(other)
