@@ -4,12 +4,9 @@ Heavy libraries (torch, transformers, adapters) are imported inside commands so 
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import List, Optional
-
 import typer
 
-from . import evaluate, grid, interop, rank, train, zoo
+from . import evaluate, grid, interop, rank, summary, train, zoo
 from .common import GLOBAL, console, interruptions, progress_factory, user_errors
 
 app = typer.Typer(
@@ -32,6 +29,7 @@ app.command("evaluate", no_args_is_help=True)(evaluate.evaluate)
 app.command("grid", no_args_is_help=True)(grid.grid)
 app.command("report", no_args_is_help=True)(grid.report)
 app.command("rank", no_args_is_help=True)(rank.rank)
+app.command("summary", no_args_is_help=True)(summary.summary)
 app.command("export", no_args_is_help=True)(interop.export)
 app.command("import", no_args_is_help=True)(interop.import_)
 app.add_typer(zoo.app, name="zoo")
@@ -67,33 +65,6 @@ def tasks(as_json: bool = typer.Option(False, "--json", help="Every task with al
         table.add_row(name, task.format.value, task.metric.main, labels,
                       f"{len(official)}{f' (+{extra})' if extra else ''}: {shown}", english,
                       task.source.describe())
-    console.print(table)
-
-
-@app.command("summary", no_args_is_help=True)
-def summary(
-    reports: List[Path] = typer.Argument(..., help="Evaluation JSON files or run folders (their evaluations/*.json)."),
-    output: Optional[Path] = typer.Option(None, help="Also write the summary as JSON here."),
-) -> None:
-    """XTREME-style summary: each task averaged over its languages, per category, and overall."""
-    from rich.table import Table
-
-    from stepstone.artifacts import check_destination, to_json, write_text_atomic
-    from stepstone.experiments import summarize
-
-    with user_errors():
-        if output is not None:
-            check_destination(output, "write")
-        result = summarize(reports)
-        if output is not None:
-            write_text_atomic(output, to_json(result.to_dict()))
-    table = Table("category", "task", "metric", "languages", "average", "zero-shot (no en)")
-    for t in result.tasks:
-        table.add_row(t.category, t.task, t.metric, str(t.languages), f"{t.average:.2f}",
-                      "-" if t.zero_shot is None else f"{t.zero_shot:.2f}")
-    for category, value in result.categories.items():
-        table.add_row(category, "(category mean)", "", "", f"{value:.2f}", "", style="italic")
-    table.add_row("overall", "(mean of tasks)", "", "", f"{result.overall:.2f}", "", style="bold")
     console.print(table)
 
 

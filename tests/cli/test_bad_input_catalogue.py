@@ -1023,6 +1023,10 @@ CASES = [
     case("grid-rank-steps-without-proxy", ("grid", "grid.yaml", "-q"),
          "grid.yaml:6: rank_steps are proxy's training steps, but rank does not run proxy (rank: logme)",
          files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nrank: [logme]\nrank_steps: 10\n"}),
+    # ---- languages (issue 16)
+    case("summary-unknown-language-grouping", ("summary", "r.json", "--by", "region"),
+         "unknown language grouping 'region' (valid: tier, family, script)",
+         files={"r.json": '{"task": "xnli", "metric": "accuracy", "scores": {"en": {"accuracy": 1.0}}}'}),
 ]
 
 
