@@ -3,12 +3,15 @@ warning line of `stepstone train`, the grid's cell record and the marks of `step
 
 Two rules; the first decides wherever it applies, the second where it does not:
 
-1. *Dev at the baseline*: the English dev score (the task's main metric) is at most `margin` points above the
-   baseline level, the higher of chance and the majority-class baseline. Chance is 100 / classes (classification,
-   token accuracy) or 100 / choices (multiple choice), for accuracy metrics only; the majority-class baseline is the
-   task's own metric on the dev set used, scored as if every dev example (or word) got the dev set's most frequent
-   label (or answer position). `margin` is `DEV_Z` standard errors of a constant predictor's accuracy on the n dev
-   labels, `100 * sqrt(b * (1 - b) / n)` at the level b, and at least `DEV_MARGIN` points.
+1. *Dev at the baseline*: the English dev score (the task's main metric, or its accuracy where the metric reports
+   one beside an F1: UD-POS, `Metric.baseline_key`) is at most `margin` points above the baseline level, the higher
+   of chance and the majority-class baseline. Chance is 100 / classes (classification, token accuracy) or 100 /
+   choices (multiple choice), for accuracies only; the majority-class baseline is that same key of the task's own
+   metric on the dev set used, scored as if every dev example (or word) got the dev set's most frequent label (or
+   answer position). `margin` is `DEV_Z` standard errors of a constant predictor's accuracy on the n dev labels,
+   `100 * sqrt(b * (1 - b) / n)` at the level b, and at least `DEV_MARGIN` points. UD-POS is judged by its
+   accuracy: under seqeval F1 the majority tag scores 0.1 (English dev, all NOUN: one chunk per sentence) and
+   random tags 5.3, so a run that learned nothing would clear an F1 level.
 2. *Flat loss* (no dev score, or no baseline to hold it against: QA, a run with `train.dev=false`): the training
    loss never left its starting value. With `W = min(LOSS_WINDOW, steps // 4)`, the mean of the last W step losses
    is above `1 - FLAT_LOSS` times the mean of the first W, or above `1 - PRIOR_LOSS` times the label-prior loss (the
@@ -34,7 +37,6 @@ from typing import Sequence
 
 import numpy as np
 
-from .metrics import Metric
 from .tasks.base import TaskSpec
 
 # A model that collapsed onto one class scores exactly that class's share of the dev set, at most the majority
@@ -55,7 +57,6 @@ PRIOR_LOSS = 0.05
 LOSS_WINDOW = 10
 # Below 8 steps the windows are single batches (W = 1): too noisy to call a loss flat.
 MIN_LOSS_STEPS = 8
-_ACCURACY_METRICS = (Metric.ACCURACY, Metric.TOKEN_ACCURACY)  # the metrics whose chance level is 100 / classes
 _IGNORE = -100  # unlabelled positions (formats.base.IGNORE)
 
 
@@ -149,17 +150,18 @@ def baseline(task: TaskSpec, handler, dev_examples: list[dict], dev_rows: list[d
     format's own `handler.score` (so it is exactly the metric of a constant prediction on this dev set), and
     the entropy of the labels of `train_rows`."""
     classes = task.num_choices or len(task.labels)
-    chance = 100.0 / classes if task.metric in _ACCURACY_METRICS and classes else None
+    key = task.metric.baseline_key
+    chance = 100.0 / classes if key == "accuracy" and classes else None  # a guess's accuracy; F1 has no such level
     majority = None
     labels = _labels(dev_rows)
     if labels:
         index = min(Counter(labels).items(), key=lambda kv: (-kv[1], kv[0]))[0]
         outputs = [_one_hot(row, index, classes) for row in dev_rows]
-        majority = handler.score(dev_examples, dev_rows, outputs, task, task.train_language)[task.metric.main]
+        majority = handler.score(dev_examples, dev_rows, outputs, task, task.train_language)[key]
     counts = Counter(_labels(train_rows))
     total = sum(counts.values())
     prior = -sum(n / total * math.log(n / total) for n in counts.values()) if total else None
-    return Baseline(task.metric.main, chance, majority, prior, len(labels))
+    return Baseline(key, chance, majority, prior, len(labels))
 
 
 def assess(parts, result) -> dict:
@@ -172,7 +174,7 @@ def assess(parts, result) -> dict:
     for part in parts:
         losses = [r["loss"] for r in result.log if r["kind"] == "step" and r["tasks"] == [part.task.name]]
         scores = dev_by_task.get(part.task.name) or {}
-        judged[part.task.name] = judge(losses, scores.get(part.task.metric.main),
+        judged[part.task.name] = judge(losses, scores.get(part.task.metric.baseline_key),
                                        baseline(part.task, part.handler, part.dev_examples, part.dev_rows, part.rows))
     verdicts = {j.verdict for j in judged.values()}
     verdict = next(v for v in (Verdict.NOT_LEARNED, Verdict.UNKNOWN, Verdict.LEARNED) if v in verdicts)

@@ -1,25 +1,31 @@
-"""Evaluation metrics, as the XTREME / MLQA / XQuAD papers report them.
+"""Evaluation metrics, exactly as the official scorers compute them.
 
-Every metric returns a plain dict of floats in percent (0-100), unrounded. `Metric.main` names the
-headline key of that dict. Empty inputs and inputs of different lengths raise `ValueError`.
+The reference for every XTREME target is google-research/xtreme's `evaluate.py` (`METRIC_FUNCTION`): accuracy for
+XNLI, PAWS-X and Tatoeba; seqeval F1 / precision / recall for PAN-X *and* UD-POS; BUCC F1; for QA its two
+third-party scripts, SQuAD v1.1's `evaluate-v1.1.py` (XQuAD, TyDiQA-GoldP) and MLQA's `mlqa_evaluation_v1.py`
+(MLQA, by answer language). XCOPA (XTREME-R) is accuracy. `Metric.reference` names each one's source.
+
+Every metric returns a plain dict of floats in percent (0-100), unrounded. `Metric.main` names the headline key of
+that dict. Empty inputs and inputs of different lengths raise `ValueError`.
 """
 from __future__ import annotations
 
 import re
 import string
 import unicodedata
+import warnings
 from collections import Counter
 from enum import Enum
 from typing import Callable, Mapping, Sequence
-
-from seqeval.metrics import f1_score, precision_score, recall_score
 
 
 class Metric(str, Enum):
     ACCURACY = "accuracy"  # sequence classification, multiple choice
     SEQEVAL_F1 = "seqeval_f1"  # entity-level F1 for BIO-tagged NER (seqeval default mode, as XTREME)
-    TOKEN_ACCURACY = "token_accuracy"  # POS tagging: accuracy over all tokens
-    SQUAD = "squad"  # extractive QA: exact match + token F1, max over gold answers
+    POS_F1 = "pos_f1"  # POS tagging as XTREME scores it: seqeval F1 on the raw tags, with token accuracy beside it
+    TOKEN_ACCURACY = "token_accuracy"  # accuracy over all tokens (CCG supertags: not an XTREME task)
+    SQUAD = "squad"  # extractive QA: SQuAD v1.1 exact match + token F1, max over gold answers, English rules
+    MLQA = "mlqa"  # MLQA: the same with normalisation by the answer (context) language
     RETRIEVAL_ACCURACY = "retrieval_accuracy"  # Tatoeba: top-1 xx -> en (stepstone.retrieval)
     BUCC_F1 = "bucc_f1"  # BUCC: mining F1 at the best margin threshold (stepstone.retrieval)
 
@@ -28,9 +34,31 @@ class Metric(str, Enum):
         """Key of the headline number in this metric's result dict."""
         return _MAIN[self]
 
+    @property
+    def baseline_key(self) -> str:
+        """The key stepstone.health holds against chance and the majority class: the metric's accuracy where it
+        reports one (chance, 100 / classes, is an accuracy; under seqeval's chunking a constant tag sequence is one
+        chunk per sentence, so the majority tag's F1 is ~0 and cannot tell a run that learned nothing), else `main`."""
+        return "accuracy" if self is Metric.POS_F1 else self.main
 
-_MAIN = {Metric.ACCURACY: "accuracy", Metric.SEQEVAL_F1: "f1", Metric.TOKEN_ACCURACY: "accuracy", Metric.SQUAD: "f1",
-         Metric.RETRIEVAL_ACCURACY: "accuracy", Metric.BUCC_F1: "f1"}
+    @property
+    def reference(self) -> str:
+        """The official scorer this metric reproduces (the README's task table)."""
+        return _REFERENCE[self]
+
+
+_MAIN = {Metric.ACCURACY: "accuracy", Metric.SEQEVAL_F1: "f1", Metric.POS_F1: "f1", Metric.TOKEN_ACCURACY: "accuracy",
+         Metric.SQUAD: "f1", Metric.MLQA: "f1", Metric.RETRIEVAL_ACCURACY: "accuracy", Metric.BUCC_F1: "f1"}
+_REFERENCE = {
+    Metric.ACCURACY: "XTREME evaluate.py: accuracy",
+    Metric.SEQEVAL_F1: "XTREME evaluate.py: seqeval f1",
+    Metric.POS_F1: "XTREME evaluate.py: seqeval f1 (+ token accuracy)",
+    Metric.TOKEN_ACCURACY: "token accuracy (no XTREME script)",
+    Metric.SQUAD: "SQuAD v1.1 evaluate-v1.1.py",
+    Metric.MLQA: "MLQA mlqa_evaluation_v1.py",
+    Metric.RETRIEVAL_ACCURACY: "XTREME evaluate.py: accuracy (tatoeba)",
+    Metric.BUCC_F1: "XTREME evaluate.py: bucc_f1",
+}
 
 
 def _check(predictions: Sequence, references: Sequence) -> None:
@@ -38,6 +66,13 @@ def _check(predictions: Sequence, references: Sequence) -> None:
         raise ValueError("no examples to score")
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+
+
+def _check_sentences(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> None:
+    _check(predictions, references)
+    for p, r in zip(predictions, references):
+        if len(p) != len(r):
+            raise ValueError(f"sentence of {len(p)} predicted tags but {len(r)} reference tags")
 
 
 def accuracy(predictions: Sequence[int], references: Sequence[int]) -> dict[str, float]:
@@ -48,26 +83,26 @@ def accuracy(predictions: Sequence[int], references: Sequence[int]) -> dict[str,
 
 
 def seqeval_f1(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> dict[str, float]:
-    """Entity-level micro precision/recall/F1 of BIO tag sequences via seqeval's default
-    (conlleval-compatible) mode, as XTREME's run_tag.py: `{"f1", "precision", "recall"}`."""
-    _check(predictions, references)
-    for p, r in zip(predictions, references):
-        if len(p) != len(r):
-            raise ValueError(f"sentence of {len(p)} predicted tags but {len(r)} reference tags")
+    """Micro precision/recall/F1 of the chunks seqeval's default (conlleval-compatible) mode reads from the tag
+    sequences, as XTREME's evaluate.py `f1` (`{"f1", "precision", "recall"}`). Any tag string is read as seqeval
+    reads it: a tag without a `B-`/`I-` prefix (a POS tag) is its first character as the chunk tag and the rest
+    as the type, so consecutive equal tags form one chunk (seqeval 1.2's rule)."""
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    _check_sentences(predictions, references)
     y_true, y_pred = [list(r) for r in references], [list(p) for p in predictions]
-    return {
-        "f1": 100.0 * float(f1_score(y_true, y_pred, zero_division=0)),
-        "precision": 100.0 * float(precision_score(y_true, y_pred, zero_division=0)),
-        "recall": 100.0 * float(recall_score(y_true, y_pred, zero_division=0)),
-    }
+    with warnings.catch_warnings():  # POS tags are read as chunks on purpose: "NOUN seems not to be NE tag"
+        warnings.filterwarnings("ignore", message=r".* seems not to be NE tag\.", category=UserWarning)
+        return {
+            "f1": 100.0 * float(f1_score(y_true, y_pred, zero_division=0)),
+            "precision": 100.0 * float(precision_score(y_true, y_pred, zero_division=0)),
+            "recall": 100.0 * float(recall_score(y_true, y_pred, zero_division=0)),
+        }
 
 
 def token_accuracy(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> dict[str, float]:
-    """Accuracy over all tokens of all sentences pooled together (POS, as XTREME): `{"accuracy"}`."""
-    _check(predictions, references)
-    for p, r in zip(predictions, references):
-        if len(p) != len(r):
-            raise ValueError(f"sentence of {len(p)} predicted tags but {len(r)} reference tags")
+    """Accuracy over all tokens of all sentences pooled together: `{"accuracy"}`."""
+    _check_sentences(predictions, references)
     total = sum(len(r) for r in references)
     if total == 0:
         raise ValueError("no examples to score")
@@ -75,24 +110,35 @@ def token_accuracy(predictions: Sequence[Sequence[str]], references: Sequence[Se
     return {"accuracy": 100.0 * correct / total}
 
 
-# --- SQuAD v1.1 evaluate-v1.1.py, generalised to other languages as in MLQA's mlqa_evaluation_v1.py ---
+def pos_f1(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> dict[str, float]:
+    """UD-POS as XTREME's evaluate.py scores it (seqeval F1 / precision / recall of the raw tags, main `f1`),
+    with token accuracy beside it: `{"f1", "precision", "recall", "accuracy"}`."""
+    return {**seqeval_f1(predictions, references), **token_accuracy(predictions, references)}
 
-def _is_punct(char: str) -> bool:
-    """MLQA's PUNCT set: unicode categories P* plus `string.punctuation` (which adds $+<=>^`|~)."""
-    return unicodedata.category(char).startswith("P") or char in string.punctuation
 
+# --- QA: SQuAD v1.1 evaluate-v1.1.py (XTREME's third_party/evaluate_squad.py: XQuAD, TyDiQA-GoldP) and MLQA's
+# --- mlqa_evaluation_v1.py (XTREME's third_party/evaluate_mlqa.py: MLQA, called with the language)
 
-ARTICLES: dict[str, tuple[str, ...]] = {
-    "en": ("a", "an", "the"),
-    "es": ("un", "una", "unos", "unas", "el", "la", "los", "las"),
-    "de": ("der", "die", "das", "des", "dem", "den", "ein", "eine", "einer", "eines", "einem", "einen"),
-    "ar": ("\u0627\u0644",),
-    "vi": (),
-    "zh": (),
-    "hi": (),
+SQUAD_PUNCTUATION = frozenset(string.punctuation)  # evaluate-v1.1.py removes ASCII punctuation only
+SQUAD_ARTICLES = r"\b(a|an|the)\b"
+# mlqa_evaluation_v1.py's remove_articles, pattern for pattern. Arabic's first alternative can never match (`^`
+# after two letters) and the second removes the letters "ال" wherever they occur, inside words too: as the script.
+MLQA_ARTICLES: dict[str, str | None] = {
+    "en": r"\b(a|an|the)\b",
+    "es": r"\b(un|una|unos|unas|el|la|los|las)\b",
+    "hi": None,
+    "vi": r"\b(của|là|cái|chiếc|những)\b",
+    "de": r"\b(ein|eine|einen|einem|eines|einer|der|die|das|den|dem|des)\b",
+    "ar": "\\sال^|ال",
+    "zh": None,
 }
-MIXED_SEGMENTATION = frozenset({"zh"})
+MLQA_MIXED_SEGMENTATION = frozenset({"zh"})
 _CJK = re.compile("[\u4e00-\u9fa5]")  # MLQA's CJK range
+
+
+def _is_mlqa_punct(char: str) -> bool:
+    """MLQA's PUNCT set: unicode categories P* plus `string.punctuation` (which adds $+<=>^`|~)."""
+    return unicodedata.category(char).startswith("P") or char in SQUAD_PUNCTUATION
 
 
 def _mixed_segmentation(text: str) -> list[str]:
@@ -100,7 +146,7 @@ def _mixed_segmentation(text: str) -> list[str]:
     tokens: list[str] = []
     run = ""
     for char in text:
-        if _CJK.match(char) or _is_punct(char):
+        if _CJK.match(char) or _is_mlqa_punct(char):
             tokens.extend(run.split())
             run = ""
             tokens.append(char)
@@ -110,22 +156,26 @@ def _mixed_segmentation(text: str) -> list[str]:
     return tokens
 
 
-def _tokens(text: str, lang: str | None) -> list[str]:
-    """Normalised tokens: lowercase, drop punctuation, drop standalone articles, then segment.
-    `lang=None` means English (plain SQuAD v1.1); a language without an entry has no articles."""
-    lang = lang or "en"
-    text = "".join(ch for ch in text.lower() if not _is_punct(ch))
-    articles = ARTICLES.get(lang, ())
-    if articles:
-        text = re.sub(r"(?<!\w)(?:" + "|".join(map(re.escape, articles)) + r")(?!\w)", " ", text)
-    return _mixed_segmentation(text) if lang in MIXED_SEGMENTATION else text.split()
+def _squad_tokens(text: str) -> list[str]:
+    """evaluate-v1.1.py's normalize_answer, split: lowercase, drop ASCII punctuation, drop a/an/the."""
+    text = "".join(ch for ch in text.lower() if ch not in SQUAD_PUNCTUATION)
+    return re.sub(SQUAD_ARTICLES, " ", text).split()
+
+
+def _mlqa_tokens(text: str, lang: str) -> list[str]:
+    """mlqa_evaluation_v1.py's normalize_answer for `lang`, split. A language the script does not know (it
+    raises) keeps its articles and splits on whitespace."""
+    text = "".join(ch for ch in text.lower() if not _is_mlqa_punct(ch))
+    pattern = MLQA_ARTICLES.get(lang)
+    if pattern:
+        text = re.sub(pattern, " ", text)
+    tokens = _mixed_segmentation(text) if lang in MLQA_MIXED_SEGMENTATION else text.split()
+    return [t for t in tokens if t.strip()]
 
 
 def _f1(pred: list[str], gold: list[str]) -> float:
-    if not pred or not gold:  # SQuAD v2: "no answer" is right only against "no answer"
-        return float(pred == gold)
     same = sum((Counter(pred) & Counter(gold)).values())
-    if same == 0:
+    if same == 0:  # both scripts: also when both are empty
         return 0.0
     precision, recall = same / len(pred), same / len(gold)
     return 2 * precision * recall / (precision + recall)
@@ -134,36 +184,52 @@ def _f1(pred: list[str], gold: list[str]) -> float:
 def squad(
     predictions: Mapping[str, str], references: Mapping[str, Sequence[str]], lang: str | None = None
 ) -> dict[str, float]:
-    """SQuAD v1.1 exact match and token F1, each the max over an id's gold answers, averaged over the
-    reference ids (an id without prediction scores 0; predictions for unknown ids are ignored). An id
-    with no gold answer (SQuAD v2.0 unanswerable) scores 1 exactly when the prediction is empty.
-    Normalisation and Chinese mixed segmentation follow MLQA: `{"exact_match", "f1"}`."""
+    """Exact match and token F1, each the max over an id's gold answers, averaged over the reference ids (an id
+    without prediction scores 0; predictions for unknown ids are ignored): `{"exact_match", "f1"}`. Answers are
+    normalised as SQuAD v1.1's evaluate-v1.1.py does (`lang=None`), or as MLQA's mlqa_evaluation_v1.py does for
+    answer language `lang`. An id with no gold answer (SQuAD v2.0 unanswerable) scores 1 on both exactly when
+    the prediction normalises to nothing (evaluate-v2.0.py's rule)."""
     if len(references) == 0:
         raise ValueError("no examples to score")
+    tokens = _squad_tokens if lang is None else (lambda text: _mlqa_tokens(text, lang))
     em = f1 = 0.0
     for qid, golds in references.items():
         if qid not in predictions:
             continue
-        golds = list(golds) or [""]
-        pred = _tokens(predictions[qid], lang)
-        gold_tokens = [_tokens(g, lang) for g in golds]
+        pred = tokens(predictions[qid])
+        if not golds:
+            em += float(not pred)
+            f1 += float(not pred)
+            continue
+        gold_tokens = [tokens(g) for g in golds]
         em += max(float(pred == g) for g in gold_tokens)
         f1 += max(_f1(pred, g) for g in gold_tokens)
     return {"exact_match": 100.0 * em / len(references), "f1": 100.0 * f1 / len(references)}
 
 
+def mlqa(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]], lang: str) -> dict[str, float]:
+    """MLQA's mlqa_evaluation_v1.py for answer language `lang` (a context.question pair: the context's)."""
+    return squad(predictions, references, lang=lang)
+
+
 _METRICS: dict[Metric, Callable[..., dict[str, float]]] = {
     Metric.ACCURACY: accuracy,
     Metric.SEQEVAL_F1: seqeval_f1,
+    Metric.POS_F1: pos_f1,
     Metric.TOKEN_ACCURACY: token_accuracy,
     Metric.SQUAD: squad,
+    Metric.MLQA: mlqa,
 }
+_BY_LANGUAGE = frozenset({Metric.MLQA})  # the metrics whose scoring depends on the language
 
 
 def compute(metric: Metric, predictions, references, lang: str | None = None) -> dict[str, float]:
-    """Score `predictions` against `references` with `metric`; `lang` only matters for SQuAD."""
+    """Score `predictions` against `references` with `metric`; `lang` only matters for MLQA (which needs it)."""
     metric = Metric(metric)
     if metric not in _METRICS:
         raise ValueError(f"{metric.value} is computed from embeddings by stepstone.retrieval")
-    extra = {"lang": lang} if metric is Metric.SQUAD else {}
-    return _METRICS[metric](predictions, references, **extra)
+    if metric not in _BY_LANGUAGE:
+        return _METRICS[metric](predictions, references)
+    if lang is None:
+        raise ValueError(f"{metric.value} scores by language: pass lang")
+    return _METRICS[metric](predictions, references, lang=lang)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from stepstone import health
@@ -136,3 +137,30 @@ def test_warning_line():
         f"warning: 'sst2-bottleneck' did not learn: {record['reason']} (check train.lr; README: Did it learn?)")
     assert health.warning("x", judge(LEARNED, 85.0, BINARY).record()) is None
     assert health.warning("x", None) is None  # manifests written before the rule existed
+
+
+def test_udpos_is_judged_by_its_accuracy_beside_the_seqeval_f1():
+    """UD-POS's main metric is seqeval F1 (issue 16), but the majority tag scores ~0 F1 (a run of equal tags is
+    one chunk), so the verdict holds its token accuracy against chance (100 / 17) and the majority tag."""
+    from stepstone.training.loop import TaskData, TrainResult
+
+    pos = get_task("udpos")
+    noun, verb, det = (pos.labels.index(t) for t in ("NOUN", "VERB", "DET"))
+    examples = [{"tokens": ["a", "b"], "tags": ["NOUN", "VERB"]}, {"tokens": ["c", "d", "e"],
+                                                                  "tags": ["NOUN", "NOUN", "DET"]}]
+    dev = [{"input_ids": [0, 5, 6, 2], "labels": [-100, noun, verb, -100], "word_index": [-1, 0, 1, -1]},
+           {"input_ids": [0, 7, 8, 9, 2], "labels": [-100, noun, noun, det, -100], "word_index": [-1, 0, 1, 2, -1]}]
+    # all NOUN: one predicted chunk per sentence, OUN(0-1) and OUN(3-5) (an "O" goes between the sentences), against
+    # gold OUN(0), ERB(1), OUN(3-4), ET(5): none right, F1 0, while 3 of 5 words are right
+    majority = handler_for(pos).score(examples, dev, [np.eye(17, dtype=np.float32)[[noun] * len(r["input_ids"])]
+                                                      for r in dev], pos, "en")
+    assert majority == {"f1": 0.0, "precision": 0.0, "recall": 0.0, "accuracy": 60.0}
+    # 40 copies: 200 dev words, margin 2 * 100 * sqrt(0.6 * 0.4 / 200) = 6.9 points above the majority tag's 60
+    part = TaskData(pos, handler_for(pos), "udpos", dev * 40, examples * 40, dev * 40)
+    steps = [{"kind": "step", "tasks": ["udpos"], "loss": loss} for loss in LEARNED]
+    for dev_scores, verdict in (({"f1": 70.0, "precision": 70.0, "recall": 70.0, "accuracy": 61.0}, "not-learned"),
+                                ({"f1": 40.0, "precision": 40.0, "recall": 40.0, "accuracy": 95.0}, "learned")):
+        record = health.assess([part], TrainResult(history=[], best_epoch=1, dev_metrics=dev_scores, log=steps))
+        assert (record["verdict"], record["metric"], record["dev"]) == (verdict, "accuracy", dev_scores["accuracy"])
+        assert (record["chance"], record["majority"], record["margin"]) == (
+            pytest.approx(100 / 17), pytest.approx(60.0), pytest.approx(2 * 100 * math.sqrt(0.24 / 200)))

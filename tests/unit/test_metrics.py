@@ -1,7 +1,7 @@
 """Hand-computed checks for stepstone.metrics."""
 import pytest
 
-from stepstone.metrics import Metric, accuracy, compute, seqeval_f1, squad, token_accuracy
+from stepstone.metrics import Metric, accuracy, compute, pos_f1, seqeval_f1, squad, token_accuracy
 
 
 def test_accuracy():
@@ -55,9 +55,10 @@ def test_squad_german_articles_and_unicode_punctuation():
     }
 
 
-def test_squad_arabic_standalone_article_only():
+def test_squad_arabic_article_removed_wherever_it_occurs():
     assert squad({"q": "ال كتاب"}, {"q": ["كتاب"]}, lang="ar")["exact_match"] == 100.0
-    assert squad({"q": "الكتاب"}, {"q": ["كتاب"]}, lang="ar")["exact_match"] == 0.0
+    # mlqa_evaluation_v1.py's re.sub('\\sال^|ال', ' ', text) removes "ال" inside words too (issue 16)
+    assert squad({"q": "الكتاب"}, {"q": ["كتاب"]}, lang="ar")["exact_match"] == 100.0
 
 
 def test_squad_chinese_mixed_segmentation():
@@ -81,13 +82,15 @@ def test_empty_and_mismatched_inputs(fn):
 def test_compute_dispatch_and_main():
     assert compute(Metric.ACCURACY, [1, 1], [1, 0]) == {"accuracy": 50.0}
     assert compute("token_accuracy", [["A"]], [["A"]]) == {"accuracy": 100.0}
-    assert compute(Metric.SQUAD, {"q": "北京大学"}, {"q": ["北京"]}, lang="zh")["f1"] == pytest.approx(200 / 3)
+    assert compute(Metric.MLQA, {"q": "北京大学"}, {"q": ["北京"]}, lang="zh")["f1"] == pytest.approx(200 / 3)
     assert compute(Metric.SEQEVAL_F1, [["B-PER"]], [["B-PER"]])["f1"] == 100.0
     assert {m: m.main for m in Metric} == {
         Metric.ACCURACY: "accuracy",
         Metric.SEQEVAL_F1: "f1",
+        Metric.POS_F1: "f1",
         Metric.TOKEN_ACCURACY: "accuracy",
         Metric.SQUAD: "f1",
+        Metric.MLQA: "f1",
         Metric.RETRIEVAL_ACCURACY: "accuracy",
         Metric.BUCC_F1: "f1",
     }
@@ -98,3 +101,104 @@ def test_compute_dispatch_and_main():
 def test_squad_v2_unanswerable_scores_only_an_empty_prediction():
     refs = {"a": [], "b": []}
     assert squad({"a": "", "b": "Paris"}, refs) == {"exact_match": 50.0, "f1": 50.0}
+
+
+# ---- XTREME-exact scores (issue 16): each target as google-research/xtreme's evaluate.py scores it
+def seqeval_direct(preds, refs) -> dict[str, float]:
+    """seqeval itself, called as XTREME's evaluate.py `f1` calls it (warnings about POS tags silenced here only)."""
+    import warnings
+
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {"f1": 100 * f1_score(refs, preds), "precision": 100 * precision_score(refs, preds),
+                "recall": 100 * recall_score(refs, preds)}
+
+
+def test_pos_f1_is_seqeval_on_the_raw_tags_with_token_accuracy_beside_it():
+    refs = [["DET", "NOUN", "NOUN", "VERB", "PUNCT"]]
+    preds = [["DET", "NOUN", "VERB", "VERB", "PUNCT"]]
+    # seqeval 1.2 reads a tag without B-/I- as chunk tag = its first letter, type = the rest; equal neighbours merge.
+    # gold chunks: ET(0), OUN(1-2), ERB(3), UNCT(4); predicted: ET(0), OUN(1), ERB(2-3), UNCT(4): 2 of 4 right ->
+    # P = R = F1 = 1/2, while 4 of 5 tokens are right
+    out = pos_f1(preds, refs)
+    assert out == {"f1": 50.0, "precision": 50.0, "recall": 50.0, "accuracy": 80.0}
+    assert {k: out[k] for k in ("f1", "precision", "recall")} == pytest.approx(seqeval_direct(preds, refs))
+    assert compute(Metric.POS_F1, preds, refs) == out and Metric.POS_F1.main == "f1"
+
+
+def test_pos_f1_follows_seqeval_where_it_reads_pos_tags_oddly():
+    # CCONJ and SCONJ are both of type "CONJ" (S- opens a single-token chunk): confusing them is not an error
+    assert pos_f1([["CCONJ"]], [["SCONJ"]]) == {"f1": 100.0, "precision": 100.0, "recall": 100.0, "accuracy": 0.0}
+    # sentences: gold NOUN | VERB X, predicted NOUN | VERB VERB. Gold chunks OUN(0), ERB(2), and X at a
+    # sentence end has type "_" like the "O" seqeval puts between sentences, so it never closes: 2 gold chunks;
+    # predicted OUN(0), ERB(2-3) (positions count the "O" between sentences): 1 right -> P = R = F1 = 1/2; 2 of 3
+    # tokens right
+    refs, preds = [["NOUN"], ["VERB", "X"]], [["NOUN"], ["VERB", "VERB"]]
+    out = pos_f1(preds, refs)
+    assert out == {"f1": 50.0, "precision": 50.0, "recall": 50.0, "accuracy": pytest.approx(200 / 3)}
+    assert {k: out[k] for k in ("f1", "precision", "recall")} == pytest.approx(seqeval_direct(preds, refs))
+
+
+def test_seqeval_warnings_about_pos_tags_are_silenced_locally_only():
+    import warnings
+
+    before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        pos_f1([["NOUN", "VERB"]], [["NOUN", "ADJ"]])
+        assert seen == []
+        warnings.warn("NOUN seems not to be NE tag.", UserWarning)  # anyone else's warning still shows
+        assert [str(w.message) for w in seen] == ["NOUN seems not to be NE tag."]
+    assert warnings.filters == before
+
+
+def test_each_target_declares_the_metric_of_its_official_script():
+    from stepstone.tasks import get_task
+
+    declared = {name: get_task(name).metric for name in ("xnli", "pawsx", "udpos", "panx", "xquad", "mlqa",
+                                                         "tydiqa", "bucc", "tatoeba", "xcopa", "ccg", "squad")}
+    assert declared == {"xnli": Metric.ACCURACY, "pawsx": Metric.ACCURACY, "udpos": Metric.POS_F1,
+                        "panx": Metric.SEQEVAL_F1, "xquad": Metric.SQUAD, "mlqa": Metric.MLQA,
+                        "tydiqa": Metric.SQUAD, "bucc": Metric.BUCC_F1, "tatoeba": Metric.RETRIEVAL_ACCURACY,
+                        "xcopa": Metric.ACCURACY, "ccg": Metric.TOKEN_ACCURACY, "squad": Metric.SQUAD}
+    assert {m: m.reference for m in Metric} == {
+        Metric.ACCURACY: "XTREME evaluate.py: accuracy",
+        Metric.SEQEVAL_F1: "XTREME evaluate.py: seqeval f1",
+        Metric.POS_F1: "XTREME evaluate.py: seqeval f1 (+ token accuracy)",
+        Metric.TOKEN_ACCURACY: "token accuracy (no XTREME script)",
+        Metric.SQUAD: "SQuAD v1.1 evaluate-v1.1.py",
+        Metric.MLQA: "MLQA mlqa_evaluation_v1.py",
+        Metric.RETRIEVAL_ACCURACY: "XTREME evaluate.py: accuracy (tatoeba)",
+        Metric.BUCC_F1: "XTREME evaluate.py: bucc_f1",
+    }
+    assert {m: m.baseline_key for m in Metric if m.baseline_key != m.main} == {Metric.POS_F1: "accuracy"}
+
+
+@pytest.mark.parametrize("task, lang, em", [
+    ("xquad", "zh", 0.0), ("tydiqa", "ar", 0.0), ("squad", "en", 0.0),  # SQuAD v1.1 whatever the language
+    ("mlqa", "zh", 100.0), ("mlqa", "ar", 100.0)])
+def test_qa_tasks_normalise_as_their_scripts(task, lang, em):
+    """XTREME scores XQuAD and TyDiQA-GoldP with evaluate-v1.1.py (ASCII punctuation, English articles,
+    whitespace tokens in every language) and MLQA with mlqa_evaluation_v1.py by language."""
+    from stepstone.tasks import get_task
+
+    answers = {"zh": ("北京。", "北京"), "ar": ("«الكتاب»", "كتاب"), "en": ("«Paris»", "Paris")}
+    pred, gold = answers[lang]
+    assert compute(get_task(task).metric, {"q": pred}, {"q": [gold]}, lang=lang)["exact_match"] == em
+
+
+def test_squad_v1_1_removes_ascii_punctuation_only():
+    assert squad({"q": "«Hauptstadt»"}, {"q": ["Hauptstadt"]}) == {"exact_match": 0.0, "f1": 0.0}
+    assert squad({"q": "Paris!"}, {"q": ["the paris"]}) == {"exact_match": 100.0, "f1": 100.0}
+    # both normalise to nothing: evaluate-v1.1.py counts the exact match and no common token (F1 0)
+    assert squad({"q": "the"}, {"q": ["a"]}) == {"exact_match": 100.0, "f1": 0.0}
+
+
+def test_mlqa_languages():
+    assert squad({"q": "những con mèo"}, {"q": ["con mèo"]}, lang="vi")["exact_match"] == 100.0  # vi articles
+    assert squad({"q": "el gato"}, {"q": ["gato"]}, lang="es")["exact_match"] == 100.0
+    assert squad({"q": "le chat"}, {"q": ["chat"]}, lang="fr")["exact_match"] == 0.0  # not a language of the script
+    with pytest.raises(ValueError, match="mlqa scores by language: pass lang"):
+        compute(Metric.MLQA, {"q": "a"}, {"q": ["a"]})

@@ -55,7 +55,7 @@ define("xquad", Q, Metric.SQUAD, "XQuAD (zero-shot from English SQuAD v1.1)", So
     hub=Hub("google/xquad", "xquad.{lang}", {TEST: "validation"}, _squad)),
     languages=XQUAD_LANGS, benchmark_languages=XQUAD_BENCHMARK, train_from="squad", dev_from="squad")
 # MLQA has its own dev set in every language, English included: only its training data is SQuAD's
-define("mlqa", Q, Metric.SQUAD, "MLQA: languages 'xx' or context.question pairs 'xx.yy'", Sources(
+define("mlqa", Q, Metric.MLQA, "MLQA: languages 'xx' or context.question pairs 'xx.yy'", Sources(
     local=Local({DEV: [(f"target/mlqa/{folder}dev/dev-context-{{ctx}}-question-{{qst}}.json", r.read_squad_json)
                        for folder in ("", "MLQA_V1/")],  # MLQA_V1.zip unpacked as it is (XTREME's layout)
                  TEST: _qa_test("mlqa", *(f"target/mlqa/{folder}test/test-context-{{ctx}}-question-{{qst}}.json"

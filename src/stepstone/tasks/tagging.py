@@ -47,7 +47,7 @@ define("ccg", T, Metric.TOKEN_ACCURACY, "CCG supertagging (CCGbank AUTO files; b
                  ((TRAIN, "train"), (DEV, "dev"), (TEST, "test"))})), open_labels=10)
 
 # ------------------------------------------------------------------------------- XTREME targets
-define("udpos", T, Metric.TOKEN_ACCURACY, "Universal Dependencies POS tagging (XTREME, UD v2.5+)", Sources(
+define("udpos", T, Metric.POS_F1, "Universal Dependencies POS tagging (XTREME, UD v2.5+)", Sources(
     local=Local({s: (xtreme_test(f"target/udpos/{f}-{{lang}}.tsv", "udpos", r.read_tagging_tsv,
                                  r.read_tagging_with_labels) if s is TEST else
                      [(f"target/udpos/{f}-{{lang}}.tsv", r.read_tagging_tsv)])
