@@ -21,7 +21,9 @@ def train(
                                                         "'Average(a=0.7, b=0.3)' "
                                                         "(on their backbone unless --backbone says otherwise)."),
     full_finetune: bool = typer.Option(False, "--full-finetune", help="Train every backbone weight (the paper's baseline)."),
-    init_from: Optional[Path] = typer.Option(None, help="Full fine-tune: start from this full fine-tune run's encoder."),
+    init_from: Optional[str] = typer.Option(None, help="Start from this artifact (a folder, else a zoo entry name): "
+                                            "an adapter continues a zoo adapter's weights with a new head (its method "
+                                            "and backbone unless given); a full fine-tune, a full run's encoder."),
     backbone: Optional[str] = typer.Option(None, help="'tiny', a local model folder or a hub id (e.g. xlm-roberta-large)."),
     name: Optional[str] = typer.Option(None, help="Zoo entry / run name (default: TASK-METHOD)."),
     zoo_dir: Optional[Path] = typer.Option(None, "--zoo", help="Zoo folder (default: $STEPSTONE_ZOO or ./adapters_zoo)."),
@@ -64,7 +66,7 @@ def train(
             settings["compose"] = {"block": parsed.block.value, "members": list(parsed.members),
                                    **({"weights": list(parsed.weights)} if parsed.weights else {})}
         if init_from is not None:
-            settings["init_from"] = str(init_from)
+            settings["init_from"] = init_from
         if data_dir is not None:
             settings["data_dir"] = str(data_dir)
         trackers = tracking.parse(log or [])

@@ -14,7 +14,8 @@ ZooOption = typer.Option(None, "--zoo", help="Zoo folder (default: $STEPSTONE_ZO
 
 @app.command("list")
 def list_entries(zoo_dir: Optional[Path] = ZooOption) -> None:
-    """One line per entry: task, method, backbone, dev score, trainable parameters."""
+    """One line per entry: task (a chain's tasks in training order: sst2 -> anli), method, backbone, dev score,
+    trainable parameters."""
     from rich.table import Table
 
     from stepstone.zoo import Zoo
@@ -29,7 +30,7 @@ def list_entries(zoo_dir: Optional[Path] = ZooOption) -> None:
     for e in entries:
         m = e.manifest
         main = m.metrics.main
-        table.add_row(e.name, m.task.name, m.method.kind, m.backbone.name,
+        table.add_row(e.name, " -> ".join(m.chain) if m.chain else m.task.name, m.method.kind, m.backbone.name,
                       f"{main} {m.metrics.dev[main]:.2f}" if m.metrics.dev else "-",
                       f"{m.trainable.parameters:,}")
     console.print(table if entries else f"zoo {zoo.root} is empty")

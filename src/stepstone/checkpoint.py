@@ -31,8 +31,8 @@ TENSORS = "tensors.safetensors"
 CHECKPOINT_VERSION = 1
 RESUMABLE_CHANGES = ("threads", "checkpoint_every")  # train settings a resumed run may change
 # What a run depends on beyond its spec, which names them but cannot tell whether they changed:
-# members: zoo member -> its manifest's files (weights and configs) and their sha256; init_from: the same for the full
-# fine-tune run it starts from; data: task -> sha256 of its training and dev examples; backbone: fingerprint
+# members: zoo member -> its manifest's files (weights and configs) and their sha256; init_from: the same for the
+# artifact it starts from (a zoo adapter it continues, or a full fine-tune run); data: task -> sha256 of its training and dev examples; backbone: fingerprint
 INPUTS = ("members", "init_from", "data", "backbone")
 
 
@@ -87,7 +87,7 @@ class Checkpoints:
 
     def expect(self, key: str, value: Any, resume: bool) -> None:
         """Record an input the spec names but does not hold (INPUTS: the zoo members' weights, the init_from
-        run's, the data, the backbone); resuming, refuse a checkpoint written with a different one."""
+        artifact's, the data, the backbone); resuming, refuse a checkpoint written with a different one."""
         self.inputs[key] = json.loads(json.dumps(value))
         latest = self.latest() if resume else None
         if latest is not None:

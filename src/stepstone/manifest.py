@@ -13,6 +13,8 @@ Format versions (FORMAT_VERSION):
   1: the first.
   2: `spec.method` holds only `kind` and that kind's own settings block (1 held every method's block);
      `backbone` always records `quantize` and `attention` (1 left them out before they existed: none, sdpa).
+Optional fields added since need no new version: a file without one reads it as None (`chain`, issue 16: the
+tasks a run with init_from was trained on, in order).
 """
 from __future__ import annotations
 
@@ -104,6 +106,16 @@ def head_name(run: str, task: str, index: int) -> str:
     """The first task's head is named like the adapter (the adapters library pairs them); further
     multi-task heads are RUN_TASK."""
     return run if index == 0 else f"{run}_{task}"
+
+
+def chain_of(manifest: "Manifest") -> tuple[str, ...]:
+    """The tasks an artifact's weights were trained on, in order: its recorded `chain` (a run with init_from),
+    else one step. A step is a run's tasks joined by '+' (a multi-task run trains them together: "anli+sst2");
+    a head-less import has no task and is its own name."""
+    if manifest.chain is not None:
+        return manifest.chain
+    tasks = [t.name for t in manifest.tasks]
+    return ("+".join(tasks) if tasks else manifest.name,)
 
 
 # ------------------------------------------------------------------------------------------------ records
@@ -329,7 +341,8 @@ class Manifest(Mapping):
     task: TaskRecord  # the first task (a head-less import: name '-')
     tasks: tuple[TaskRecord, ...]
     composition: CompositionRecord | None
-    init_from: dict | None  # {"path", "name"} of the full fine-tune run it started from
+    init_from: dict | None  # {"path", "name"} of the artifact it started from (an adapter, or a full run)
+    chain: tuple[str, ...] | None  # the tasks it was trained on in order, with init_from (see `chain_of`)
     mode: str  # a registered training mode (MODES below): adapter | fusion | lora-fusion | full
     spec: dict  # the resolved RunSpec (config.to_dict)
     seed: int | None
@@ -403,7 +416,8 @@ class Manifest(Mapping):
             task=TaskRecord.from_json(current["task"]),
             tasks=tuple(TaskRecord.from_json(t) for t in current["tasks"]),
             composition=None if composition is None else CompositionRecord.from_json(composition),
-            init_from=_copy(g("init_from")), mode=current["mode"], spec=_copy(current["spec"]), seed=g("seed"),
+            init_from=_copy(g("init_from")), chain=None if g("chain") is None else tuple(g("chain")),
+            mode=current["mode"], spec=_copy(current["spec"]), seed=g("seed"),
             data=None if data is None else DataRecord.from_json(data),
             trainable=None if trainable is None else TrainableRecord.from_json(trainable),
             metrics=MetricsRecord.from_json(g("metrics") or {}), history=tuple(_copy(g("history") or [])),
@@ -420,7 +434,7 @@ class Manifest(Mapping):
             task: TaskRecord | None = None, **more: Any) -> "Manifest":
         """A manifest about to be saved (train_run, `stepstone import`): stamped with the time, the format
         and the library versions, and checked like a read one; `write_manifest` adds the file hashes.
-        `more`: the other top-level fields as JSON (init_from, seed, data, trainable, metrics, history,
+        `more`: the other top-level fields as JSON (init_from, chain, seed, data, trainable, metrics, history,
         learning, train_seconds, peak_rss_mb, processes, imported, merged_from), records given as records."""
         raw = {
             "kind": Kind(kind).value, "name": name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -527,6 +541,10 @@ def record_problems(manifest: dict) -> list[str]:
         problems.append(f"'composition.member_methods' must be an object of method records, got "
                         f"{json.dumps(methods)[:40]}")
     problems += _weights_problems(manifest)
+    chain = manifest.get("chain")
+    if chain is not None and not (isinstance(chain, list) and chain
+                                  and all(isinstance(step, str) and step for step in chain)):
+        problems.append(f"'chain' must be a non-empty list of task names, got {json.dumps(chain)[:40]}")
     if isinstance(manifest.get("trainable"), dict):
         problems += [f"'trainable.{k}' is missing" for k in ("parameters", "percent_of_backbone",
                                                                "backbone_parameters") if k not in manifest["trainable"]]

@@ -321,8 +321,12 @@ class RunSpec:
     task: a registered task name (`stepstone tasks`), or several for multi-task training: one adapter
     shared by all, one head per task (the paper's best intermediate setting). name: the zoo entry / run
     name (default '<task>-<method>', tasks joined by '-'). compose: zoo adapters to train on top of (None = a standalone
-    adapter, saved to the zoo). init_from: full fine-tune only -- a full fine-tune run whose encoder
-    weights start this one (the paper's intermediate -> target sequence; its head is dropped).
+    adapter, saved to the zoo). init_from: the artifact this run starts from (sequential intermediate
+    training; its heads are dropped, this run's tasks get new ones): for an adapter method, an adapter of
+    the same method and settings on the same backbone (a zoo entry folder, or a zoo entry name) whose adapter
+    weights the new adapter starts from; for a full fine-tune, a full fine-tune run whose encoder weights
+    start this one (the paper's intermediate -> target sequence). A relative path is a folder under the
+    working directory if there is one, else a zoo entry name (pipelines.train.resolve_init).
     data_dir: local data root for tasks read from files.
     train_split: the split of the English data that trains: train, or validation where only a dev set
     exists (PAWS-X in ../shared); then dev selection sees the training data, so turn select_best off.
@@ -356,8 +360,9 @@ class RunSpec:
         if full and self.backbone.quantize is not Quantize.NONE:
             raise ValueError(f"a full fine-tune trains the backbone's weights, which cannot be "
                              f"{self.backbone.quantize.value}-quantised: use quantize none, or an adapter method")
-        if self.init_from is not None and not full:
-            raise ValueError("init_from applies to full fine-tuning only (adapters compose zoo entries instead)")
+        if self.init_from is not None and self.compose is not None:
+            raise ValueError("init_from and compose exclude each other: a target adapter on a composition starts "
+                             "fresh; train the chain first (init_from), then compose the result")
         if self.compose is not None and self.run_name in self.compose.members:
             raise ValueError(f"the target adapter '{self.run_name}' cannot also be a composition member")
 

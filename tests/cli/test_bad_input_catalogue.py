@@ -1027,6 +1027,36 @@ CASES = [
     case("summary-unknown-language-grouping", ("summary", "r.json", "--by", "region"),
          "unknown language grouping 'region' (valid: tier, family, script)",
          files={"r.json": '{"task": "xnli", "metric": "accuracy", "scores": {"en": {"accuracy": 1.0}}}'}),
+    # ---- sequential chains (issue 16): init_from of an adapter run; every check comes before the backbone loads
+    case("chain-from-an-adapter-of-another-method", toy("toy-pair", "--init-from", "sent-a", "--method", "bottleneck"),
+         "init_from 'zoo/sent-a' is a lora adapter, but this run trains bottleneck: a chain continues an adapter with "
+         "its own method (leave --method out to take it)", zoo=("sent-a",), setup=manifest_edit("sent-a", lora_method)),
+    case("chain-from-an-adapter-with-other-settings",
+         toy("toy-pair", "--init-from", "sent-a", "method.bottleneck.reduction_factor=8"),
+         "init_from 'zoo/sent-a' is a bottleneck adapter with other settings (method.bottleneck.reduction_factor: 16 "
+         "there, 8 here): a chain continues an adapter with the settings it was trained with (leave the method "
+         "settings out to take them)", zoo=("sent-a",)),
+    case("chain-from-another-backbone", toy("toy-pair", "--init-from", "sent-a", "--backbone", "tiny"),
+         "backbone 'tiny' is not the one init_from 'zoo/sent-a' was trained on ('xlm-roberta-base' (fingerprint "
+         "0123456789abcdef)): leave --backbone out to train on its backbone", zoo=("sent-a",),
+         setup=manifest_edit("sent-a", other_backbone)),
+    case("chain-from-a-missing-backbone-folder", toy("toy-pair", "--init-from", "sent-a"),
+         f"init_from 'zoo/sent-a' was trained on the backbone folder '{ELSEWHERE}', which is not there: pass "
+         "--backbone with where it is now (its content is checked)", zoo=("sent-a",),
+         setup=manifest_edit("sent-a", folder_backbone)),
+    case("chain-from-a-full-fine-tune-run", toy("toy-pair", "--init-from", "sent-a", "--method", "bottleneck"),
+         "init_from 'zoo/sent-a' is a full fine-tune run, not an adapter: an adapter run starts from a zoo adapter of "
+         "its method (bottleneck)", zoo=("sent-a",),
+         setup=manifest_edit("sent-a", lambda m: m.update(method={"kind": "full", "settings": {}}, mode="full"))),
+    case("chain-full-fine-tune-from-an-adapter", toy("toy-pair", "--init-from", "sent-a", "--full-finetune"),
+         "init_from 'zoo/sent-a' is not a full fine-tune run (it is a bottleneck adapter): a full fine-tune starts "
+         "from a full fine-tune run's encoder", zoo=("sent-a",)),
+    case("chain-from-an-unknown-name", toy("toy-pair", "--init-from", "sent-c"),
+         "init_from 'sent-c' is neither a folder nor a zoo entry in zoo (entries: sent-a, sent-b), did you mean "
+         "'sent-b'?", zoo=TRAINED),
+    case("chain-with-a-composition", on("Stack(sent-a)", "--init-from", "sent-b"),
+         "<command line>: init_from and compose exclude each other: a target adapter on a composition starts fresh; "
+         "train the chain first (init_from), then compose the result", zoo=TRAINED),
 ]
 
 

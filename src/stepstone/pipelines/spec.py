@@ -29,7 +29,8 @@ def load_run_spec(config: Path | None = None, settings: dict | None = None,
                   overrides: Sequence[str] = (), zoo: Zoo | None = None) -> RunSpec:
     """Resolve a RunSpec from a YAML file, then explicit settings (CLI flags, as nested dicts), then
     `key=value` overrides; every problem (unknown key, bad value) is reported at once, with file:line.
-    A composition with no backbone named trains on its members' (read from their manifests in `zoo`)."""
+    A composition with no backbone named trains on its members' (read from their manifests in `zoo`); a run
+    with init_from and no method or backbone named, on init_from's (chains.init_defaults)."""
     from ..config import load_yaml, merge, parse_overrides
     from ..errors import ConfigError
     from ..tasks import TASKS
@@ -50,9 +51,13 @@ def load_run_spec(config: Path | None = None, settings: dict | None = None,
             line = lines.get(("task", f"[{i}]"), lines.get(("task",)))
             raise ConfigError([f"{source}:{line}: {TASKS.unknown(task)}"])
         get_task(task)  # unknown task names fail here, listing the valid ones
+    named = isinstance(data.get("backbone"), dict) and "name" in data["backbone"]
     if spec.compose is not None:
-        named = isinstance(data.get("backbone"), dict) and "name" in data["backbone"]
         spec = _members_backbone(spec, named, zoo or Zoo())
+    if spec.init_from is not None:  # a chain: init_from's method and backbone unless named (chains.py)
+        from .chains import init_defaults
+
+        spec = init_defaults(spec, "method" in data, named, zoo or Zoo())
     return spec
 
 

@@ -29,7 +29,7 @@ from ..formats import handler_for
 from ..formats.qa import check_window_settings
 from ..integrity import check_artifact, check_backbone, load_full
 from ..manifest import (ArtifactLayout, BackboneRecord, CompositionRecord, Kind, Manifest, MethodRecord,
-                        TaskRecord, TrainableRecord, head_name, read_manifest, write_manifest)
+                        TaskRecord, TrainableRecord, chain_of, head_name, read_manifest, write_manifest)
 from ..progress import ProgressFactory, silent
 from ..specs import MethodSpec, RunSpec, TrainSpec
 from ..tasks import Split, TaskFormat, TaskSpec, get_task
@@ -68,6 +68,7 @@ class Plan:
     members: tuple[Entry, ...] = ()
     semantics: comp.Semantics | None = None
     init: Manifest | None = None  # init_from's manifest
+    init_path: Path | None = None  # init_from's folder (resolve_init)
 
     @property
     def name(self) -> str:
@@ -153,19 +154,19 @@ def plan_run(spec: RunSpec, zoo: Zoo, runs_dir: Path, trackers: Sequence[str], r
              hold: ExitStack) -> Plan:
     """Check everything that can be checked without loading a model, in this order (tests pin which error
     comes first): trackers, tasks and settings; the destination (writable, locked, free); the members and
-    their composition; init_from; the checkpoints a resume continues from."""
+    their composition; init_from (chains.py); the checkpoints a resume continues from."""
     from .. import tracking
 
     chosen = tracking.parse(trackers)
     tracking.check(chosen)
     plan = _settings(spec, zoo, runs_dir, chosen, resume)
     _claim_destination(plan, hold)
-    plan = _with_init(_with_members(plan, zoo))
+    plan = _with_init(_with_members(plan, zoo), zoo)
     checkpoints = plan.checkpoints
     checkpoints.check(resume)
     checkpoints.expect("members", {e.name: {"files": e.manifest.files} for e in plan.members}, resume)
     init = plan.init
-    checkpoints.expect("init_from", None if init is None else {"path": str(spec.init_from), "files": init.files},
+    checkpoints.expect("init_from", None if init is None else {"path": str(plan.init_path), "files": init.files},
                        resume)
     return plan
 
@@ -232,15 +233,17 @@ def _member(entry: Entry) -> comp.Member:
     return comp.Member(entry.name, built.kind, built.options)
 
 
-def _with_init(plan: Plan) -> Plan:
-    """init_from: a full fine-tune run whose files fit its manifest."""
-    init_from = plan.spec.init_from
-    init = read_manifest(Path(init_from)) if init_from else None
-    if init is not None and init.method.kind != "full":
-        raise StepstoneError(f"init_from '{init_from}' is not a full fine-tune run")
-    if init is not None:
-        check_artifact(Path(init_from), init)
-    return replace(plan, init=init)
+def _with_init(plan: Plan, zoo: Zoo) -> Plan:
+    """init_from: the artifact the run starts from, resolved and checked against the run (chains.check_init)."""
+    if plan.spec.init_from is None:
+        return plan
+    from .chains import check_init, resolve_init
+
+    path = resolve_init(plan.spec.init_from, zoo)
+    init = read_manifest(path)
+    check_init(plan.spec, plan.mode, path, init)
+    check_artifact(path, init)
+    return replace(plan, init=init, init_path=path)
 
 
 def _lock_run(hold: ExitStack, name: str, destination: Path, runs_dir: Path) -> None:
@@ -326,7 +329,10 @@ def build_model(plan: Plan, data: RunData, progress: ProgressFactory) -> tuple[B
         backbone = _loaded_backbone(plan)
     model, layer, members = backbone.model, plan.layer, plan.member_names
     torch.manual_seed(spec.train.seed)  # adapter, composition layer and head initialisation
-    if mode is not Mode.FULL:
+    if mode is not Mode.FULL and plan.init is not None:
+        # a chain: init_from's adapter weights under this run's name (its heads stay behind: new ones below)
+        methods.load_adapter(model, plan.init_path, name, with_head=False)
+    elif mode is not Mode.FULL:
         methods.add_adapter(model, name, spec.method)
     if layer is not None:
         layer.add(model, members)
@@ -355,9 +361,10 @@ def _loaded_backbone(plan: Plan) -> Backbone:
         check_backbone(backbone, entry.name, entry.manifest.backbone)
         methods.load_adapter(backbone.model, entry.path, entry.name, with_head=False)
     if plan.init is not None:
-        check_backbone(backbone, str(spec.init_from), plan.init.backbone)
+        check_backbone(backbone, str(plan.init_path), plan.init.backbone)
+    if plan.init is not None and plan.mode is Mode.FULL:
         # a full fine-tune run's encoder weights without its head (the paper reloads encoder-only)
-        load_full(backbone.model, ArtifactLayout(Path(spec.init_from)).full_weights, encoder_only=True)
+        load_full(backbone.model, ArtifactLayout(plan.init_path).full_weights, encoder_only=True)
     return backbone
 
 
@@ -402,7 +409,8 @@ def describe_run(plan: Plan, data: RunData, backbone: Backbone, parts: list[Task
         composition=None if compose is None else CompositionRecord(
             compose.block, tuple(compose.members), plan.semantics.value, comp.describe(compose, plan.name),
             {e.name: e.manifest.method for e in plan.members}, compose.weights),
-        init_from=None if plan.init is None else {"path": str(spec.init_from), "name": plan.init.name},
+        init_from=None if plan.init is None else {"path": str(plan.init_path), "name": plan.init.name},
+        **({} if plan.init is None else {"chain": [*chain_of(plan.init), "+".join(spec.task)]}),
         mode=plan.mode, spec=to_dict(spec), seed=spec.train.seed, data=_data_record(parts, data.sources),
         trainable=TrainableRecord(trainable.count, trainable.percent, trainable.backbone),
         metrics={"dev": result.dev_metrics, "best_epoch": result.best_epoch, "main": tasks[0].metric.main,
