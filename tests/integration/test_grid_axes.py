@@ -164,3 +164,28 @@ def test_two_backbones_run_side_by_side(tmp_path):
     stacked = json.loads((tmp_path / "g" / "runs" / "tiny-copy-toy-tags-bottleneck-stack-toy-pair-s0"
                           / "manifest.json").read_text())
     assert stacked["backbone"]["name"] == str(other)
+
+
+def test_a_sequential_grid_runs_each_chain_from_its_first_adapter(tmp_path):
+    spec = grid(intermediate=("toy-sentiment",), sequential=(("toy-sentiment", "toy-pair"),), setups=(Setup.NONE,))
+    result = run_grid(spec, tmp_path / "g", isolate=False)
+    records = load_records(tmp_path / "g" / CELLS)
+    assert result.failed == []
+    assert sorted(records) == ["intermediate/bottleneck/toy-sentiment", "intermediate/bottleneck/toy-sentiment-then-toy-pair",
+                               "target/toy-tags/bottleneck/none/seed0",
+                               "target/toy-tags/bottleneck/sequential-toy-sentiment-then-toy-pair/seed0"]
+    chained = json.loads((tmp_path / "g" / "zoo" / "bottleneck-toy-sentiment-then-toy-pair" / "manifest.json").read_text())
+    assert chained["chain"] == ["toy-sentiment", "toy-pair"]
+    assert chained["init_from"] == {"path": str(tmp_path / "g" / "zoo" / "bottleneck-toy-sentiment"),
+                                    "name": "bottleneck-toy-sentiment"}
+    target = records["target/toy-tags/bottleneck/sequential-toy-sentiment-then-toy-pair/seed0"]
+    assert target["status"] == "ok" and target["chain"] == ["toy-sentiment", "toy-pair"]
+    assert target["intermediate"] == "toy-sentiment-then-toy-pair" and target["composition"] == "sequential"
+
+
+def test_long_names_keep_their_front_and_stay_distinct():
+    from stepstone.experiments.axes import fit
+
+    assert fit("short-name") == "short-name"
+    a, b = fit("x" * 60 + "-then-a"), fit("x" * 60 + "-then-b")
+    assert len(a) == len(b) == 64 and a != b and a.startswith("x" * 55 + "-")

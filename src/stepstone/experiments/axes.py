@@ -30,6 +30,16 @@ def chain_label(chain: tuple[str, ...]) -> str:
     return THEN.join(chain)
 
 
+def fit(name: str) -> str:
+    """A run or zoo name within the 64 characters names may have: a long one (a chain of long task names, a
+    backbone prefix) keeps its front and gets a digest of the whole, so distinct names stay distinct."""
+    import hashlib
+
+    if len(name) <= 64:
+        return name
+    return f"{name[:55].rstrip('-_')}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
 def sizes_for(grid, task: str) -> tuple[int, ...]:
     """The sizes `task`'s sized intermediate adapters train on (none: the task has no sized adapters)."""
     sizes = grid.intermediate_sizes
@@ -70,7 +80,7 @@ def intermediate_cells(grid, zoo_name: dict, common: dict) -> list:
                 key = (method, label)
                 if key in zoo_name:  # the grid's own adapter of the task, or a prefix another chain shares
                     continue
-                name = zoo_name[key] = f"{method}-{label}"
+                name = zoo_name[key] = fit(f"{method}-{label}")
                 init = None if end == 1 else Path(zoo_name[(method, chain_label(head[:-1]))])  # under the zoo
                 record = {"task": head[-1], "method": method, "composition": "intermediate", "seed": first}
                 if end > 1:
@@ -96,7 +106,7 @@ def target_cells(grid, target, zoo_name: dict, common: dict) -> Iterator:
     train_task = target.train_task or target.task
     for method in (m for m in target.methods or grid.methods if m in stacking_methods(grid)):
         def cell(setup: Setup, label: str, member: str, seed: int, **record):
-            spec = RunSpec(task=train_task, name=f"{target.task}-{method}-{label}-s{seed}",
+            spec = RunSpec(task=train_task, name=fit(f"{target.task}-{method}-{label}-s{seed}"),
                            method=MethodSpec(kind=method), compose=Composition(Block.STACK, (member,)),
                            train_split=target.train_split,
                            train=_train_spec(grid, False, seed, target.dev, (train_task,)), **common)
@@ -128,7 +138,7 @@ def on_backbones(grid, build: Callable) -> list:
 def _prefixed(cell, prefix: str):
     """`cell` on its backbone's share of the grid folder: every id and name it holds or refers to, prefixed."""
     def name(value: str) -> str:
-        return f"{prefix}-{value}"
+        return fit(f"{prefix}-{value}")
 
     spec = cell.spec
     if spec is not None:
