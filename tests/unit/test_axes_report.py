@@ -307,3 +307,36 @@ def test_one_backbone_named_in_every_record_is_the_ordinary_report(tmp_path):
     named = build_report(write(tmp_path / "named", cells), plots=False)
     plain = build_report(write(tmp_path / "plain", grid_cells()), plots=False)
     assert named.markdown.replace("named", "plain") == plain.markdown and "backbones" not in named.tables
+
+
+def test_each_backbone_ranks_on_its_own_stack_cells(tmp_path):
+    """b/small: Stack anli +5, squad +2; b/base: anli -2, squad +4; logme ranks anli > squad > none on both:
+    Spearman 1.0 and regret 0 on b/small, -0.5 and 4 - (-2) = 6 on b/base (mixing the backbones would give
+    neither)."""
+    from stepstone.ranking import Estimator, Ranking, Row, Score
+
+    def rank(backbone):
+        rows = tuple(Row(c, None if c == "none" else c, "bottleneck", {Estimator("logme"): Score(v)})
+                     for c, v in (("none", 0.0), ("anli", 0.9), ("squad", 0.5)))
+        ranking = Ranking("xnli", backbone, 100, (Estimator("logme"),), rows)
+        return {"id": f"{backbone}/rank/xnli/bottleneck", "kind": "rank", "status": "ok", "error": None,
+                "target": "xnli", "method": "bottleneck", "backbone": backbone, "ranking": ranking.to_dict()}
+
+    def zs(z):
+        return {"en": z + 20.0, "de": z, "fr": z}
+    cells = []
+    for backbone, anli, squad in (("b/small", 65.0, 62.0), ("b/base", 58.0, 64.0)):
+        cells += [{**c, "id": f"{backbone}/{c['id']}", "backbone": backbone} for c in (
+            target("xnli", "none", zs(60.0)), target("xnli", "stack", zs(anli), inter="anli"),
+            target("xnli", "stack", zs(squad), inter="squad"))]
+        cells.append(rank(backbone))
+    report = build_report(write(tmp_path, cells), plots=False)
+    assert [(r["backbone"], r["spearman"], r["regret_at_1"], r["picked"], r["best"])
+            for r in report.tables["rank_agreement"]] == [("b/small", 1.0, 0.0, "anli", "anli"),
+                                                          ("b/base", -0.5, 6.0, "anli", "squad")]
+    # rank_tables over the whole file (benchmarks/rank_agreement.py) measures each rank cell on its own backbone too
+    from stepstone.experiments import load_cells
+    from stepstone.experiments.rank_report import rank_tables
+
+    assert [(r["spearman"], r["regret_at_1"]) for r in rank_tables(load_cells(tmp_path))["rank_agreement"]] == [
+        (-0.5, 6.0), (1.0, 0.0)]  # sorted by backbone name

@@ -361,7 +361,7 @@ def _tables(cells: list[CellRecord]) -> tuple[dict[str, list[dict]], dict]:
                                                   for c in cells if c.status is Status.ERROR]}
     tables["not_learned"] = _not_learned_rows(cells)
     from .rank_report import rank_tables  # here, not at the top: rank_report builds on this module's helpers
-    tables.update(rank_tables(main))
+    tables.update(rank_tables(cells))
     tables.update(axes_report.axes_tables(cells, tables, chosen))
     return tables, chosen
 
