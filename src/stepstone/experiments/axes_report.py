@@ -213,7 +213,7 @@ def headline_sections(tables: dict):
 
 
 def sections(tables: dict, plot_dir: Path | None, written: list[Path]):
-    """(title, lines) of the new sections after the per-language gains; plots into `plot_dir` (None: none)."""
+    """(title, lines) of the new sections after the rank section; plots into `plot_dir` (None: none)."""
     yield "Gain by language group", _gain_by_group_section(tables["gain_by_group"])
     yield "Sequential vs joint vs single-task", _sequential_section(tables["sequential"])
     yield "Intermediate data size", _size_section(tables["intermediate_size"], tables["intermediate_size_groups"],
