@@ -42,7 +42,8 @@ def _train_language(cell: CellRecord) -> str:
 def _zs(scores: dict, cell: CellRecord, langs=None) -> float | None:
     """Zero-shot mean of `scores` (language -> number): the languages other than the cell's training language
     (and, given `langs`, only those)."""
-    return _mean(v for lang, v in scores.items() if lang != _train_language(cell) and (langs is None or lang in langs))
+    return _mean(v for lang, v in scores.items() if lang != _train_language(cell) and (langs is None or lang in langs)
+                 and isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
 def _grouped(gains: dict[str, float], by: str) -> list[tuple[str, float, list[str]]]:
@@ -109,6 +110,11 @@ def _sequential(cells: list[CellRecord], headline: list[dict]) -> list[dict]:
     groups = _groups(cells, (Kind.TARGET,), key)
     base = {(r["target"], r["method"]): r["mean"] for r in headline if r["composition"] is Setup.NONE}
     plain = main_cells(cells)
+    # a chain's first task the grid does not stack on its own is trained as a plain intermediate cell (no `chain`):
+    # not one of the grid's intermediate tasks, so not one the multitask adapter trained on
+    stacked = {(c.method, c.intermediate) for c in cells if c.composition is Setup.STACK}
+    chain_only = {m: {c.chain[0] for c in cells if c.composition is Setup.SEQUENTIAL and c.method == m and c.chain
+                      and (m, c.chain[0]) not in stacked} for m in {c.method for c in cells}}
     rows = []
     for target, method in sorted({k[:2] for k in groups if k[2] is Setup.SEQUENTIAL}, key=lambda k: tuple(map(str, k))):
         def row(setup: str, label, trained_on, members):
@@ -122,7 +128,7 @@ def _sequential(cells: list[CellRecord], headline: list[dict]) -> list[dict]:
         mine = [row("sequential", label, list(g[0].chain or str(label).split("-then-")), g) for label, g in chains]
         joint = [g for k, g in groups.items() if k[:3] == (target, method, Setup.MULTITASK)]
         tasks = sorted({c.task for c in plain if c.kind is Kind.INTERMEDIATE and c.method == method
-                        and c.task not in (None, "multitask")})
+                        and c.task not in (None, "multitask") and c.task not in chain_only[method]})
         mine += [row("multitask", "multitask", tasks or None, g) for g in joint]
         for task in dict.fromkeys(t for r in mine if r["setup"] == "sequential" for t in r["trained_on"]):
             stack = groups.get((target, method, Setup.STACK, task))
@@ -200,9 +206,10 @@ def _domain(headline: list[dict], chosen: dict) -> list[dict]:
         for label in dict.fromkeys(f for c in members for f in c.domain):
             mine = [c for c in members if label in c.domain]
             in_domain, score = _mean(_zs(c.scores, c) for c in mine), _mean(c.domain[label] for c in mine)
-            rows.append({**_entry(r), "file": label, "n": len(mine), "in_domain": in_domain,
-                         "english": _mean(c.scores.get("en") for c in mine), "score": score,
-                         "drop": None if in_domain is None else in_domain - score})
+            english = _mean(c.scores.get(_train_language(c)) for c in mine)
+            rows.append({**_entry(r), "file": label, "n": len(mine), "in_domain": in_domain, "english": english,
+                         "score": score, "drop": None if in_domain is None else in_domain - score,
+                         "drop_english": None if english is None else english - score})
     return rows
 
 
@@ -344,33 +351,35 @@ def _robustness_section(rows: list[dict]) -> list[str]:
     body = ["Per target and headline entry: zero-shot mean on the clean examples and on each perturbation of the "
             "same examples (same languages, same seeds), and the drop = clean - perturbed (positive: the "
             "perturbation costs points). Per language: `Report.tables['robustness_by_language']`.", ""]
-    return body + _per_file_tables(rows, "label", "clean", lambda r: [_f(r["clean"])], ["clean"], "perturbed")
+    return body + _per_file_tables(rows, "label", lambda r: [_f(r["clean"])], ["clean"], "perturbed",
+                                   {"drop": "drop {}"})
 
 
 def _domain_section(rows: list[dict]) -> list[str]:
     if not rows:
         return []
-    body = ["Per target and headline entry: the in-domain zero-shot mean (and English), each data file's score "
-            "(the same metric) and its drop = in-domain zero-shot - file score.", ""]
-    return body + _per_file_tables(rows, "file", "in_domain", lambda r: [_f(r["in_domain"]), _f(r["english"])],
-                                   ["in-domain zero-shot", "English"], "score")
+    body = ["Per target and headline entry: the in-domain zero-shot mean and English (training-language) score, "
+            "each data file's score (the same metric) and its drops: in-domain zero-shot - file score, and English - "
+            "file score.", ""]
+    return body + _per_file_tables(rows, "file", lambda r: [_f(r["in_domain"]), _f(r["english"])],
+                                   ["in-domain zero-shot", "English"], "score",
+                                   {"drop": "drop {}", "drop_english": "drop vs en {}"})
 
 
-def _per_file_tables(rows: list[dict], key: str, first: str, lead, heads: list[str], value: str) -> list[str]:
+def _per_file_tables(rows: list[dict], key: str, lead, heads: list[str], value: str, drops: dict) -> list[str]:
     """Per target: a row per headline column, its leading numbers, then per `key` (perturbation or file) its
-    `value` and drop."""
+    `value` and drops (`drops`: row key -> heading, '{}' the perturbation or file)."""
     body = []
     for target in dict.fromkeys(r["target"] for r in rows):
         mine = [r for r in rows if r["target"] == target]
         labels = list(dict.fromkeys(r[key] for r in mine))
         cell = {(r["column"], r[key]): r for r in mine}
-        columns = list(dict.fromkeys(r["column"] for r in mine))
         table = []
-        for column in columns:
+        for column in dict.fromkeys(r["column"] for r in mine):
             some = next(r for r in mine if r["column"] == column)
             table.append([column, *lead(some), *(x for label in labels for x in (
-                (_f(cell[column, label][value]), _f(cell[column, label]["drop"], sign=True))
-                if (column, label) in cell else ("–", "–")))])
+                [_f(cell[column, label][value]), *(_f(cell[column, label][d], sign=True) for d in drops)]
+                if (column, label) in cell else ["–"] * (1 + len(drops))))])
         body += [f"**{target}**", "", _md(["column", *heads, *(x for label in labels for x in (
-            str(label), f"drop {label}"))], table), ""]
+            str(label), *(h.format(label) for h in drops.values())))], table), ""]
     return body
