@@ -174,6 +174,16 @@ def test_intermediate_data_size_table_and_plot(report):
     assert plot.read_bytes()[:8] == PNG and "](size_xnli_bottleneck_anli.png)" in report.markdown
 
 
+def test_a_sized_adapter_that_did_not_learn_is_marked(tmp_path):
+    dead = {"verdict": "not-learned", "reason": "flat", "metric": "accuracy", "dev": 33.0, "level": 33.0,
+            "loss_start": 1.1, "loss_end": 1.1}
+    cells = [{**c, "learning": dead} if c["id"] == "intermediate/bottleneck/anli/100" else c for c in grid_cells()]
+    report = build_report(write(tmp_path, cells), plots=False)
+    assert [r["intermediate_not_learned"] for r in report.tables["intermediate_size"]] == [True, False, False]
+    assert "| 100 ⚠ | 1 | 50.0 ± 0.0 | +0.0 | +0.0 (2) | +0.0 (2) |" in report.markdown
+    assert not any(r["intermediate_not_learned"] for r in report.tables["stack_gain"])  # the plain anli learned
+
+
 def test_size_plot_axes():
     from stepstone.experiments.axes_report import _size_figure
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .. import languages
 from .cells import CellRecord, Kind, Setup, Status
-from .report import _f, _groups, _md, _mean, _per_language, _save, _stats
+from .report import FLAG, _f, _groups, _md, _mean, _not_learned, _per_language, _save, _stats
 
 AXES = (Setup.SEQUENTIAL, Setup.SIZE)  # setups with a section of their own, kept out of the others
 SIZE_GROUPING = "tier"  # the data-size section's language groups
@@ -148,6 +148,10 @@ def _sizes(cells: list[CellRecord], headline: list[dict], chosen: dict) -> tuple
     none = {(r["target"], r["method"]): r for r in headline if r["composition"] is Setup.NONE}
     full = {(c.method, c.task): c.intermediate_size for c in main_cells(cells)
             if c.kind is Kind.INTERMEDIATE and c.status is Status.OK and c.intermediate_size is not None}
+    # the intermediate adapters that did not learn, by (method, task, size); size None: the ordinary (full) one
+    run = {(m, i, s) for _, m, i, s in sized}
+    dead = {(c.method, c.task, c.intermediate_size if (c.method, c.task, c.intermediate_size) in run else None)
+            for c in cells if c.kind is Kind.INTERMEDIATE and not c.chain and _not_learned(c)}
     rows, group_rows = [], []
     for target, method, inter in sorted({k[:3] for k in sized}, key=lambda k: tuple(map(str, k))):
         points = [(size, str(size), size, sized[target, method, inter, size])
@@ -160,7 +164,8 @@ def _sizes(cells: list[CellRecord], headline: list[dict], chosen: dict) -> tuple
             mean, std, n = _stats([_zs(c.scores, c) for c in members])
             where = {"target": target, "method": method, "intermediate": inter, "size": size, "label": label}
             rows.append({**where, "examples": examples, "n": n, "mean": mean, "std": std,
-                         "gain": None if base is None else mean - base["mean"]})
+                         "gain": None if base is None else mean - base["mean"],
+                         "intermediate_not_learned": (method, inter, size) in dead})
             train = _train_language(members[0])
             gains = {lang: v[0] - bare[lang][0] for lang, v in _per_language(members).items()
                      if lang in bare and lang != train}
@@ -299,7 +304,8 @@ def _size_section(rows: list[dict], group_rows: list[dict], plot_dir: Path | Non
         return []
     body = [f"Per target, method and intermediate task: zero-shot gain over `none` with the intermediate adapter "
             f"trained on N examples (ascending), then on all of them (the ordinary Stack cell: *all*); overall and "
-            f"per language group ({SIZE_GROUPING}, the zero-shot languages; (k): languages in the group).", ""]
+            f"per language group ({SIZE_GROUPING}, the zero-shot languages; (k): languages in the group); {FLAG}: that "
+            f"intermediate adapter did not learn.", ""]
     for target, method, inter in dict.fromkeys((r["target"], r["method"], r["intermediate"]) for r in rows):
         where = (target, method, inter)
         mine = [r for r in rows if (r["target"], r["method"], r["intermediate"]) == where]
@@ -308,7 +314,8 @@ def _size_section(rows: list[dict], group_rows: list[dict], plot_dir: Path | Non
         gain = {(g["label"], g["group"]): g for g in groups}
         body += [f"**{target} [{method}], intermediate {inter}**", "", _md(
             ["size", "n", "zero-shot", "gain", *(f"gain {name}" for name in names)],
-            [[r["label"] if r["examples"] is None or r["size"] is not None else f"all ({r['examples']})", str(r["n"]),
+            [[(r["label"] if r["examples"] is None or r["size"] is not None else f"all ({r['examples']})")
+              + (f" {FLAG}" if r["intermediate_not_learned"] else ""), str(r["n"]),
               _pm(r["mean"], r["std"]), _f(r["gain"], sign=True),
               *(f"{_f(gain[r['label'], n]['gain'], sign=True)} ({len(gain[r['label'], n]['languages'])})"
                 if (r["label"], n) in gain else "–" for n in names)] for r in mine]), ""]
