@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..ranking import NONE, Ranking
 from ..ranking.agreement import ndcg_at_k, regret_at_1, spearman, tied_for_top, top
+from .axes_report import main_cells
 from .cells import CellRecord, Kind, Setup, Status
 from .report import _escape, _f, _md, _save, _zero_shot
 
@@ -46,10 +47,12 @@ def rank_tables(cells: list[CellRecord]) -> dict[str, list[dict]]:
     """`rank_agreement` (per target, method and estimator: n, the three measures, its pick, the best) and
     `rank_candidates` (per target, method, candidate and estimator: measured gain, score, rank, why left out)."""
     agreement, candidates = [], []
+    cells = main_cells(cells)  # the sequential and data-size cells are no candidate's Stack cells
     ranked = [c for c in cells if c.kind is Kind.RANK and c.status is Status.OK]
-    for cell in sorted(ranked, key=lambda c: (c.target, str(c.method))):
+    for cell in sorted(ranked, key=lambda c: (c.target, str(c.method), str(c.backbone))):
         ranking = Ranking.from_dict(cell.ranking)
-        gains, seeds, left_out, note = _measure(cells, cell.target, cell.method, ranking)
+        mine = [c for c in cells if c.backbone == cell.backbone]  # a grid of several backbones ranks on each
+        gains, seeds, left_out, note = _measure(mine, cell.target, cell.method, ranking)
         for estimator in map(str, ranking.estimators):
             scores = {r.candidate: r.value(estimator) for r in ranking.rows}
             predicted = {n: v for n, v in scores.items() if v is not None and n in gains}

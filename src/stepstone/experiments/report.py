@@ -220,7 +220,9 @@ def _pivot(rows: list[dict], fmt) -> tuple[list[str], list[list[str]]]:
 
 def terminal_rows(report: Report) -> list[list[str]]:
     """The headline table as strings: the header row first, then one row per target."""
-    header, rows = _pivot(report.tables["headline"], _cell)
+    headline = report.tables["headline"]  # several backbones: a row per backbone and target
+    headline = [{**r, "target": f"{r['target']} ({r['backbone']})"} if "backbone" in r else r for r in headline]
+    header, rows = _pivot(headline, _cell)
     return [header, *rows]
 
 
@@ -321,43 +323,65 @@ def _escape(text) -> str:
 
 
 def build_report(grid_dir: Path, *, plots: bool = True) -> Report:
-    """Read GRID_DIR/cells.jsonl, write GRID_DIR/report.md (and PNGs with `plots`), return the Report."""
+    """Read GRID_DIR/cells.jsonl, write GRID_DIR/report.md (and PNGs with `plots`), return the Report. A grid of
+    several backbones gets every section per backbone, after a side-by-side table (`backbone_report`)."""
     grid_dir = Path(grid_dir)
     cells = load_cells(grid_dir)
     check_destination(grid_dir / "report.md", "write")  # before the plots are drawn
-    tables, chosen = _tables(cells)
-    written: list[Path] = []
-    md = _head(grid_dir, cells, tables)
-    for title, body in _sections(tables, chosen, grid_dir if plots else None, written):
-        if body:  # a section with nothing in it is left out
-            md.extend([f"## {title}", "", *body])
-    markdown = "\n".join(md)
+    from . import backbone_report
+    if len(backbone_report.backbones(cells)) > 1:
+        markdown, tables, written = backbone_report.build(grid_dir, cells, plots)
+    else:
+        tables, chosen = _tables(cells)
+        written: list[Path] = []
+        md = _head(grid_dir, cells, tables)
+        md += _body(tables, chosen, grid_dir if plots else None, written)
+        markdown = "\n".join(md)
     write_text_atomic(grid_dir / "report.md", markdown)
     return Report(markdown, tables, written)
 
 
+def _body(tables: dict, chosen: dict, plot_dir: Path | None, written: list[Path], level: str = "##") -> list[str]:
+    """The sections after the headline, each headed at `level`."""
+    md: list[str] = []
+    for title, body in _sections(tables, chosen, plot_dir, written):
+        if body:  # a section with nothing in it is left out
+            md.extend([f"{level} {title}", "", *body])
+    return md
+
+
 def _tables(cells: list[CellRecord]) -> tuple[dict[str, list[dict]], dict]:
     """Every table of the report (raw numbers) and, per headline entry, the cells it aggregates."""
-    headline, chosen = _headline(cells)
-    tables = {"headline": headline, "stack_gain": _stack_gain(cells, headline),
-              "gain_by_language": _gain_by_language(headline, chosen), "retrieval": _retrieval(cells),
-              "costs": _costs(cells), "failures": [{"id": c.id, "kind": c.kind, "error": c.error}
-                                                   for c in cells if c.status is Status.ERROR]}
+    from . import axes_report  # here, not at the top: axes_report builds on this module's helpers
+    main = axes_report.main_cells(cells)  # without the sequential and data-size cells: they have their own sections
+    headline, chosen = _headline(main)
+    tables = {"headline": headline, "stack_gain": _stack_gain(main, headline),
+              "gain_by_language": _gain_by_language(headline, chosen), "retrieval": _retrieval(main),
+              "costs": _costs(main), "failures": [{"id": c.id, "kind": c.kind, "error": c.error}
+                                                  for c in cells if c.status is Status.ERROR]}
     tables["not_learned"] = _not_learned_rows(cells)
     from .rank_report import rank_tables  # here, not at the top: rank_report builds on this module's helpers
     tables.update(rank_tables(cells))
+    tables.update(axes_report.axes_tables(cells, tables, chosen))
     return tables, chosen
 
 
 def _head(grid_dir: Path, cells: list[CellRecord], tables: dict) -> list[str]:
     """Title, cell counts, definitions and the headline tables."""
-    headline, not_learned = tables["headline"], tables["not_learned"]
+    return _intro(grid_dir, cells, len(tables["not_learned"])) + _headline_lines(tables["headline"])
+
+
+def _intro(grid_dir: Path, cells: list[CellRecord], not_learned: int) -> list[str]:
+    """Title, cell counts and definitions."""
     ok = sum(c.status is Status.OK for c in cells)
-    md = [f"# Transfer report: {grid_dir.name}", "",
-          f"{len(cells)} cells: {ok} ok, {len(cells) - ok} failed"
-          + (f"; {len(not_learned)} did not learn {FLAG}." if not_learned else "."), "",
-          "## Definitions", "", DEFINITIONS, "",
-          "## Headline: zero-shot score", "", _md(*_pivot(headline, _cell), "_no successful target cells_"), ""]
+    return [f"# Transfer report: {grid_dir.name}", "",
+            f"{len(cells)} cells: {ok} ok, {len(cells) - ok} failed"
+            + (f"; {not_learned} did not learn {FLAG}." if not_learned else "."), "",
+            "## Definitions", "", DEFINITIONS, ""]
+
+
+def _headline_lines(headline: list[dict], level: str = "##") -> list[str]:
+    md = [f"{level} Headline: zero-shot score", "", _md(*_pivot(headline, _cell), "_no successful target cells_"), ""]
     if headline:
         md += ["English score (mean over seeds):", "", _md(*_pivot(headline, lambda r: _f(r["english"]))), ""]
     return md
@@ -366,11 +390,13 @@ def _head(grid_dir: Path, cells: list[CellRecord], tables: dict) -> list[str]:
 def _sections(tables: dict, chosen: dict, plot_dir: Path | None, written: list[Path]):
     """(title, markdown lines) of every section after the headline, in order; plots go to `plot_dir` (None: no
     plots) and are added to `written`. A section of a new metric: one more function here."""
+    from . import axes_report, rank_report
+    yield from axes_report.headline_sections(tables)
     yield "Stack gain by intermediate task", _stack_gain_section(tables["stack_gain"], plot_dir, written)
     yield "Per-language scores", _per_language_section(tables["headline"], chosen, plot_dir, written)
     yield "Gain of the best stack by language", _gain_by_language_section(tables["gain_by_language"])
-    from . import rank_report
     yield rank_report.TITLE, rank_report.rank_section(tables, plot_dir, written)
+    yield from axes_report.sections(tables, plot_dir, written)
     yield "Retrieval", _retrieval_section(tables["retrieval"])
     yield f"Runs that did not learn {FLAG}", _not_learned_section(tables["not_learned"])
     yield "Costs", _costs_section(tables["costs"])
