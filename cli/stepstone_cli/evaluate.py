@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -25,6 +25,14 @@ def evaluate(
     pooling: str = typer.Option("mean", help="Retrieval: mean (XTREME's, special tokens included) or cls."),
     max_length: Optional[int] = typer.Option(None, help="Tokens per example (default: the run's train.max_length; retrieval 128)."),
     doc_stride: Optional[int] = typer.Option(None, help="QA: window overlap in tokens (default: the run's train.doc_stride)."),
+    perturb: Optional[List[str]] = typer.Option(
+        None, help="Also score the same examples perturbed (repeatable): typo:RATE, dropout:RATE, "
+                   "codeswitch:LEXICON:RATE (RATE 0-1; LEXICON: 'source target' lines, relative to here)."),
+    perturb_seed: int = typer.Option(0, help="Seed of the perturbations (each example draws from its own generator)."),
+    data_file: Optional[Path] = typer.Option(None, help="Domain shift: also score this file, in the task's native "
+                                                        "format, against the in-domain languages."),
+    data_lang: str = typer.Option("en", help="Language of --data-file (the metric's language rules, e.g. QA "
+                                             "normalisation)."),
     output: Optional[Path] = typer.Option(None, help="JSON path (default: RUN/evaluations/TASK.SPLIT.json)."),
     zoo_dir: Optional[Path] = typer.Option(None, "--zoo", help="Zoo folder (default: $STEPSTONE_ZOO or ./adapters_zoo)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -46,7 +54,8 @@ def evaluate(
         set_threads(None)
         result = run_evaluation(run, task=task, layer=layer, pooling=pooling, zoo=Zoo(zoo_dir), langs=languages,
                                 split=split, batch_size=batch_size, max_examples=max_examples, data_dir=data_dir,
-                                skip_examples=skip_examples,
+                                skip_examples=skip_examples, perturb=perturb or (), perturb_seed=perturb_seed,
+                                data_file=data_file, data_lang=data_lang,
                                 backbone=backbone, output=output, max_length=max_length, doc_stride=doc_stride,
                                 progress=progress_factory(quiet))
     names = sorted(next(iter(result.scores.values())))
@@ -68,4 +77,37 @@ def evaluate(
 
         console.print(Text.assemble((f"zero-shot {result.metric}: {result.zero_shot:.2f}", "bold"),
                                     f" (mean of {shown}; {result.train_language} apart)"))
+    _print_perturbed(result)
+    _print_domain(result)
     console.print(f"wrote {result.output}")
+
+
+def _print_perturbed(result) -> None:
+    """One table per perturbation: the main metric clean, perturbed and the drop, per language and on average."""
+    from rich.table import Table
+
+    main = result.metric
+    for label, by_lang in result.perturbed.items():
+        table = Table("language", "clean", "perturbed", "drop", title=f"{label}: {main}")
+        rows = [(result.scores[lang][main], metrics[main]) for lang, metrics in by_lang.items()]
+        for lang, (clean, noisy) in zip(by_lang, rows):
+            table.add_row(lang, f"{clean:.2f}", f"{noisy:.2f}", f"{clean - noisy:.2f}")
+        mean = [sum(column) / len(rows) for column in zip(*rows)]
+        table.add_row("mean", f"{mean[0]:.2f}", f"{mean[1]:.2f}", f"{mean[0] - mean[1]:.2f}", style="bold")
+        console.print(table)
+
+
+def _print_domain(result) -> None:
+    """The data file's row and its drop from the in-domain languages' mean."""
+    from rich.table import Table
+
+    if result.domain is None:
+        return
+    domain, main = result.domain, result.metric
+    names = sorted(domain["scores"])
+    table = Table("data", "examples", *names, title=f"domain shift: {domain['file']}, main metric: {main}")
+    table.add_row(domain["label"], str(domain["examples"]), *(f"{domain['scores'][n]:.2f}" for n in names))
+    console.print(table)
+    console.print(f"in-domain {main} {domain['in_domain']:.2f} (mean of {len(result.scores)} languages), "
+                  f"{domain['label']} {domain['scores'][main]:.2f}: drop {domain['drop']:.2f}", highlight=False,
+                  soft_wrap=True)

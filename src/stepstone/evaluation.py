@@ -47,9 +47,11 @@ def predict(model: Any, handler: FormatHandler, rows: list[dict], tokenizer: Any
 
 def score(model: Any, handler: FormatHandler, task: TaskSpec, examples: list[dict], rows: list[dict],
           tokenizer: Any, batch_size: int, lang: str, progress: ProgressFactory = silent,
-          head: str | None = None, precision: Precision = Precision.FP32) -> dict[str, float]:
-    outputs = predict(model, handler, rows, tokenizer, batch_size, progress, f"evaluate {task.name} [{lang}]", head,
-                      precision)
+          head: str | None = None, precision: Precision = Precision.FP32, what: str | None = None) -> dict[str, float]:
+    """The metrics of `examples` (`lang`: the metric's language rules; `what`: their name in progress lines,
+    default `lang`)."""
+    outputs = predict(model, handler, rows, tokenizer, batch_size, progress, f"evaluate {task.name} [{what or lang}]",
+                      head, precision)
     return handler.score(examples, rows, outputs, task, lang)
 
 

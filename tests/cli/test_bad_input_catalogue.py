@@ -343,6 +343,18 @@ def rank_cmd(target: str, *more: str) -> tuple[str, ...]:
     return ("rank", "--target", target, "--zoo", ZOO, "-q", *more)
 
 
+def evaluate_cmd(*more: str) -> tuple[str, ...]:
+    """`stepstone evaluate sent-a` in the case's zoo (perturb and data-file cases, issue 16)."""
+    return ("evaluate", "sent-a", "--zoo", ZOO, "-q", *more)
+
+
+def panx_head(manifest: dict) -> None:
+    """The entry's head recorded as a PAN-X head: a task with a local file format (checked before any load)."""
+    task = {**manifest["task"], "name": "panx", "format": "tagging",
+            "labels": ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]}
+    manifest.update(task=task, tasks=[task])
+
+
 def trained_qa(root: Path) -> None:
     """A toy-qa adapter 'qa' (max_length 32, doc_stride 8) in the case's zoo, trained before the snapshot."""
     done = run("train", "--task", "toy-qa", "--name", "qa", "--zoo", root / ZOO, "-q", *FAST, "train.max_length=32",
@@ -1057,6 +1069,62 @@ CASES = [
     case("chain-with-a-composition", on("Stack(sent-a)", "--init-from", "sent-b"),
          "<command line>: init_from and compose exclude each other: a target adapter on a composition starts fresh; "
          "train the chain first (init_from), then compose the result", zoo=TRAINED),
+    # ---- perturb and data-file (issue 16): specs and lexicons are checked before the run is even looked up
+    case("perturb-unknown-kind", evaluate_cmd("--perturb", "tyop:0.1"),
+         "perturbation 'tyop:0.1': unknown perturbation 'tyop' (valid: codeswitch, dropout, typo), did you mean "
+         "'typo'?"),
+    case("perturb-rate-not-a-number", evaluate_cmd("--perturb", "typo:abc"),
+         "perturbation 'typo:abc': rate 'abc' is not a number (RATE from 0 to 1)"),
+    case("perturb-missing-rate", evaluate_cmd("--perturb", "dropout"),
+         "perturbation 'dropout': expected dropout:RATE (RATE from 0 to 1)"),
+    case("perturb-extra-field", evaluate_cmd("--perturb", "typo:0.1:3"),
+         "perturbation 'typo:0.1:3': expected typo:RATE (RATE from 0 to 1), found 3 fields"),
+    case("perturb-rate-above-1", evaluate_cmd("--perturb", "typo:1.5"), "perturbation 'typo:1.5': rate 1.5 is outside 0-1"),
+    case("perturb-rate-negative", evaluate_cmd("--perturb", "dropout:-0.1"),
+         "perturbation 'dropout:-0.1': rate -0.1 is outside 0-1"),
+    case("perturb-codeswitch-without-lexicon", evaluate_cmd("--perturb", "codeswitch:0.3"),
+         "perturbation 'codeswitch:0.3': expected codeswitch:LEXICON:RATE (RATE from 0 to 1)"),
+    case("perturb-lexicon-missing", evaluate_cmd("--perturb", "codeswitch:de-en.txt:0.3"),
+         "de-en.txt: lexicon file not found"),
+    case("perturb-lexicon-a-folder", evaluate_cmd("--perturb", "codeswitch:lex:0.3"), "lex: lexicon is not a file",
+         files={"lex/x.txt": "a b\n"}),
+    case("perturb-lexicon-empty", evaluate_cmd("--perturb", "codeswitch:de-en.txt:0.3"),
+         "de-en.txt: empty lexicon (expected 'source target' lines)", files={"de-en.txt": "\n  \n"}),
+    case("perturb-lexicon-not-utf8", evaluate_cmd("--perturb", "codeswitch:de-en.txt:0.3"),
+         "de-en.txt:2: not valid UTF-8", files={"de-en.txt": b"cat Katze\nsch\xf6n beautiful\n"}),
+    case("perturb-lexicon-one-column", evaluate_cmd("--perturb", "codeswitch:de-en.txt:0.3"),
+         "de-en.txt:3: expected 2 columns (source target) in a lexicon line, found 1",
+         files={"de-en.txt": "cat Katze\n\ndog\n"}),
+    case("perturb-lexicon-three-columns", evaluate_cmd("--perturb", "codeswitch:de-en.txt:0.3"),
+         "de-en.txt:1: expected 2 columns (source target) in a lexicon line, found 3",
+         files={"de-en.txt": "new york New-York\n"}),
+    case("perturb-retrieval-task", evaluate_cmd("--task", "tatoeba", "--perturb", "typo:0.1"),
+         "--perturb applies to trained tasks: 'tatoeba' is a retrieval task, whose sentences are matched, not "
+         "labelled", zoo=("sent-a",)),
+    case("perturb-with-data-file", evaluate_cmd("--perturb", "typo:0.1", "--data-file", "x.tsv"),
+         "--perturb and --data-file are separate evaluations (robustness on the task's own languages, domain shift "
+         "on a file): run one, then the other", zoo=("sent-a",)),
+    case("data-file-generated-task", evaluate_cmd("--data-file", "x.tsv"),
+         "--data-file needs a task with a local file format: 'toy-sentiment' is read from generated (stepstone.toy)",
+         zoo=("sent-a",), files={"x.tsv": "a\tpositive\n"}),
+    case("data-file-retrieval-task", evaluate_cmd("--task", "tatoeba", "--data-file", "x.tsv"),
+         "--data-file needs a task with a local file format: 'tatoeba' is a retrieval task", zoo=("sent-a",),
+         files={"x.tsv": "a\tb\n"}),
+    case("data-file-missing", evaluate_cmd("--data-file", "news.tsv"), "news.tsv: file not found", zoo=("sent-a",),
+         setup=manifest_edit("sent-a", panx_head)),
+    case("data-file-empty", evaluate_cmd("--data-file", "news.tsv"), "news.tsv: empty file", zoo=("sent-a",),
+         files={"news.tsv": "\n"}, setup=manifest_edit("sent-a", panx_head)),
+    case("data-file-wrong-format", evaluate_cmd("--data-file", "news.tsv"),
+         "news.tsv:1: expected 2 tab-separated columns, found 10", zoo=("sent-a",),
+         files={"news.tsv": "1\tBerlin\t_\tPROPN\t_\t_\t0\troot\t_\t_\n"},
+         setup=manifest_edit("sent-a", panx_head)),
+    case("data-file-unknown-label", evaluate_cmd("--data-file", "news.tsv"),
+         "news.tsv:2: label 'B-CITY' is not a label of task 'panx' (valid: B-LOC, B-ORG, B-PER, I-LOC, I-ORG, I-PER, "
+         "O)", zoo=("sent-a",), files={"news.tsv": "in\tO\nBerlin\tB-CITY\n"},
+         setup=manifest_edit("sent-a", panx_head)),
+    case("data-file-without-labels", evaluate_cmd("--data-file", "news.tsv"),
+         "news.tsv:1: expected 2 tab-separated columns, found 1; --data-file needs gold labels", zoo=("sent-a",),
+         files={"news.tsv": "in\nBerlin\n"}, setup=manifest_edit("sent-a", panx_head)),
 ]
 
 

@@ -3,7 +3,7 @@ head, split, encoding settings, destination: all checked before anything loads) 
 -> load the model once -> score each language -> write the report."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,10 +15,11 @@ from ..evaluation import score
 from ..formats import handler_for
 from ..formats.qa import check_window_settings
 from ..manifest import Manifest, read_manifest
+from ..perturb import Perturbation, check_task, parse, perturb_examples
 from ..progress import ProgressFactory, silent
 from ..specs import Precision
 from ..tasks import Split, TaskFormat, TaskSpec, get_task
-from ..tasks.examples import load_examples
+from ..tasks.examples import load_examples, load_file
 from ..zoo import Zoo
 from .inference import load_model, resolve_artifact
 
@@ -73,8 +74,8 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
              max_examples: int | None = None, data_dir: Path | None = None, max_length: int | None = None,
              backbone: str | None = None, output: Path | None = None, layer: int | None = None,
              pooling: str = "mean", doc_stride: int | None = None, skip_examples: int = 0,
-             perturb: Sequence[str] = (), perturb_seed: int = 0, data_file: Path | None = None,
-             progress: ProgressFactory = silent) -> Evaluation:
+             perturb: Sequence[str | Perturbation] = (), perturb_seed: int = 0, data_file: Path | None = None,
+             data_lang: str = "en", progress: ProgressFactory = silent) -> Evaluation:
     """Zero-shot evaluation in every language asked for (default: the benchmark's list for the task).
     A language without a local file is skipped (recorded with the reason); none with data is an error.
 
@@ -86,19 +87,27 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
     `skip_examples`: leave out the first N examples of every language, before `max_examples` applies (a run
     trained on the front of a validation split, evaluated on the same split of parallel data such as XNLI or
     PAWS-X, would otherwise be scored on translations of its training examples); recorded as `skipped_examples`.
+    `perturb` (robustness): perturbation specs (`typo:0.05`, `dropout:0.1`, `codeswitch:LEXICON:0.3`; see
+    stepstone.perturb), each scored on the same examples as the clean scores, seeded by `perturb_seed`: reported
+    under `perturbed` with the drop per language. `data_file` (domain shift): a local file in the task's native
+    format, scored with `data_lang`'s metric rules beside the in-domain languages: reported under `domain`.
+    The two are separate evaluations (given together: an error).
     Scores go to `<artifact>/evaluations/<task>.<split>.json`, `evaluations/<backbone>.<task>.<split>.json`
     without an artifact, or `output`."""
     from ..retrieval import RetrievalSettings
 
-    if perturb or data_file is not None:
-        raise NotImplementedError("perturb / data_file: issue 16")
+    data_file = Path(data_file) if data_file is not None else None
+    perturbations = _perturbations(perturb, data_file)  # every spec (and lexicon) checked before anything loads
     path, manifest = _artifact(target, zoo, backbone, task)
     spec_task, heads = _task_and_heads(manifest, task)
+    if perturbations:
+        check_task(spec_task)
     split_value = _split(split)
     encoding = _encoding(spec_task, manifest, max_length, doc_stride)
     default = path / OUTPUTS if path is not None else Path("evaluations") / _slug(backbone)
     destination = output or default / f"{spec_task.name}.{split_value.value}.json"
     check_destination(destination, "write")  # before the data and the model are loaded
+    file_examples = load_file(spec_task, split_value, data_file, max_examples) if data_file is not None else None
     languages = list(dict.fromkeys(langs)) if langs else list(spec_task.official_languages)
     recorded = manifest.spec.get("data_dir") if manifest else None
     data_dir = data_dir if data_dir is not None else (Path(recorded) if recorded else None)
@@ -111,23 +120,55 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
     with progress(f"load {path if path is not None else backbone}", None):
         loaded, manifest = load_model(path, backbone)
     loaded.check_max_length(encoding.length, encoding.length_name)
-    scores = {}
-    for lang in languages:
+
+    def scored(chosen: list[dict], lang: str, what: str | None = None) -> dict[str, float]:
         if spec_task.trainable:
-            scores[lang] = _score_task(loaded, spec_task, heads[spec_task.name], examples[lang], lang, manifest,
-                                       batch_size, encoding.length, encoding.stride, progress)
-        else:
-            scores[lang] = _score_retrieval(loaded, spec_task, examples[lang], lang, settings, progress)
+            return _score_task(loaded, spec_task, heads[spec_task.name], chosen, lang, manifest, batch_size,
+                               encoding.length, encoding.stride, progress, *([what] if what else []))
+        return _score_retrieval(loaded, spec_task, chosen, lang, settings, progress)
+
+    scores = {lang: scored(examples[lang], lang) for lang in languages}
+    perturbed = {p.label: {lang: scored(perturb_examples(spec_task, examples[lang], p, perturb_seed, lang), lang,
+                                        f"{lang}, {p.label}") for lang in languages} for p in perturbations}
     result = Evaluation(path or destination.parent, spec_task.name, split_value.value, spec_task.metric.main, scores,
-                        destination, spec_task.train_language, skipped, outside)
-    report = _report(result, manifest.name if manifest else loaded.spec.name, examples, sources, encoding,
-                     None if spec_task.trainable else {"layer": settings.resolve_layer(loaded.model),
-                                                       "pooling": settings.pooling.value,
-                                                       "max_length": settings.max_length})
+                        destination, spec_task.train_language, skipped, outside, perturbed)
+    if file_examples is not None:
+        result = replace(result, domain=_domain(result, data_file, file_examples,
+                                                scored(file_examples, data_lang, f"{data_lang}, {data_file.name}")))
+    retrieval = None if spec_task.trainable else {"layer": settings.resolve_layer(loaded.model),
+                                                  "pooling": settings.pooling.value, "max_length": settings.max_length}
+    report = _report(result, manifest.name if manifest else loaded.spec.name, examples, sources, encoding, retrieval)
     if skip_examples:
         report["skipped_examples"] = skip_examples
+    if perturbations:
+        report["perturbed"] = _perturbed_report(result, perturb_seed)
+    if result.domain is not None:
+        report["domain"] = result.domain
     write_text_atomic(destination, to_json(report))
     return result
+
+
+def _perturbations(specs: Sequence[str | Perturbation], data_file: Path | None) -> list[Perturbation]:
+    """Every perturbation parsed (a lexicon relative to the current directory), repeats dropped."""
+    parsed = [spec if isinstance(spec, Perturbation) else parse(spec) for spec in specs]
+    if parsed and data_file is not None:
+        raise StepstoneError("--perturb and --data-file are separate evaluations (robustness on the task's own "
+                             "languages, domain shift on a file): run one, then the other")
+    return list({p.label: p for p in parsed}.values())
+
+
+def _domain(result: Evaluation, data_file: Path, examples: list[dict], scores: dict[str, float]) -> dict:
+    """The domain-shift record: the file's scores and the drop from the in-domain languages' mean."""
+    return {"file": str(data_file), "label": data_file.stem, "examples": len(examples), "scores": scores,
+            "in_domain": result.average, "drop": result.average - scores[result.metric]}
+
+
+def _perturbed_report(result: Evaluation, seed: int) -> dict:
+    """Per perturbation: its seed, the scores per language and the drop of the main metric from clean."""
+    main = result.metric
+    return {label: {"seed": seed, "scores": by_lang,
+                    "drop": {lang: result.scores[lang][main] - metrics[main] for lang, metrics in by_lang.items()}}
+            for label, by_lang in result.perturbed.items()}
 
 
 def _artifact(target: str | None, zoo: Zoo | None, backbone: str | None,
@@ -266,13 +307,16 @@ def _after(task: TaskSpec, split: Split, lang: str, data_dir: Path | None, limit
 
 
 def _score_task(loaded: Backbone, task: TaskSpec, head: str, examples: list[dict], lang: str, manifest: Manifest,
-                batch_size: int, max_length: int, doc_stride: int | None, progress: ProgressFactory) -> dict[str, float]:
+                batch_size: int, max_length: int, doc_stride: int | None, progress: ProgressFactory,
+                what: str | None = None) -> dict[str, float]:
+    """`lang` sets the metric's language rules (QA normalisation); `what` names the examples in progress lines
+    where they are not plainly that language's (perturbed ones, a data file)."""
     handler, trained = handler_for(task), manifest.spec["train"]
     rows = tokenized.encode(handler, examples, loaded.tokenizer, task, max_length,
                             trained["doc_stride"] if doc_stride is None else doc_stride, train=False,
-                            progress=progress, description=f"tokenize {task.name} [{lang}]")
-    return score(loaded.model, handler, task, examples, rows, loaded.tokenizer, batch_size, lang, progress, head=head,
-                 precision=Precision(trained.get("precision", Precision.FP32.value)))
+                            progress=progress, description=f"tokenize {task.name} [{what or lang}]")
+    return score(loaded.model, handler, task, examples, rows, loaded.tokenizer, batch_size, lang, progress,
+                 head=head, precision=Precision(trained.get("precision", Precision.FP32.value)), what=what)
 
 
 def _score_retrieval(loaded: Backbone, task: TaskSpec, examples: list[dict], lang: str, settings: Any,

@@ -104,3 +104,31 @@ def _check_labels(task: TaskSpec, examples: list[dict], where: str, located: Exa
             raise StepstoneError(
                 f"{where}, example {i}: label '{label}' is not a label of the task (valid: {choices(valid)})"
             )
+
+
+def load_file(task: TaskSpec, split: Split, path: Path, limit: int | None = None) -> list[dict]:
+    """The first `limit` examples of one local file read as `task`'s `split` in its native format (the reader
+    its local layout uses for that split: the candidate whose file ends like `path`, else the first), with the
+    labels checked like `load_examples` does (domain shift: `stepstone evaluate --data-file`)."""
+    from ..data.readers import Unlabelled
+    from .sources import Together
+
+    local = getattr(task.source, "local", None)
+    if not task.trainable or local is None:
+        what = "a retrieval task" if not task.trainable else f"read from {task.source.describe()}"
+        raise StepstoneError(f"--data-file needs a task with a local file format: '{task.name}' is {what}")
+    readers = [c for c in local.files.get(split, ()) if not isinstance(c, Together)]
+    if not readers:
+        raise StepstoneError(f"task '{task.name}' has no local {split.value} file format to read {path} with")
+    pattern, read = next((c for c in readers if Path(c[0]).suffix == Path(path).suffix), readers[0])
+    try:
+        examples = loaded = read(Path(path))
+    except Unlabelled as err:
+        raise StepstoneError(f"{err}; --data-file needs gold labels") from None
+    if not examples:
+        raise StepstoneError(f"{path}: no examples in the file")
+    examples = examples[:limit] if limit is not None else examples
+    if task.open_labels:
+        return _map_open_labels(task, examples)
+    _check_labels(task, examples, str(path), loaded if isinstance(loaded, Examples) else None)
+    return examples
