@@ -1125,6 +1125,46 @@ CASES = [
     case("data-file-without-labels", evaluate_cmd("--data-file", "news.tsv"),
          "news.tsv:1: expected 2 tab-separated columns, found 1; --data-file needs gold labels", zoo=("sent-a",),
          files={"news.tsv": "in\nBerlin\n"}, setup=manifest_edit("sent-a", panx_head)),
+    # ---- grid axes (issue 16): chains, sizes, backbones, perturbed and out-of-domain evaluations of a grid
+    case("grid-chain-of-one-task", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:5: a sequential chain needs at least two tasks (got toy-pair); a single intermediate task is the "
+         "stack setup", files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nsequential: [[toy-pair]]\n"}),
+    case("grid-chain-trains-a-task-twice", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:5: sequential chain ['toy-pair', 'toy-sentiment', 'toy-pair'] trains a task twice",
+         files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\n"
+                "sequential: [[toy-pair, toy-sentiment, toy-pair]]\n"}),
+    case("grid-chain-through-a-retrieval-task", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:5: sequential chain ['toy-pair', 'tatoeba']: tatoeba is a retrieval task, which is not trained",
+         files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nsequential: [[toy-pair, tatoeba]]\n"}),
+    case("grid-size-below-one", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:5: intermediate_sizes must be at least 1 (got 0)",
+         files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nintermediate_sizes: [0]\n"}),
+    case("grid-size-of-a-task-not-intermediate", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:5: intermediate_sizes names 'toy-pair', which is not an intermediate task (intermediate: "
+         "toy-sentiment)", files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\n"
+                                  "intermediate_sizes: {toy-pair: [8]}\n"}),
+    case("grid-size-larger-than-the-data", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:6: intermediate_sizes: 8 examples of 'sst2' asked for, but its train data has 3",
+         files={"grid.yaml": GRID + "intermediate: [sst2]\ndata_dir: data\nintermediate_sizes: [2, 8]\n",
+                "data/intermediate/sst2/train.tsv": "sentence\tlabel\ngood\t1\nbad\t0\nfine\t1\n"}),
+    case("grid-backbones-with-one-name", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:5: backbones share a name (tiny): their cells and zoo entries would collide; give each backbone "
+         "a distinct folder or hub id",
+         files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nbackbones: [{name: tiny}, {name: tiny}]\n"}),
+    case("grid-malformed-perturbation", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:5: perturbation 'typo:abc': rate 'abc' is not a number (RATE from 0 to 1)",
+         files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nperturb: [typo:abc]\n"}),
+    case("grid-perturb-seed-without-perturb", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:5: perturb_seed is set, but perturb lists no perturbation",
+         files={"grid.yaml": GRID + "intermediate: [toy-sentiment]\nperturb_seed: 2\n"}),
+    case("grid-missing-data-file", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:2: target 'toy-tags': data file 'ood.tsv' not found",
+         files={"grid.yaml": GRID.replace("{task: toy-tags}", "{task: toy-tags, data_files: [ood.tsv]}")
+                + "intermediate: [toy-sentiment]\n"}),
+    case("grid-data-file-in-the-wrong-format", ("grid", "grid.yaml", "-q"),
+         "grid.yaml:2: target 'panx': ood.tsv:1: expected 2 tab-separated columns, found 1; --data-file needs gold "
+         "labels", files={"grid.yaml": GRID.replace("{task: toy-tags}", "{task: panx, data_files: [ood.tsv]}")
+                          + "intermediate: [toy-sentiment]\n", "ood.tsv": "Anna\nBerlin\n"}),
 ]
 
 

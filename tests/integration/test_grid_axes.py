@@ -189,3 +189,45 @@ def test_long_names_keep_their_front_and_stay_distinct():
     assert fit("short-name") == "short-name"
     a, b = fit("x" * 60 + "-then-a"), fit("x" * 60 + "-then-b")
     assert len(a) == len(b) == 64 and a != b and a.startswith("x" * 55 + "-")
+
+
+def tagging_file(path: Path, sentences: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [("Anna", "B-PER"), ("lives", "O"), ("in", "O"), ("Berlin", "B-LOC"), (".", "O")]
+    path.write_text("".join("".join(f"{w}\t{t}\n" for w, t in rows) + "\n" for _ in range(sentences)))
+    return path
+
+
+def test_perturbed_and_out_of_domain_evaluations_are_recorded(tmp_path):
+    data = tmp_path / "data"
+    for name in ("train-en", "dev-en", "dev-de"):
+        tagging_file(data / "target" / "panx" / f"{name}.tsv", 6)
+    news = tagging_file(tmp_path / "ood" / "news.tsv", 4)
+    spec = grid(intermediate=("toy-sentiment",), setups=(Setup.NONE,), data_dir=data,
+                perturb=("typo:0.2", "dropout:0.3"), perturb_seed=1,
+                targets=(TargetSpec("panx", split="validation", langs=("en", "de"), data_files=(news,)),
+                         TargetSpec("toy-tags")))
+    result = run_grid(spec, tmp_path / "g", isolate=False)
+    records = load_records(tmp_path / "g" / CELLS)
+    assert result.failed == []
+    panx = records["target/panx/bottleneck/none/seed0"]
+    assert sorted(panx["perturbed"]) == ["dropout:0.3", "typo:0.2"]
+    assert all(sorted(by_lang) == ["de", "en"] for by_lang in panx["perturbed"].values())
+    assert list(panx["domain"]) == ["news"] and 0.0 <= panx["domain"]["news"] <= 100.0
+    report = json.loads((tmp_path / "g" / "evaluations" / "target__panx__bottleneck__none__seed0.json").read_text())
+    assert {label: block["seed"] for label, block in report["perturbed"].items()} == {"typo:0.2": 1, "dropout:0.3": 1}
+    shifted = json.loads((tmp_path / "g" / "evaluations" / "target__panx__bottleneck__none__seed0.domain0.json")
+                         .read_text())
+    assert shifted["domain"]["label"] == "news" and shifted["domain"]["scores"]["f1"] == panx["domain"]["news"]
+    assert "domain" not in records["target/toy-tags/bottleneck/none/seed0"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("perturb: [typo:abc]\n", r"grid.yaml:9: "),
+    ("perturb: [blur:0.1]\n", r"grid.yaml:9: "),
+])
+def test_bad_perturbations_are_refused_with_file_and_line(tmp_path, extra, message):
+    path = tmp_path / "grid.yaml"
+    path.write_text(BASE + extra)
+    with pytest.raises(ConfigError, match=message):
+        load_grid(path)

@@ -155,6 +155,13 @@ def wait_for_lock(path: Path, process: subprocess.Popen, seconds: float = 300) -
     raise AssertionError(f"no lock {path} from {process.pid}: {process.stderr.read() if process.stderr else ''}")
 
 
+def wait_for_checkpoint(folder: Path, process: subprocess.Popen, seconds: float = 300) -> None:
+    """Until `process` has saved a checkpoint (its training has begun): a stop before that saves none."""
+    deadline = time.monotonic() + seconds
+    while process.poll() is None and time.monotonic() < deadline and not any(folder.glob("step-*")):
+        time.sleep(0.05)
+
+
 def refused_quickly(command: list[str], holder: subprocess.Popen) -> tuple[str, float]:
     start = time.monotonic()
     second = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
@@ -190,6 +197,7 @@ def test_two_train_processes_of_the_same_run(tmp_path):
         assert line.startswith(f"error: run 'k' is already being trained by process {first.pid} "
                                f"({tmp_path / 'runs' / '.k.lock'} is locked)")
         assert not (tmp_path / "zoo2").exists()
+        wait_for_checkpoint(tmp_path / "runs" / "k.checkpoint", first)  # stopped in training, not while it loads
     finally:
         stop(first)
     assert not (tmp_path / "zoo").exists()  # the holder released and removed its lock files on the way out

@@ -234,11 +234,18 @@ def _parse_perturbation(text: str):
     return perturb.parse(text)
 
 
-def size_problems(grid) -> list[tuple[tuple[str, ...], str]]:
-    """Sizes larger than an intermediate task's local English training data (hub data is not counted here)."""
-    from ..tasks.examples import load_examples, missing_data
+def data_problems(grid) -> list[tuple[tuple[str, ...], str]]:
+    """What reading the data finds: sizes larger than an intermediate task's local English training data (hub data
+    is not counted here), and targets' data files that do not read as the task's native format."""
+    from ..tasks.examples import load_examples, load_file, missing_data
 
     out = []
+    for i, target in enumerate(grid.targets):
+        for j, path in enumerate(target.data_files or ()):
+            try:
+                load_file(get_task(target.task), Split(target.split), Path(path), grid.eval_limit)
+            except StepstoneError as err:
+                out.append((("targets", f"[{i}]", "data_files", f"[{j}]"), f"target '{target.task}': {err}"))
     for task in grid.intermediate:
         wanted = sizes_for(grid, task)
         if not wanted:

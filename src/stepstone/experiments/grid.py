@@ -282,11 +282,11 @@ def load_grid(path: Path, overrides: tuple[str, ...] = ()) -> GridSpec:
     if problems:
         raise ConfigError(problems)
     _check_train(grid, path, lines)
-    from .axes import size_problems
+    from .axes import data_problems
 
     found = expansion_problems(grid, setups_given="setups" in data)
     problems = [(f"{path}:{lines[key]}: " if key in lines else f"{path}: ") + message
-                for key, message in found or size_problems(grid)]  # sizes read the data: only a sound grid's
+                for key, message in found or data_problems(grid)]  # reading the data: only a sound grid's
     if problems:
         raise ConfigError(problems)
     return grid

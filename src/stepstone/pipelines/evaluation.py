@@ -87,11 +87,8 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
     `skip_examples`: leave out the first N examples of every language, before `max_examples` applies (a run
     trained on the front of a validation split, evaluated on the same split of parallel data such as XNLI or
     PAWS-X, would otherwise be scored on translations of its training examples); recorded as `skipped_examples`.
-    `perturb` (robustness): perturbation specs (`typo:0.05`, `dropout:0.1`, `codeswitch:LEXICON:0.3`; see
-    stepstone.perturb), each scored on the same examples as the clean scores, seeded by `perturb_seed`: reported
-    under `perturbed` with the drop per language. `data_file` (domain shift): a local file in the task's native
-    format, scored with `data_lang`'s metric rules beside the in-domain languages: reported under `domain`.
-    The two are separate evaluations (given together: an error).
+    `perturb`: specs (stepstone.perturb) scored on the same examples, seeded by `perturb_seed` (`perturbed`);
+    `data_file`: a file in the task's native format, by `data_lang`'s metric rules (`domain`); not both at once.
     Scores go to `<artifact>/evaluations/<task>.<split>.json`, `evaluations/<backbone>.<task>.<split>.json`
     without an artifact, or `output`."""
     from ..retrieval import RetrievalSettings
@@ -104,29 +101,18 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
         check_task(spec_task)
     split_value = _split(split)
     encoding = _encoding(spec_task, manifest, max_length, doc_stride)
-    default = path / OUTPUTS if path is not None else Path("evaluations") / _slug(backbone)
-    destination = output or default / f"{spec_task.name}.{split_value.value}.json"
+    destination = output or (path / OUTPUTS if path is not None else Path("evaluations") / _slug(backbone)) \
+        / f"{spec_task.name}.{split_value.value}.json"
     check_destination(destination, "write")  # before the data and the model are loaded
     file_examples = load_file(spec_task, split_value, data_file, max_examples) if data_file is not None else None
-    languages = list(dict.fromkeys(langs)) if langs else list(spec_task.official_languages)
-    recorded = manifest.spec.get("data_dir") if manifest else None
-    data_dir = data_dir if data_dir is not None else (Path(recorded) if recorded else None)
-    _check_skip(spec_task, skip_examples)
-    examples, skipped, sources = _examples_by_language(spec_task, split_value, languages, data_dir, max_examples,
-                                                       skip_examples)
-    languages = [lang for lang in languages if lang in examples]
+    languages, examples, skipped, sources = _language_data(spec_task, split_value, langs, manifest, data_dir,
+                                                           max_examples, skip_examples)
     outside = tuple(lang for lang in languages if lang not in spec_task.official_languages)
     settings = RetrievalSettings(layer=layer, pooling=pooling, batch_size=batch_size, max_length=encoding.length)
     with progress(f"load {path if path is not None else backbone}", None):
         loaded, manifest = load_model(path, backbone)
     loaded.check_max_length(encoding.length, encoding.length_name)
-
-    def scored(chosen: list[dict], lang: str, what: str | None = None) -> dict[str, float]:
-        if spec_task.trainable:
-            return _score_task(loaded, spec_task, heads[spec_task.name], chosen, lang, manifest, batch_size,
-                               encoding.length, encoding.stride, progress, *([what] if what else []))
-        return _score_retrieval(loaded, spec_task, chosen, lang, settings, progress)
-
+    scored = _scorer(loaded, spec_task, heads, manifest, batch_size, encoding, settings, progress)
     scores = {lang: scored(examples[lang], lang) for lang in languages}
     perturbed = {p.label: {lang: scored(perturb_examples(spec_task, examples[lang], p, perturb_seed, lang), lang,
                                         f"{lang}, {p.label}") for lang in languages} for p in perturbations}
@@ -138,14 +124,35 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
     retrieval = None if spec_task.trainable else {"layer": settings.resolve_layer(loaded.model),
                                                   "pooling": settings.pooling.value, "max_length": settings.max_length}
     report = _report(result, manifest.name if manifest else loaded.spec.name, examples, sources, encoding, retrieval)
-    if skip_examples:
-        report["skipped_examples"] = skip_examples
-    if perturbations:
-        report["perturbed"] = _perturbed_report(result, perturb_seed)
-    if result.domain is not None:
-        report["domain"] = result.domain
+    report.update({"skipped_examples": skip_examples} if skip_examples else {},
+                  **({"perturbed": _perturbed_report(result, perturb_seed)} if perturbations else {}),
+                  **({"domain": result.domain} if result.domain is not None else {}))
     write_text_atomic(destination, to_json(report))
     return result
+
+
+def _scorer(loaded: Backbone, task: TaskSpec, heads: dict[str, str], manifest: Manifest | None, batch_size: int,
+            encoding: _Encoding, settings: Any, progress: ProgressFactory):
+    """scored(examples, lang, what=None) -> metrics: one language's examples (clean, perturbed or a file's)."""
+    def scored(chosen: list[dict], lang: str, what: str | None = None) -> dict[str, float]:
+        if task.trainable:
+            return _score_task(loaded, task, heads[task.name], chosen, lang, manifest, batch_size,
+                               encoding.length, encoding.stride, progress, *([what] if what else []))
+        return _score_retrieval(loaded, task, chosen, lang, settings, progress)
+
+    return scored
+
+
+def _language_data(task: TaskSpec, split: Split, langs: Sequence[str] | None, manifest: Manifest | None,
+                   data_dir: Path | None, limit: int | None, skip: int) -> tuple[list[str], dict, dict, dict]:
+    """The languages with data (those asked for, default the benchmark's list) and `_examples_by_language`'s
+    examples, skipped languages and sources; the data root defaults to the one the run recorded."""
+    languages = list(dict.fromkeys(langs)) if langs else list(task.official_languages)
+    recorded = manifest.spec.get("data_dir") if manifest else None
+    data_dir = data_dir if data_dir is not None else (Path(recorded) if recorded else None)
+    _check_skip(task, skip)
+    examples, skipped, sources = _examples_by_language(task, split, languages, data_dir, limit, skip)
+    return [lang for lang in languages if lang in examples], examples, skipped, sources
 
 
 def _perturbations(specs: Sequence[str | Perturbation], data_file: Path | None) -> list[Perturbation]:
