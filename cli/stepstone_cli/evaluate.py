@@ -108,6 +108,6 @@ def _print_domain(result) -> None:
     table = Table("data", "examples", *names, title=f"domain shift: {domain['file']}, main metric: {main}")
     table.add_row(domain["label"], str(domain["examples"]), *(f"{domain['scores'][n]:.2f}" for n in names))
     console.print(table)
-    console.print(f"in-domain {main} {domain['in_domain']:.2f} (mean of {len(result.scores)} languages), "
+    console.print(f"in-domain {main} {domain['in_domain']:.2f} (mean of {', '.join(result.scores)}), "
                   f"{domain['label']} {domain['scores'][main]:.2f}: drop {domain['drop']:.2f}", highlight=False,
                   soft_wrap=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,29 +20,13 @@ from stepstone.pipelines import chains
 from stepstone.pipelines import train as train_steps
 from stepstone.specs import BackboneSpec, Block, Composition, MethodSpec, RunSpec, TrainSpec
 from stepstone.zoo import Zoo
+from test_training import spy_on_training  # the same spy as test_training's trained-zoo tests
 
 torch.set_num_threads(1)
 
 TRAIN = TrainSpec(epochs=1, batch_size=16, max_train_examples=32, max_eval_examples=16, lr=1e-2)
 H = TINY_SHAPE["hidden_size"]
 ADAPTERS = ("bottleneck", "lora", "houlsby", "ia3")  # every adapter method the registry has (full is not one)
-
-
-@contextmanager
-def spy_on_training():
-    """The model's parameters right before and after training.train (the pipeline's own call)."""
-    seen: dict = {}
-    real = train_steps.train
-
-    def spy(model, *args, **kwargs):
-        seen["before"] = {n: p.detach().clone() for n, p in model.named_parameters()}
-        result = real(model, *args, **kwargs)
-        seen["after"] = {n: p.detach().clone() for n, p in model.named_parameters()}
-        return result
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(train_steps, "train", spy)
-        yield seen
 
 
 def own(tensors: dict, kind: str, name: str) -> dict:

@@ -288,8 +288,8 @@ def test_the_cli_prints_the_files_row_and_the_drop(panx_run, tmp_path, monkeypat
     lines = [" ".join(line.strip("┃│ ").replace("│", " ").replace("┃", " ").split())
              for line in result.stdout.splitlines()]
     assert "domain shift: news.tsv, main metric: f1" in lines
-    assert any(line.startswith(f"news 24 ") and f" {f1:.2f} " in f"{line} " for line in lines)
-    assert f"in-domain f1 {f1:.2f} (mean of 1 languages), news {f1:.2f}: drop 0.00" in lines
+    assert any(line.startswith("news 24 ") and f" {f1:.2f} " in f"{line} " for line in lines)
+    assert f"in-domain f1 {f1:.2f} (mean of de), news {f1:.2f}: drop 0.00" in lines
 
 
 @pytest.mark.parametrize("content, message", [

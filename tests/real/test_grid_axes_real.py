@@ -75,3 +75,17 @@ targets:
     with pytest.raises(ConfigError, match=r"grid.yaml:\d+: intermediate_sizes: 1000 examples of 'copa' asked for, "
                                           r"but its train data has 400"):
         load_grid(write(tmp_path, text.replace("setups: [none]", "setups: [none]\nintermediate_sizes: [100, 1000]")))
+
+
+def test_the_committed_axes_grid_loads_on_the_shared_data(shared_data):
+    from pathlib import Path
+
+    from stepstone.experiments import cells
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "grids" / "axes-cpu-small.yaml"
+    grid = load_grid(path, (f"data_dir={shared_data}",))
+    ids = [c.id for c in cells(grid)]
+    assert "intermediate/bottleneck/anli-then-sst2" in ids and "intermediate/bottleneck/sst2-n100" in ids
+    assert "target/panx/bottleneck/sequential-sst2-then-anli/seed0" in ids
+    assert "target/udpos/bottleneck/stack-size-sst2-n250/seed0" in ids
+    assert grid.perturb == ("typo:0.05", "dropout:0.1")

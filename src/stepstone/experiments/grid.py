@@ -20,7 +20,7 @@ from ..errors import ConfigError, StepstoneError, choices, did_you_mean
 from ..methods import METHODS, Family, MethodName
 from ..ranking.records import Estimator
 from ..specs import BackboneSpec, Block, Composition, MethodSpec, RunSpec, TrainSpec
-from ..tasks import TASKS, Split, TaskFormat, TaskSpec, get_task
+from ..tasks import TASKS, Split, TaskFormat, get_task
 from .cells import BLOCK_MEMBERS, BLOCK_OF, DEFAULT_SETUPS, DEV, GRID_SETUPS, CellRecord, Kind, Members, Setup
 
 
