@@ -326,7 +326,7 @@ class RunSpec:
     the same method and settings on the same backbone (a zoo entry folder, or a zoo entry name) whose adapter
     weights the new adapter starts from; for a full fine-tune, a full fine-tune run whose encoder weights
     start this one (the paper's intermediate -> target sequence). A relative path is a folder under the
-    working directory if there is one, else a zoo entry name (pipelines.train.resolve_init).
+    working directory if there is one, else a zoo entry name (pipelines.chains.resolve_init).
     data_dir: local data root for tasks read from files.
     train_split: the split of the English data that trains: train, or validation where only a dev set
     exists (PAWS-X in ../shared); then dev selection sees the training data, so turn select_best off.
