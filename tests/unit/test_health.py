@@ -102,13 +102,19 @@ def test_baseline_of_sentence_classification_comes_from_the_dev_labels():
         Baseline("accuracy", pytest.approx(100 / 3), 50.0, pytest.approx(math.log(3)), 2)
 
 
-def test_baseline_of_tagging_scores_the_majority_tag_with_the_task_metric():
+def pos_dev() -> tuple:
+    """UD-POS, two dev sentences (NOUN VERB / NOUN NOUN DET) as examples and encoded rows, and the three tags' ids."""
     pos = get_task("udpos")
     noun, verb, det = (pos.labels.index(t) for t in ("NOUN", "VERB", "DET"))
     examples = [{"tokens": ["a", "b"], "tags": ["NOUN", "VERB"]}, {"tokens": ["c", "d", "e"],
                                                                   "tags": ["NOUN", "NOUN", "DET"]}]
     dev = [{"input_ids": [0, 5, 6, 2], "labels": [-100, noun, verb, -100], "word_index": [-1, 0, 1, -1]},
            {"input_ids": [0, 7, 8, 9, 2], "labels": [-100, noun, noun, det, -100], "word_index": [-1, 0, 1, 2, -1]}]
+    return pos, examples, dev, (noun, verb, det)
+
+
+def test_baseline_of_tagging_scores_the_majority_tag_with_the_task_metric():
+    pos, examples, dev, (noun, verb, det) = pos_dev()
     got = baseline(pos, handler_for(pos), examples, dev, dev)
     assert got == Baseline("accuracy", pytest.approx(100 / 17), 60.0, pytest.approx(
         -(0.6 * math.log(0.6) + 2 * 0.2 * math.log(0.2))), 5)  # NOUN for all 5 words: 3 right
@@ -144,12 +150,7 @@ def test_udpos_is_judged_by_its_accuracy_beside_the_seqeval_f1():
     one chunk), so the verdict holds its token accuracy against chance (100 / 17) and the majority tag."""
     from stepstone.training.loop import TaskData, TrainResult
 
-    pos = get_task("udpos")
-    noun, verb, det = (pos.labels.index(t) for t in ("NOUN", "VERB", "DET"))
-    examples = [{"tokens": ["a", "b"], "tags": ["NOUN", "VERB"]}, {"tokens": ["c", "d", "e"],
-                                                                  "tags": ["NOUN", "NOUN", "DET"]}]
-    dev = [{"input_ids": [0, 5, 6, 2], "labels": [-100, noun, verb, -100], "word_index": [-1, 0, 1, -1]},
-           {"input_ids": [0, 7, 8, 9, 2], "labels": [-100, noun, noun, det, -100], "word_index": [-1, 0, 1, 2, -1]}]
+    pos, examples, dev, (noun, verb, det) = pos_dev()
     # all NOUN: one predicted chunk per sentence, OUN(0-1) and OUN(3-5) (an "O" goes between the sentences), against
     # gold OUN(0), ERB(1), OUN(3-4), ET(5): none right, F1 0, while 3 of 5 words are right
     majority = handler_for(pos).score(examples, dev, [np.eye(17, dtype=np.float32)[[noun] * len(r["input_ids"])]
