@@ -15,7 +15,9 @@ s sequence length, h hidden size. Forward F = 2 N T + 4 L s h T (the second term
 the backward pass still computes every layer's activation gradients (the adapters in the lower layers need them),
 but weight gradients only for the trainable parameters. MFU = FLOPs per step / seconds per step / peak, the peak
 being the H200's dense bf16 tensor-core rate (989 TFLOP/s, NVIDIA's H200 datasheet: 1,979 with 2:4 sparsity); fp32
-rows are measured against the same bf16 peak so the rows compare.
+rows are measured against the same bf16 peak so the rows compare. All measurements share one process (one model
+build, no per-process start on the device's clock): peak GPU memory is reset before each, but `peak_rss_mb` is the
+process's peak so far (on the CPU dry run the only memory figure, and cumulative).
 """
 from __future__ import annotations
 
