@@ -55,7 +55,7 @@ def one(args: argparse.Namespace) -> dict:
 
     from stepstone import methods
     from stepstone.backbone import device, load_backbone, place
-    from stepstone.precision import autocast, grad_scaler
+    from stepstone.precision import grad_scaler
     from stepstone.specs import BackboneSpec, MethodSpec, Precision, Quantize
     from stepstone.training import MODES, enable_grad_checkpointing, set_trainable, trainable_names
 
@@ -76,27 +76,9 @@ def one(args: argparse.Namespace) -> dict:
         enable_grad_checkpointing(model)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     scaler, prec = grad_scaler(Precision(precision), where), Precision(precision)
-    vocab = model.config.vocab_size
-    ids = torch.randint(5, vocab, (args.batch, args.length), device=where)
-    labels = torch.randint(0, 7, (args.batch, args.length), device=where)
-    mask = torch.ones_like(ids)
     if where.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    model.train()
-    times = []
-    for _ in range(args.steps + 1):
-        if where.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        with autocast(prec, where):
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels, head="bench").loss
-        scaler.scale(loss.float()).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        if where.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+    times, _ = timed_steps(model, optimizer, scaler, prec, where, args.batch, args.length, args.steps)
     step = sum(times[1:]) / len(times[1:])
     tokens = args.batch * args.length
     flops = (6 if full else 4) * backbone.num_parameters * tokens
@@ -156,5 +138,39 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
+def timed_steps(model, optimizer, scaler, prec, where, batch: int, length: int, steps: int,
+                extra=None) -> tuple[list[float], list[float]]:
+    """steps + 1 training steps on random tokens and tags (head "bench", 7 tags): each step's wall seconds (the
+    device synchronised around it; the first is warm-up) and loss. `extra(model)`: a loss added to the head's
+    (a training mode's regulariser)."""
+    import torch
+
+    from stepstone.precision import autocast
+
+    ids = torch.randint(5, model.config.vocab_size, (batch, length), device=where)
+    labels = torch.randint(0, 7, (batch, length), device=where)
+    mask = torch.ones_like(ids)
+    model.train()
+    times, losses = [], []
+    for _ in range(steps + 1):
+        if where.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with autocast(prec, where):
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels, head="bench").loss
+            if extra is not None:
+                loss = loss + extra(model)
+        scaler.scale(loss.float()).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        if where.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+        losses.append(float(loss.detach()))
+    return times, losses
+
+
 if __name__ == "__main__":
     main()
+

@@ -36,7 +36,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from memory import LARGE, materialise  # noqa: E402  (the project's XLM-R Large shape and random build)
+from memory import LARGE, materialise, timed_steps  # noqa: E402  (the project's XLM-R Large shape and random build)
 
 PEAK = {"tflops": 989.0, "what": "NVIDIA H200 dense bf16 tensor-core peak (SXM)",
         "source": "NVIDIA H200 Tensor Core GPU datasheet: 1,979 TFLOPS bf16 with 2:4 sparsity, half of it dense"}
@@ -69,7 +69,7 @@ def train_measure(args, method: str, quantize: str, precision: str) -> dict:
 
     from stepstone import methods
     from stepstone.backbone import device, load_backbone, place
-    from stepstone.precision import autocast, grad_scaler
+    from stepstone.precision import grad_scaler
     from stepstone.specs import BackboneSpec, MethodSpec, Precision, Quantize
     from stepstone.training import MODES, set_trainable, trainable_names
 
@@ -106,27 +106,7 @@ def train_measure(args, method: str, quantize: str, precision: str) -> dict:
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     prec = Precision(precision)
     scaler = grad_scaler(prec, where)
-    ids = torch.randint(5, model.config.vocab_size, (args.batch, args.length), device=where)
-    labels = torch.randint(0, 7, (args.batch, args.length), device=where)
-    mask = torch.ones_like(ids)
-    model.train()
-    times, losses = [], []
-    for _ in range(args.steps + 1):
-        if where.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        with autocast(prec, where):
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels, head="bench").loss
-            if extra is not None:
-                loss = loss + extra(model)
-        scaler.scale(loss.float()).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        if where.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-        losses.append(float(loss.detach()))
+    times, losses = timed_steps(model, optimizer, scaler, prec, where, args.batch, args.length, args.steps, extra)
     tokens = args.batch * args.length
     step = sum(times[1:]) / len(times[1:])
     flops = flops_per_step(model, mode.name == "full", trainable.count, tokens, args.length)
