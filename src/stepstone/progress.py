@@ -178,17 +178,20 @@ class _RichBar:
 
 
 class Countdown:
-    """'cell k/n' lines for n items run one after another: the time elapsed since `start` and, after the
-    first item, an estimate of the time left (the mean time of the items finished so far x the items
-    left, this one included). The caller passes the clock readings."""
+    """'cell k/n' lines for n items run one after another (or side by side): the time elapsed since `start`
+    and, after the first item, an estimate of the time left (the mean time of the items finished so far x
+    the items left, this one included). The caller passes the clock readings."""
 
     def __init__(self, total: int, start: float):
-        self.total, self.start, self.done = total, start, 0
+        self.total, self.start, self.done, self.started = total, start, 0, 0
 
     def begin(self, what: str, now: float) -> str:
+        """The line of the next item starting (k: the items started so far; with several at once, more than
+        the items done)."""
+        self.started += 1
         elapsed = now - self.start
-        total = max(self.total, self.done + 1)  # an estimate of n that fell short never shows k > n
-        line = f"cell {self.done + 1}/{total} {what}: {duration(elapsed)} elapsed"
+        total = max(self.total, self.started)  # an estimate of n that fell short never shows k > n
+        line = f"cell {self.started}/{total} {what}: {duration(elapsed)} elapsed"
         if self.done:
             line += f", about {duration(elapsed / self.done * (total - self.done))} left"
         return line

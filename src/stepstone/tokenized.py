@@ -73,20 +73,24 @@ def _encode(handler: FormatHandler, examples: list[dict], tokenizer: Any, task: 
     folder = root / f"{task.name}-{'train' if train else 'eval'}-{key[:32]}"
     from datasets import Dataset
 
+    unreadable = False
     if (folder / "dataset_info.json").is_file():
         try:
             rows = Dataset.load_from_disk(str(folder)).to_list()
             bar.advance(len(examples), "cached")
             return rows
         except (OSError, ValueError):  # unreadable (e.g. a disk filled up mid-write elsewhere): encode again
-            pass
+            unreadable = True
     rows = _chunked(handler, examples, tokenizer, task, max_length, doc_stride, train, bar)
     if rows:
-        _store(folder, rows)
+        _store(folder, rows, replace=unreadable)
     return rows
 
 
-def _store(folder: Path, rows: list[dict]) -> None:
+def _store(folder: Path, rows: list[dict], replace: bool) -> None:
+    """Save `rows` as `folder`, unless another process (a grid's other worker) saved it meanwhile; `replace`: the
+    folder there is unreadable, remove it first. (A folder that appeared while this process encoded is another's
+    good save, maybe being read: never removed.)"""
     from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
@@ -96,10 +100,12 @@ def _store(folder: Path, rows: list[dict]) -> None:
     shown = is_progress_bar_enabled()
     disable_progress_bar()
     try:
-        if folder.exists():
+        if replace:
             import shutil
 
             shutil.rmtree(folder, ignore_errors=True)
+        elif folder.exists():
+            return
         with atomic_dir(folder) as tmp:
             Dataset.from_list(rows).save_to_disk(str(tmp))
     except (StepstoneError, OSError):  # another process stored it first, or the disk is full: not needed

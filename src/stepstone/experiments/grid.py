@@ -266,6 +266,7 @@ def load_grid(path: Path, overrides: tuple[str, ...] = ()) -> GridSpec:
     """Read and check a grid file: keys, types, and every task name (file:line) before anything runs."""
     data, lines = load_yaml(path)
     data = merge(data, parse_overrides(overrides))
+    data.pop("executor", None)  # how the cells run, not what they are: execution.load_executor reads it
     grid = build(GridSpec, data, source=str(path), lines=lines)
     named = [(("intermediate", f"[{i}]"), t) for i, t in enumerate(grid.intermediate)]
     named += [(("full_after", f"[{i}]"), t) for i, t in enumerate(grid.full_after)]

@@ -21,6 +21,7 @@ from ..errors import ConfigError, StepstoneError
 from ..progress import Countdown, ProgressFactory, note, silent
 from ..tasks import Split, TaskSpec, get_task
 from .cells import CELLS, DEV, CellRecord, append_cell, best_intermediate, load_records, ranked_pick
+from .execution import DIED, INTERRUPTED, ExecutorSpec, cell_job, check_parallel
 from .grid import DEFAULT_SETUPS, Cell, GridSpec, _backbone, cells, expansion_problems, rank_cell_id
 
 
@@ -34,16 +35,20 @@ class GridResult:
 
 def run_grid(grid: GridSpec, folder: Path, *, progress: ProgressFactory = silent,
              echo: Callable[[str], None] = lambda line: None, isolate: bool = True,
-             limit: int | None = None, clock: Callable[[], float] = time.monotonic) -> GridResult:
+             limit: int | None = None, clock: Callable[[], float] = time.monotonic,
+             executor: ExecutorSpec | None = None) -> GridResult:
     """Run (or continue) `grid` in `folder`. isolate: each training / evaluation in its own forked process
     (a crash cannot take the grid down, and peak memory is per cell). limit: stop after that many cells
-    (tests use it to simulate an interruption). Progress notes (`progress.note`): cell k of n, elapsed,
-    an estimate of the time left; `echo`: failures and did-not-learn warnings. One grid at a time per folder: a
-    second is refused at once. SIGINT / SIGTERM stop the cell in progress as they stop `train` (its checkpoint
-    saved, nothing recorded for it) and raise `Interrupted` naming the cell; running the grid again continues it."""
+    (tests use it to simulate an interruption). executor: where the cells run (execution.py: one at a time here,
+    by default; side by side on local workers; SLURM jobs); a cell whose process died is run again up to its
+    `retries` times. Progress notes (`progress.note`): cell k of n, elapsed, an estimate of the time left;
+    `echo`: failures and did-not-learn warnings. One grid at a time per folder: a second is refused at once.
+    SIGINT / SIGTERM stop the cells in progress as they stop `train` (their checkpoints saved, nothing recorded for
+    them) and raise `Interrupted` naming them; running the grid again continues it."""
     from ..locks import exclusive
 
-    folder = Path(folder)
+    folder, executor = Path(folder), executor or ExecutorSpec()
+    check_parallel(executor, isolate)
     problems = expansion_problems(grid, setups_given=grid.setups != DEFAULT_SETUPS)
     if problems:
         raise ConfigError([message for _, message in problems])
@@ -51,7 +56,7 @@ def run_grid(grid: GridSpec, folder: Path, *, progress: ProgressFactory = silent
     check_destination(folder / CELLS, "write")  # a file in the way or a read-only place: before any cell runs
     with interrupts.stopping(), exclusive([folder], f"grid folder '{folder}' is already being run"):
         try:
-            return _run_grid(grid, folder, every_cell, progress, echo, isolate, limit, clock)
+            return _run_grid(grid, folder, every_cell, progress, echo, isolate, limit, clock, executor)
         except interrupts.Interrupted as stop:
             if stop.detail is not None:  # in or after a cell (_run_grid says which)
                 raise
@@ -59,47 +64,77 @@ def run_grid(grid: GridSpec, folder: Path, *, progress: ProgressFactory = silent
 
 
 def _run_grid(grid: GridSpec, folder: Path, every_cell: list[Cell], progress: ProgressFactory,
-              echo: Callable[[str], None], isolate: bool, limit: int | None, clock: Callable[[], float]) -> GridResult:
+              echo: Callable[[str], None], isolate: bool, limit: int | None, clock: Callable[[], float],
+              executor: ExecutorSpec) -> GridResult:
     _pin_spec(grid, folder)
     log = folder / CELLS
     done = load_records(log)
-    ran = skipped = 0
     failed: list[str] = []
     todo, finished = planned(grid, done, every_cell)
     warned: set[str] = set()  # rank cells whose pick fell back to dev: one warning each
     countdown = Countdown(todo if limit is None else min(todo, limit), clock())
     note(progress, f"grid {folder}: {countdown.total} cells to run, {finished} already done")
-    for cell in every_cell:
-        if done.get(cell.id, {}).get("status") == "ok":
-            skipped += 1
-            continue
-        if cell.after is not None and _seeded_stack(grid, done, cell, echo, warned) != cell.record.intermediate:
-            continue
-        if limit is not None and ran >= limit:
-            break
-        start = clock()
-        note(progress, countdown.begin(cell.id, start))
-        try:
-            record = (_isolated if isolate else _run_cell)(grid, folder, cell, progress)
-        except interrupts.Interrupted as stop:  # not recorded: the next run of the grid continues the cell
-            raise interrupts.Interrupted(stop.signum, f"in cell {cell.id}" + (f" {stop.detail}" if stop.detail else ""),
-                                         resumable=True) from None
-        record = cell.record.updated(**record, cell_seconds=round(clock() - start, 1))  # training + evaluation
+
+    def finish(cell: Cell, values: dict, seconds: float) -> None:
+        record = cell.record.updated(**values, cell_seconds=round(seconds, 1))  # training + evaluation
         countdown.finish()
         append_cell(log, record)
         done[cell.id] = record
-        ran += 1
         if record.status != "ok":
             failed.append(cell.id)
             echo(f"  failed: {cell.id}: {record.error}")
         warning = health.warning(cell.id, record.learning)
         if warning is not None:
             echo(f"  {warning}")
-        if interrupts.received() is not None:  # it came as an isolated cell finished: recorded, then stop
-            raise interrupts.Interrupted(interrupts.received(), f"after cell {cell.id} finished", resumable=True)
+
+    remaining = [c for c in every_cell if done.get(c.id, {}).get("status") != "ok"]
+    skipped = len(every_cell) - len(remaining)
+    if executor.parallel:
+        from .execution import Scheduled, executor_for, run_parallel
+
+        hooks = Scheduled(start=lambda cell: note(progress, countdown.begin(cell.id, clock())), finish=finish,
+                          gate=lambda cell: _seeded_stack(grid, done, cell, echo, warned) == cell.record.intermediate,
+                          echo=echo)
+        ran = run_parallel(grid, folder, remaining, every_cell, executor_for(executor, folder), hooks,
+                           executor.retries, limit, clock)
+    else:
+        ran = _run_serial(grid, folder, remaining, progress, isolate, limit, clock, executor.retries, finish,
+                          lambda cell: _seeded_stack(grid, done, cell, echo, warned) == cell.record.intermediate,
+                          countdown, echo)
     if ran:
         note(progress, countdown.summary(clock()))
     return GridResult(folder, ran, skipped, failed)
+
+
+def _run_serial(grid: GridSpec, folder: Path, remaining: list[Cell], progress: ProgressFactory, isolate: bool,
+                limit: int | None, clock: Callable[[], float], retries: int, finish: Callable,
+                gate: Callable[[Cell], bool], countdown: Countdown, echo: Callable[[str], None]) -> int:
+    """The cells one after another, in order, here or each in a forked child (`isolate`)."""
+    ran = 0
+    for cell in remaining:
+        if cell.after is not None and not gate(cell):
+            continue
+        if limit is not None and ran >= limit:
+            break
+        start = clock()
+        note(progress, countdown.begin(cell.id, start))
+        for attempt in range(retries + 1):
+            try:
+                values = _isolated(grid, folder, cell, progress) if isolate else _run_cell(grid, folder, cell, progress)
+            except interrupts.Interrupted as stop:  # not recorded: the next run of the grid continues the cell
+                raise interrupts.Interrupted(stop.signum, f"in cell {cell.id}" + (f" {stop.detail}" if stop.detail
+                                                                                   else ""), resumable=True) from None
+            if values.get(DIED) is None:
+                break
+            if attempt < retries:
+                echo(f"  {cell.id}: {values['error']}; running it again ({attempt + 1} of {retries} retries)")
+        if values.pop(DIED, None) is not None and retries:
+            values["error"] += f" (tried {retries + 1} times)"
+        finish(cell, values, clock() - start)
+        ran += 1
+        if interrupts.received() is not None:  # it came as an isolated cell finished: recorded, then stop
+            raise interrupts.Interrupted(interrupts.received(), f"after cell {cell.id} finished", resumable=True)
+    return ran
 
 
 def planned(grid: GridSpec, done: dict, every_cell: list[Cell] | None = None) -> tuple[int, int]:
@@ -180,11 +215,7 @@ def _isolated(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactor
     receive, send = context.Pipe(duplex=False)
 
     def child() -> None:
-        try:
-            with interrupts.stopping():
-                send.send(_run_cell(grid, folder, cell, progress))
-        except interrupts.Interrupted as stop:
-            send.send({INTERRUPTED: [stop.signum, stop.detail]})
+        send.send(cell_job(grid, folder, cell, progress))
 
     def forward(signum: int) -> None:  # a signal to the grid alone (SIGTERM from a scheduler) stops the cell too
         if process.pid is not None:
@@ -204,11 +235,9 @@ def _isolated(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactor
     if record is None and interrupts.received() is not None:
         raise interrupts.Interrupted(interrupts.received())
     if record is None:
-        return {"status": "error", "error": f"cell process died (exit code {process.exitcode})"}
+        return {"status": "error", "error": f"cell process died (exit code {process.exitcode})", DIED: True}
     return record
 
-
-INTERRUPTED = "interrupted"  # what an isolated cell sends instead of its record when a signal stopped it
 
 
 def _run_cell(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactory) -> dict:
