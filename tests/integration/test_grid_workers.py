@@ -269,7 +269,8 @@ def test_each_local_worker_sees_its_own_gpu_and_threads():
     workers = execution.ForkedWorkers(slots=3, threads=1, devices=["4", "7"], job=report)
     handles = [workers.start(None, Path("."), f"c{slot}", slot) for slot in range(3)]
     seen = {}
-    while len(seen) < 3:
-        for _, outcome in workers.wait(handles, timeout=30.0):
+    while handles:  # as the scheduler does: wait on the cells still running
+        for handle, outcome in workers.wait(handles, timeout=30.0):
+            handles.remove(handle)
             seen[outcome.values["cell"]] = (outcome.values["device"], outcome.values["threads"])
     assert seen == {"c0": ("4", 1), "c1": ("7", 1), "c2": ("4", 1)}
