@@ -18,12 +18,11 @@ from stepstone.checkpoint import Checkpoints
 from stepstone.composition import parse
 from stepstone.errors import StepstoneError
 from stepstone.formats import handler_for
-from stepstone.methods import (BottleneckSpec, HoulsbySpec, IA3Spec, LoRASpec, add_adapter, backbone_dropout_off)
+from stepstone.methods import BottleneckSpec, HoulsbySpec, IA3Spec, LoRASpec, add_adapter, backbone_dropout_off
 from stepstone.precision import autocast
 from stepstone.specs import BackboneSpec, MethodSpec, Precision, RunSpec, TrainSpec
 from stepstone.tasks import Split, get_task
 from stepstone.tasks.examples import load_examples
-from stepstone.training import frozen
 from stepstone.training.frozen import FrozenLayerCache, first_adapted_layer
 from stepstone.zoo import Zoo
 
