@@ -189,13 +189,21 @@ def test_a_zoo_member_in_the_lowest_layer_is_refused(tmp_path):
     assert not (tmp_path / "runs" / "t").exists()
 
 
-def test_distributed_training_is_refused():
+def test_distributed_training_is_refused(tmp_path, monkeypatch):
+    """Before anything loads (a launcher's WORLD_SIZE), and in the loop (the processes it trains with)."""
+    from stepstone.training.loop import _frozen_layer_cache
+
     class TwoProcesses:
         world = 2
 
-    with pytest.raises(StepstoneError, match=r"^train.cache_frozen_layers runs in one process only \(2 were"):
-        from stepstone.training.loop import _frozen_layer_cache
+    message = (r"^train.cache_frozen_layers runs in one process only \(2 were launched\): launch without accelerate, "
+               r"or set train.cache_frozen_layers=false$")
+    with pytest.raises(StepstoneError, match=message):
         _frozen_layer_cache(None, spec("m", True).train, TwoProcesses())
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(StepstoneError, match=message):
+        trained(tmp_path, spec("m", True))
+    assert not (tmp_path / "zoo").exists() and not (tmp_path / "runs").exists()
 
 
 class Stop(Exception):

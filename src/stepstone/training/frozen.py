@@ -57,6 +57,13 @@ def _members_present(fusion: str, present: set[tuple[str, str]]) -> bool:
     return any(kind not in (FUSION_OWNER, "heads") and owner in members for kind, owner in present)
 
 
+def one_process_cache(world: int) -> StepstoneError:
+    """The refusal under `accelerate launch`: the cache and its module swaps are not wired for DDP (each process
+    would cache its own shard's rows, and DDP would see the encoder's layer list change every step)."""
+    return StepstoneError(f"train.cache_frozen_layers runs in one process only ({world} were launched): launch "
+                          f"without accelerate, or set train.cache_frozen_layers=false")
+
+
 class FrozenLayerCache:
     """The cached output of the embeddings + layers 0..k-1 for the rows of one training run.
 

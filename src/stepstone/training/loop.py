@@ -25,7 +25,7 @@ from ..progress import ProgressFactory, silent
 from ..specs import TrainSpec
 from ..tasks.base import TaskSpec
 from .batches import _batches, schedule
-from .frozen import FrozenLayerCache
+from .frozen import FrozenLayerCache, one_process_cache
 from .modes import Trainable, TrainingMode, param_groups
 from .resume import replay, restore
 
@@ -230,8 +230,7 @@ def _frozen_layer_cache(model: Any, spec: TrainSpec, procs: Processes) -> Frozen
     if not spec.cache_frozen_layers:
         return None
     if procs.world > 1:
-        raise StepstoneError(f"train.cache_frozen_layers runs in one process only ({procs.world} were launched): "
-                             f"launch without accelerate, or set train.cache_frozen_layers=false")
+        raise one_process_cache(procs.world)
     return FrozenLayerCache.of(model)
 
 
