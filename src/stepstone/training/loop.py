@@ -1,7 +1,8 @@
 """ONE training loop for every mode, as small named steps. The mode (modes.py) is an explicit value: it
 gives the trainable parameter set (computed, applied and asserted before the first step), the optimizer's
 parameter groups and any extra loss; the loop knows no mode by name. The loss unit a distributed batch is
-weighted by comes from each part's format handler."""
+weighted by comes from each part's format handler. The opt-in speed settings: train.cache_frozen_layers runs
+each training forward inside the frozen-layer cache (frozen.py), train.compile runs it compiled."""
 from __future__ import annotations
 
 import math
@@ -139,9 +140,9 @@ def _start(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, m
         enable_grad_checkpointing(model)
     procs = processes()
     cache = _frozen_layer_cache(model, spec, procs)
-    forward = procs.wrap(model)
-    return _Run(model=model, forward=_compiled(forward) if spec.compile else forward, cache=cache, parts=parts, tokenizer=tokenizer, spec=spec, mode=mode,
-                trainable=trainable, params=params, optimizer=optimizer,
+    forward = procs.wrap(model)  # DDP first, then compile (torch's order: DDP's buckets see the compiled graph)
+    return _Run(model=model, forward=_compiled(forward) if spec.compile else forward, cache=cache, parts=parts,
+                tokenizer=tokenizer, spec=spec, mode=mode, trainable=trainable, params=params, optimizer=optimizer,
                 clipped=[p for g in groups for p in g["params"]], scheduler=scheduler, scaler=scaler,
                 generator=generator, device=device, procs=procs, checkpoints=checkpoints, sink=sink,
                 progress=progress, planned=total)
@@ -210,9 +211,9 @@ def _forward(run: _Run, batch: dict, head: str) -> Any:
 
 
 def _compiled(forward: Any) -> Any:
-    """train.compile: torch.compile of the training forward (the model, or its DDP wrapper: torch's order,
-    so DDP's bucketing sees the compiled graph). dynamic=True: batches differ in length. Evaluation and
-    saving use the original model, so state_dict names carry no `_orig_mod.` prefix."""
+    """train.compile: torch.compile of the training forward (the model, or its DDP wrapper). dynamic=True:
+    batches differ in length. Evaluation, checkpoints and saving use the original model, so state_dict names
+    carry no `_orig_mod.` prefix."""
     try:
         return torch.compile(forward, dynamic=True)
     except Exception as err:  # e.g. a Python version torch.compile does not support
