@@ -3,6 +3,8 @@
     python benchmarks/speed.py --threads 1 --stepstone-args train.precision=bf16 train.group_by_length=true \
         train.backbone_dropout=false backbone.attention=eager        # multilingual-e5-small, the README's run
     python benchmarks/speed.py --backbone tiny --train-examples 64 --eval-examples 16 --epochs 1 --seeds 0
+    ... --stepstone-args ... method.bottleneck.leave_out=6 train.cache_frozen_layers=true train.compile=true
+                                                                    # issue 17 part 3: AdapterDrop, cache, compile
 
 Setups, each (setup, seed) in its own process (clean peak RSS), run back to back:
   1. adapters-maxlen:  AdapterTrainer + TrainingArguments, tokenised with padding="max_length" to 128, as in the
@@ -16,6 +18,8 @@ tokens/s (non-padding tokens / wall seconds of the training loop, model loading 
 RSS, English dev F1 and zero-shot F1 (every other PAN-X dev language, first --eval-examples sentences), and
 evaluation sentences/s over all languages (stepstone: the whole `stepstone evaluate`, backbone loading included;
 baseline 2: `trainer.predict` per language on the loaded model). F1 is scored by the same function for all.
+--stepstone-args reach setup 3 only (the baselines stay as they are); each stepstone run records the method and
+train settings its manifest holds (`recorded`), so the JSON shows what ran.
 """
 from __future__ import annotations
 
@@ -144,7 +148,9 @@ def _stepstone(args: argparse.Namespace, seed: int) -> dict:
     report = json.loads((zoo / "panx-speed" / "evaluations" / "panx.validation.json").read_text())
     return {"train_seconds": manifest["train_seconds"], "steps": _steps(zoo / "panx-speed"),
             "f1": {lang: s["f1"] for lang, s in report["scores"].items()}, "eval_seconds": eval_seconds,
-            "eval_sentences": sum(report["examples"].values())}
+            "eval_sentences": sum(report["examples"].values()),
+            # what the run's manifest says ran: --stepstone-args (leave_out, cache_frozen_layers, compile) included
+            "recorded": {"method": manifest["spec"]["method"], "train": manifest["spec"]["train"]}}
 
 
 def _steps(folder: Path) -> int:

@@ -29,7 +29,7 @@ SUFFIX = ".checkpoint"
 STATE = "state.json"
 TENSORS = "tensors.safetensors"
 CHECKPOINT_VERSION = 1
-RESUMABLE_CHANGES = ("threads", "checkpoint_every")  # train settings a resumed run may change
+RESUMABLE_CHANGES = ("threads", "checkpoint_every", "compile")  # train settings a resumed run may change
 # What a run depends on beyond its spec, which names them but cannot tell whether they changed:
 # members: zoo member -> its manifest's files (weights and configs) and their sha256; init_from: the same for the
 # artifact it starts from (a zoo adapter it continues, or a full fine-tune run); data: task -> sha256 of its training and dev examples; backbone: fingerprint

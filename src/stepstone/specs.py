@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -253,6 +253,14 @@ class TrainSpec:
         backbone are a quarter of a bf16 CPU training step.
     checkpoint_every: optimizer steps between checkpoints (RUNS_DIR/NAME.checkpoint, only the latest kept,
         removed when the run is saved) that `--resume` continues from; 0 = none. 500 = transformers' save_steps.
+    cache_frozen_layers: compute the output of the backbone's bottom that holds nothing trainable (embeddings
+        + the layers below the first adapter: `method.<kind>.leave_out`) once per training row and reuse it
+        every later epoch; the forward starts above it and the backward stops there (stepstone.training.frozen).
+        Needs backbone_dropout False (else those layers are not a pure function of the input) and an adapter
+        method with leave_out >= 1. The same results up to float rounding; dev and zero-shot evaluation run
+        the full forward. False by default (issue 17).
+    compile: torch.compile(dynamic=True) the training forward (evaluation stays eager). The same results up
+        to float rounding; compiling costs minutes on a CPU, so it pays on long runs only. False by default.
     """
 
     lr: float | None = None
@@ -279,8 +287,13 @@ class TrainSpec:
     group_by_length: bool = False
     backbone_dropout: bool = True
     checkpoint_every: int = 500
+    cache_frozen_layers: bool = False
+    compile: bool = False
 
     def __post_init__(self):
+        if self.cache_frozen_layers and self.backbone_dropout:
+            raise ValueError("cache_frozen_layers needs backbone_dropout=false: with the backbone's dropout on, "
+                             "its layers are not a pure function of the input, so their output cannot be reused")
         if self.select_best and not self.dev:
             raise ValueError("select_best needs dev data: set select_best: false with dev: false")
         if self.temperature <= 0:
@@ -307,11 +320,20 @@ class TrainSpec:
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0")
 
+    def to_config(self) -> dict:
+        """Config / manifest form: the opt-in speed settings (cache_frozen_layers, compile) only where on, so
+        every config and manifest written before they existed reads and is written as before."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+        return {k: v for k, v in values.items() if k not in _OPT_IN or v}
+
     def resolved(self, method: str) -> "TrainSpec":
         """Fill the method-dependent defaults so the saved spec says what actually ran."""
         lr = self.lr if self.lr is not None else METHODS.get(method).default_lr
         fusion_lr = self.fusion_lr if self.fusion_lr is not None else 5e-5
         return replace(self, lr=lr, fusion_lr=fusion_lr)
+
+
+_OPT_IN = ("cache_frozen_layers", "compile")  # TrainSpec settings recorded only where on
 
 
 @dataclass(frozen=True)
@@ -357,6 +379,8 @@ class RunSpec:
         full = self.method.registered.family is Family.FULL
         if full and self.compose is not None:
             raise ValueError("a full fine-tune has no adapters to compose: drop 'compose' or pick an adapter method")
+        if self.train.cache_frozen_layers:
+            _check_cacheable(self.method, full)
         if full and self.backbone.quantize is not Quantize.NONE:
             raise ValueError(f"a full fine-tune trains the backbone's weights, which cannot be "
                              f"{self.backbone.quantize.value}-quantised: use quantize none, or an adapter method")
@@ -369,3 +393,18 @@ class RunSpec:
     @property
     def run_name(self) -> str:
         return self.name or f"{'-'.join(self.task)}-{self.method.kind}"
+
+
+def _check_cacheable(method: MethodSpec, full: bool) -> None:
+    """train.cache_frozen_layers needs frozen bottom layers: refuse a method that leaves none (the model's own
+    check, after it is built, is stepstone.training.frozen.first_adapted_layer)."""
+    if full:
+        raise ValueError("train.cache_frozen_layers: full fine-tuning trains every layer: nothing to cache; "
+                         "set train.cache_frozen_layers=false")
+    leave_out = getattr(method.options, "leave_out", None)
+    if leave_out is None:
+        raise ValueError(f"train.cache_frozen_layers needs a method with leave_out (bottleneck, houlsby, lora, ia3); "
+                         f"method.kind is {method.kind}")
+    if leave_out < 1:
+        raise ValueError(f"train.cache_frozen_layers needs method.{method.kind}.leave_out >= 1 (the lowest layers "
+                         f"without an adapter are what is cached); it is {leave_out}")

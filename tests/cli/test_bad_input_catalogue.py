@@ -700,6 +700,28 @@ CASES = [
     case("settings-of-another-method", toy("toy-tags", "--method", "lora", "method.bottleneck.reduction_factor=4"),
          "<command line>: 'method': method.bottleneck settings are given, but method.kind is lora, which does not use "
          "them: set method.kind to bottleneck, or drop them"),
+    # issue 17 part 3: AdapterDrop, the frozen-layer cache
+    case("leave-out-negative", toy("toy-tags", "method.bottleneck.leave_out=-1"),
+         "<command line>: 'method.bottleneck': bottleneck.leave_out must be >= 0 (the number of lowest layers without "
+         "an adapter), got -1"),
+    case("leave-out-every-layer", toy("toy-tags", "--method", "lora", "method.lora.leave_out=2"),
+         "method.lora.leave_out is 2, but the backbone has 2 layers: no layer would hold an adapter; use 0 to 1"),
+    case("cache-with-backbone-dropout", toy("toy-tags", "train.cache_frozen_layers=true"),
+         "<command line>: 'train': cache_frozen_layers needs backbone_dropout=false: with the backbone's dropout on, "
+         "its layers are not a pure function of the input, so their output cannot be reused"),
+    case("cache-without-leave-out", toy("toy-tags", "train.cache_frozen_layers=true", "train.backbone_dropout=false"),
+         "<command line>: train.cache_frozen_layers needs method.bottleneck.leave_out >= 1 (the lowest layers without "
+         "an adapter are what is cached); it is 0"),
+    case("cache-full-fine-tune", toy("toy-tags", "--full-finetune", "train.cache_frozen_layers=true",
+                                     "train.backbone_dropout=false"),
+         "<command line>: train.cache_frozen_layers: full fine-tuning trains every layer: nothing to cache; set "
+         "train.cache_frozen_layers=false"),
+    case("cache-under-a-zoo-member-in-layer-0",
+         toy("toy-sentiment", "--on", "Stack(sent-a)", "--name", "t", "train.cache_frozen_layers=true",
+             "train.backbone_dropout=false", "method.bottleneck.leave_out=1"),
+         "train.cache_frozen_layers: nothing to cache: the backbone's layer 0 holds "
+         "output.adapters.sent-a.adapter_down.0.weight (trainable, or an adapter); give the adapter (and every "
+         "composed zoo adapter) leave_out >= 1, or set train.cache_frozen_layers=false", zoo=("sent-a",)),
     case("weight-decay-negative", toy("toy-tags", "train.weight_decay=-0.01"),
          "<command line>: 'train': weight_decay must be >= 0 (got -0.01): a negative one grows the weights"),
     case("max-grad-norm-zero", toy("toy-tags", "train.max_grad_norm=0"),

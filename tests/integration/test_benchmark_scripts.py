@@ -38,15 +38,19 @@ def test_speed_benchmark_runs_every_setup_on_the_same_training(tmp_path, shared_
     assert report["failure"] is None and report["stepstone_args"] == ["train.precision=bf16",
                                                                        "train.group_by_length=true"]
     assert report["real_tokens"] > 0 and "speedup stepstone/adapters-dynamic" in done.stdout
+    assert report["runs"][2]["recorded"]["train"]["group_by_length"] is True  # --stepstone-args reached setup 3
 
 
 @pytest.mark.real
 def test_levers_benchmark_times_every_lever(tmp_path, shared_data):
     out = tmp_path / "levers.json"
     run("levers.py", "--backbone", "tiny", "--data-dir", str(shared_data), "--batches", "4", "--warmup", "1",
-        "--repeats", "2", "--no-compile", "--out", str(out))
+        "--repeats", "2", "--no-compile", "--leave-out", "1", "--out", str(out))
     levers = json.loads(out.read_text())["levers"]
-    assert set(levers) == {"fp32", "grouped", "bf16", "bf16-lowered", "no-dropout", "eager", "eager-dropout"}
+    assert set(levers) == {"fp32", "grouped", "bf16", "bf16-lowered", "no-dropout", "eager", "eager-dropout",
+                           "adapterdrop", "cached"}
+    assert levers["cached"]["leave_out"] == levers["adapterdrop"]["leave_out"] == 1
+    assert levers["cached"]["first_pass_ms_per_step"] > 0
     assert levers["fp32"]["padding_share"] > levers["grouped"]["padding_share"]  # grouping removes padding
     assert all(row["ms_per_step"] > 0 for row in levers.values())
 

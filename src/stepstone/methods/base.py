@@ -36,6 +36,41 @@ def _no_sites(settings: Any) -> tuple[str, ...]:
     return ()
 
 
+def check_leave_out(method: str, leave_out: int) -> None:
+    """The settings-level check of a method's `leave_out` field: how many of the backbone's LOWEST layers
+    (0..k-1) get no adapter (AdapterDrop, Rücklé et al. 2021, who drop the first 5 of 12 with little loss;
+    the adapters library's `leave_out`). 0 (the default) puts an adapter in every layer; the layer count
+    is checked when the backbone is loaded (`check_layers`). It changes the model; with the backbone's
+    dropout off the layers below the adapters are a pure function of the input, which
+    `train.cache_frozen_layers` exploits."""
+    if leave_out < 0:
+        raise ValueError(f"{method}.leave_out must be >= 0 (the number of lowest layers without an adapter), "
+                         f"got {leave_out}")
+
+
+def check_layers(method: str, leave_out: int, layers: int) -> None:
+    """Refuse a `leave_out` that leaves no layer with an adapter."""
+    from ..errors import StepstoneError
+
+    if leave_out >= layers:
+        raise StepstoneError(f"method.{method}.leave_out is {leave_out}, but the backbone has {layers} layers: "
+                             f"no layer would hold an adapter; use 0 to {layers - 1}")
+
+
+def leave_out_layers(leave_out: int) -> list[int]:
+    """The adapters library's `leave_out`: the indexes of the lowest `leave_out` layers."""
+    return list(range(leave_out))
+
+
+def without_default_leave_out(settings: Any) -> dict:
+    """A settings record as configs and manifests hold it: `leave_out` only where it is set (>= 1), so every
+    config and manifest written before the setting existed reads, and is written, as before."""
+    fields = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings) if f.init}
+    if fields.get("leave_out") == 0:
+        del fields["leave_out"]
+    return fields
+
+
 @dataclass(frozen=True)
 class Method:
     """One adapter method.

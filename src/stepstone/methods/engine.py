@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from .base import METHODS
+from .base import METHODS, check_layers
 
 if TYPE_CHECKING:
     from ..specs import MethodSpec
@@ -47,8 +47,12 @@ def adapter_config(method: MethodSpec) -> Any:
 
 
 def check_fits(method: MethodSpec, config: Any) -> None:
-    """Refuse settings the backbone's shape turns into something else (each method's own check)."""
+    """Refuse settings the backbone's shape turns into something else (each method's own check; a
+    `leave_out` against the backbone's layer count)."""
     METHODS.get(method.kind).check_fits(method.options, config.hidden_size)
+    leave_out = getattr(method.options, "leave_out", None)
+    if leave_out is not None:
+        check_layers(method.kind, leave_out, config.num_hidden_layers)
 
 
 def adapter_owners() -> tuple[str, ...]:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from .base import Family, Method, register
+from .base import Family, Method, check_leave_out, leave_out_layers, register, without_default_leave_out
 
 
 class LoRATarget(str, Enum):
@@ -26,14 +26,18 @@ class LoRASpec:
     alpha / r), 16 by default, > 0 (0 would zero the update, a negative one only flip its sign);
     dropout: on the LoRA input, 0.0; target_modules: which linear layers get an update, q and v as in
     Hu et al. (2021).
+    leave_out: the number of LOWEST layers (0..k-1) with no adapter (AdapterDrop, Rücklé et al. 2021; adapters'
+        `leave_out`); 0 = every layer; below the backbone's layer count (see methods.base.check_leave_out).
     """
 
     r: int = 8
     alpha: int = 16
     dropout: float = 0.0
     target_modules: tuple[LoRATarget, ...] = (LoRATarget.Q, LoRATarget.V)
+    leave_out: int = 0
 
     def __post_init__(self):
+        check_leave_out("lora", self.leave_out)
         if self.r < 1:
             raise ValueError("lora.r must be >= 1")
         if self.alpha <= 0:
@@ -43,6 +47,10 @@ class LoRASpec:
             raise ValueError("lora.dropout must be in [0, 1)")
         if not self.target_modules:
             raise ValueError("lora.target_modules must name at least one of: " + ", ".join(t.value for t in LoRATarget))
+
+    def to_config(self) -> dict:
+        """Config / manifest form: `leave_out` only where set, so older files read and write as before."""
+        return without_default_leave_out(self)
 
 
 _ATTN = {LoRATarget.Q: "q", LoRATarget.K: "k", LoRATarget.V: "v"}
@@ -60,6 +68,7 @@ def _config(settings: LoRASpec) -> Any:
         selfattn_lora=bool(attn),
         intermediate_lora=LoRATarget.INTERMEDIATE in settings.target_modules,
         output_lora=LoRATarget.OUTPUT in settings.target_modules,
+        leave_out=leave_out_layers(settings.leave_out),
     )
 
 

@@ -8,6 +8,7 @@ knows one block from another.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, replace
@@ -23,7 +24,7 @@ from ..backbone import Backbone, load_backbone, place
 from ..checkpoint import SUFFIX as CHECKPOINT_SUFFIX
 from ..checkpoint import Checkpoints
 from ..config import dump_yaml, to_dict
-from ..distributed import processes
+from ..distributed import launched, processes
 from ..errors import StepstoneError
 from ..formats import handler_for
 from ..formats.qa import check_window_settings
@@ -34,6 +35,7 @@ from ..progress import ProgressFactory, silent
 from ..specs import MethodSpec, RunSpec, TrainSpec
 from ..tasks import Split, TaskFormat, TaskSpec, get_task
 from ..tasks.examples import load_examples
+from ..training.frozen import one_process_cache
 from ..training import (MODES, Mode, TaskData, TrainingMode, TrainResult, Trainable, set_trainable, train,
                         trainable_names)
 from ..zoo import Entry, Zoo
@@ -190,6 +192,8 @@ def _settings(spec: RunSpec, zoo: Zoo, runs_dir: Path, trackers: tuple, resume: 
     spec = replace(spec, train=spec.train.resolved(spec.method.kind))
     if any(t.format is TaskFormat.QA for t in tasks):  # only QA has windows: doc_stride means nothing elsewhere
         check_window_settings(spec.train.max_length, spec.train.doc_stride)
+    if spec.train.cache_frozen_layers and launched():  # the loop checks again, on the processes it trains with
+        raise one_process_cache(int(os.environ["WORLD_SIZE"]))
     return Plan(spec, tasks, mode, standalone, destination, runs_dir, checkpoints_of(spec, runs_dir), resume,
                 trackers)
 

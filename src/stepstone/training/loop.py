@@ -1,7 +1,8 @@
 """ONE training loop for every mode, as small named steps. The mode (modes.py) is an explicit value: it
 gives the trainable parameter set (computed, applied and asserted before the first step), the optimizer's
 parameter groups and any extra loss; the loop knows no mode by name. The loss unit a distributed batch is
-weighted by comes from each part's format handler."""
+weighted by comes from each part's format handler. The opt-in speed settings: train.cache_frozen_layers runs
+each training forward inside the frozen-layer cache (frozen.py), train.compile runs it compiled."""
 from __future__ import annotations
 
 import math
@@ -25,6 +26,7 @@ from ..progress import ProgressFactory, silent
 from ..specs import TrainSpec
 from ..tasks.base import TaskSpec
 from .batches import _batches, schedule
+from .frozen import FrozenLayerCache, one_process_cache
 from .modes import Trainable, TrainingMode, param_groups
 from .resume import replay, restore
 
@@ -81,6 +83,7 @@ class _Run:
     started: float = 0.0
     vote: bool = False  # some process received a signal (they agree on it: see procs.sum)
     bar: Any = None
+    cache: FrozenLayerCache | None = None  # train.cache_frozen_layers
 
     def emit(self, record: dict) -> None:
         self.result.log.append(record)
@@ -136,8 +139,10 @@ def _start(model: Any, parts: list[TaskData], tokenizer: Any, spec: TrainSpec, m
     if spec.grad_checkpointing:
         enable_grad_checkpointing(model)
     procs = processes()
-    return _Run(model=model, forward=procs.wrap(model), parts=parts, tokenizer=tokenizer, spec=spec, mode=mode,
-                trainable=trainable, params=params, optimizer=optimizer,
+    cache = _frozen_layer_cache(model, spec, procs)
+    forward = procs.wrap(model)  # DDP first, then compile (torch's order: DDP's buckets see the compiled graph)
+    return _Run(model=model, forward=_compiled(forward) if spec.compile else forward, cache=cache, parts=parts,
+                tokenizer=tokenizer, spec=spec, mode=mode, trainable=trainable, params=params, optimizer=optimizer,
                 clipped=[p for g in groups for p in g["params"]], scheduler=scheduler, scaler=scaler,
                 generator=generator, device=device, procs=procs, checkpoints=checkpoints, sink=sink,
                 progress=progress, planned=total)
@@ -180,8 +185,9 @@ def _micro_batch(run: _Run, part: TaskData, rows: list[dict], update: bool, epoc
     mine = run.procs.shard(rows)
     batch = part.handler.collate(mine or rows[:1], run.tokenizer)  # a share too small: weight 0
     with (nullcontext() if update else run.procs.no_sync(run.forward)):
-        with autocast(run.spec.precision, run.device):
-            output = run.forward(**{k: v.to(run.device) for k, v in batch.items()}, head=part.head)
+        with autocast(run.spec.precision, run.device), \
+                (nullcontext() if run.cache is None else run.cache.feeding(mine, batch)):
+            output = _forward(run, {k: v.to(run.device) for k, v in batch.items()}, part.head)
         loss, value = _weighted(run, part, batch, output.loss.float(), bool(mine))
         if run.mode.extra_loss is not None:
             extra = run.mode.extra_loss(run.model)
@@ -190,6 +196,43 @@ def _micro_batch(run: _Run, part: TaskData, rows: list[dict], update: bool, epoc
             raise _diverged(f"loss is {value}", run.result.steps + 1, epoch, run.checkpoints)
         run.scaler.scale(loss / run.spec.grad_accum).backward()
     return value
+
+
+def _forward(run: _Run, batch: dict, head: str) -> Any:
+    """The training forward; a torch.compile failure (train.compile) becomes one line."""
+    if not run.spec.compile:
+        return run.forward(**batch, head=head)
+    from torch._dynamo.exc import TorchDynamoException
+
+    try:
+        return run.forward(**batch, head=head)
+    except TorchDynamoException as err:
+        raise _compile_failed(err) from err
+
+
+def _compiled(forward: Any) -> Any:
+    """train.compile: torch.compile of the training forward (the model, or its DDP wrapper). dynamic=True:
+    batches differ in length. Evaluation, checkpoints and saving use the original model, so state_dict names
+    carry no `_orig_mod.` prefix."""
+    try:
+        return torch.compile(forward, dynamic=True)
+    except Exception as err:  # e.g. a Python version torch.compile does not support
+        raise _compile_failed(err) from err
+
+
+def _compile_failed(err: Exception) -> StepstoneError:
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return StepstoneError(f"train.compile: torch.compile failed ({type(err).__name__}: {first[:200]}); "
+                          f"set train.compile=false to train without it")
+
+
+def _frozen_layer_cache(model: Any, spec: TrainSpec, procs: Processes) -> FrozenLayerCache | None:
+    """train.cache_frozen_layers: the cache of the model's frozen bottom (one process only)."""
+    if not spec.cache_frozen_layers:
+        return None
+    if procs.world > 1:
+        raise one_process_cache(procs.world)
+    return FrozenLayerCache.of(model)
 
 
 def _weighted(run: _Run, part: TaskData, batch: dict, loss: Any, mine: bool) -> tuple[Any, float]:
