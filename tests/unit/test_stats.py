@@ -1,0 +1,74 @@
+"""The paired bootstrap of a gain (experiments/stats.py) on cases with a known answer."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stepstone.experiments.stats import accuracy, f1, paired_bootstrap
+
+
+def correct(flags) -> np.ndarray:
+    """Per-example accuracy statistics (correct, 1)."""
+    flags = np.asarray(flags, dtype=float)
+    return np.stack([flags, np.ones_like(flags)], axis=1)
+
+
+def test_no_difference_is_a_zero_gain_with_a_zero_interval():
+    a = {"de": [correct([1, 0, 1, 1, 0] * 20)]}
+    gain = paired_bootstrap(a, a, accuracy, samples=200)
+    assert (gain.gain, gain.low, gain.high, gain.significant) == (0.0, 0.0, 0.0, False)
+
+
+def test_all_wrong_to_all_right_is_100_points_for_sure():
+    gain = paired_bootstrap({"de": [correct([0] * 50)]}, {"de": [correct([1] * 50)]}, accuracy, samples=200)
+    assert (gain.gain, gain.low, gain.high, gain.significant) == (100.0, 100.0, 100.0, True)
+
+
+def flips(better: int, worse: int, n: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """A and B agree on every example but `better` (B right, A wrong) and `worse` (A right, B wrong)."""
+    a = np.array([i % 2 for i in range(n)], dtype=float)
+    b = a.copy()
+    wrong_a = np.flatnonzero(a == 0)[:better]
+    right_a = np.flatnonzero(a == 1)[:worse]
+    b[wrong_a], b[right_a] = 1, 0
+    return correct(a), correct(b)
+
+
+def test_the_interval_matches_the_normal_approximation_of_the_paired_difference():
+    # d = b - a: +1 on 60 examples, -1 on 30, 0 elsewhere: mean 0.03, sd sqrt(0.09 - 0.03^2) / sqrt(1000) = 0.944
+    # points; 95%: 3.0 +- 1.96 x 0.944 = [1.15, 4.85]
+    a, b = flips(60, 30)
+    gain = paired_bootstrap({"de": [a]}, {"de": [b]}, accuracy, samples=4000, seed=1)
+    assert gain.gain == pytest.approx(3.0)
+    assert gain.low == pytest.approx(1.15, abs=0.25) and gain.high == pytest.approx(4.85, abs=0.25)
+    assert gain.significant
+    even = paired_bootstrap({"de": [flips(30, 30)[0]]}, {"de": [flips(30, 30)[1]]}, accuracy, samples=4000, seed=1)
+    assert even.gain == 0.0 and even.low < 0 < even.high and not even.significant
+    # unpaired (B's examples in another order) the same scores would look far noisier
+    shuffled = paired_bootstrap({"de": [a]}, {"de": [b[np.random.default_rng(0).permutation(len(b))]]}, accuracy,
+                                samples=4000, seed=1)
+    assert shuffled.high - shuffled.low > 2 * (gain.high - gain.low)
+
+
+def test_seeds_are_pooled_and_languages_averaged():
+    a = {"de": [correct([0] * 10)], "fr": [correct([0] * 10)]}
+    b = {"de": [correct([1] * 10), correct([0] * 10)], "fr": [correct([1] * 10)] * 2}  # de: 100 and 0 -> 50
+    gain = paired_bootstrap(a, b, accuracy, samples=100)
+    assert gain.gain == 75.0 and gain.low == gain.high == 75.0
+
+
+def test_f1_from_summed_counts():
+    assert f1(np.array([8.0, 2.0, 2.0])) == pytest.approx(80.0)
+    assert f1(np.array([0.0, 0.0, 0.0])) == 0.0
+    # entity F1 is not the mean of per-sentence F1s: the counts are summed first
+    a = {"en": [np.array([[1.0, 0, 0], [0, 1, 1]])]}
+    assert paired_bootstrap(a, a, f1, samples=10).gain == 0.0
+
+
+def test_mismatched_inputs_are_refused():
+    with pytest.raises(ValueError, match="same languages"):
+        paired_bootstrap({"de": [correct([1])]}, {"fr": [correct([1])]}, accuracy)
+    with pytest.raises(ValueError, match="different examples"):
+        paired_bootstrap({"de": [correct([1, 0])]}, {"de": [correct([1])]}, accuracy)
+    with pytest.raises(ValueError, match="same \\[examples, statistics\\] shape"):
+        paired_bootstrap({"de": [correct([1, 0]), correct([1])]}, {"de": [correct([1, 0])]}, accuracy)
