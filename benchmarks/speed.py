@@ -35,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from memory import cpu_model  # benchmarks/memory.py, beside this script
+
 SETUPS = ("adapters-maxlen", "adapters-dynamic", "stepstone")
 DEFAULT_BACKBONE = Path("~/.cache/stepstone/multilingual-e5-small").expanduser()
 
@@ -253,7 +255,7 @@ def main() -> None:
     report = {"backbone": args.backbone, "train_examples": args.train_examples, "eval_examples": args.eval_examples,
               "epochs": args.epochs, "batch": args.batch, "lr": args.lr, "real_tokens": tokens,
               "stepstone_args": args.stepstone_args, "threads": args.threads or None,
-              "machine": platform.machine(), "cpus": os.cpu_count(), "runs": runs, "summary": summary,
+              "machine": platform.machine(), "cpu": cpu_model(), "cpus": os.cpu_count(), "runs": runs, "summary": summary,
               "speedups": ratios, "failure": failure}
     from stepstone.artifacts import write_text_atomic
 

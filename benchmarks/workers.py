@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from memory import cpu_model  # benchmarks/memory.py, beside this script
+
 DEFAULT_BACKBONE = Path("~/.cache/stepstone/multilingual-e5-small").expanduser()
 TIMING = ("cell_seconds", "train_seconds", "peak_rss_mb")
 
@@ -63,7 +65,7 @@ def main() -> None:
         row["speedup"] = round(row["cells_per_hour"] / runs[first]["cells_per_hour"], 3)
     same = all(r == records[int(first)] for r in records.values())
     report = {"spec": str(args.spec), "backbone": args.backbone, "threads_per_worker": 1, "cpus": os.cpu_count(),
-              "machine": platform.machine(), "runs": runs, "same_records": same}
+              "machine": platform.machine(), "cpu": cpu_model(), "runs": runs, "same_records": same}
     write_text_atomic(args.out, json.dumps(report, indent=2, sort_keys=True) + "\n")
     print(f"same records in every run: {same}; wrote {args.out}")
 
