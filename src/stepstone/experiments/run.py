@@ -87,19 +87,20 @@ def _run_grid(grid: GridSpec, folder: Path, every_cell: list[Cell], progress: Pr
         if warning is not None:
             echo(f"  {warning}")
 
+    def gate(cell: Cell) -> bool:  # whether a best-stack seed cell runs: its stack is the one picked
+        return _seeded_stack(grid, done, cell, echo, warned) == cell.record.intermediate
+
     remaining = [c for c in every_cell if done.get(c.id, {}).get("status") != "ok"]
     skipped = len(every_cell) - len(remaining)
     if executor.parallel:
         from .execution import Scheduled, executor_for, run_parallel
 
         hooks = Scheduled(start=lambda cell: note(progress, countdown.begin(cell.id, clock())), finish=finish,
-                          gate=lambda cell: _seeded_stack(grid, done, cell, echo, warned) == cell.record.intermediate,
-                          echo=echo)
+                          gate=gate, echo=echo)
         ran = run_parallel(grid, folder, remaining, every_cell, executor_for(executor, folder), hooks,
                            executor.retries, limit, clock)
     else:
-        ran = _run_serial(grid, folder, remaining, progress, isolate, limit, clock, executor.retries, finish,
-                          lambda cell: _seeded_stack(grid, done, cell, echo, warned) == cell.record.intermediate,
+        ran = _run_serial(grid, folder, remaining, progress, isolate, limit, clock, executor.retries, finish, gate,
                           countdown, echo)
     if ran:
         note(progress, countdown.summary(clock()))
