@@ -7,7 +7,6 @@ that fails is recorded with its error and the grid goes on. `stepstone report GR
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,7 +20,7 @@ from ..errors import ConfigError, StepstoneError
 from ..progress import Countdown, ProgressFactory, note, silent
 from ..tasks import Split, TaskSpec, get_task
 from .cells import CELLS, DEV, CellRecord, append_cell, best_intermediate, load_records, ranked_pick
-from .execution import DIED, INTERRUPTED, ExecutorSpec, cell_job, check_parallel
+from .execution import DIED, ExecutorSpec, ForkedWorkers, cell_job, check_parallel
 from .grid import DEFAULT_SETUPS, Cell, GridSpec, _backbone, cells, expansion_problems, rank_cell_id
 
 
@@ -209,36 +208,20 @@ def _seeded_stack(grid: GridSpec, done: dict[str, CellRecord], cell: Cell, echo:
 
 
 def _isolated(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactory) -> dict:
-    """Run one cell in a forked child; a child that dies is a failed cell, not a dead grid."""
-    import multiprocessing
-
-    context = multiprocessing.get_context("fork")
-    receive, send = context.Pipe(duplex=False)
-
-    def child() -> None:
-        send.send(cell_job(grid, folder, cell, progress))
-
-    def forward(signum: int) -> None:  # a signal to the grid alone (SIGTERM from a scheduler) stops the cell too
-        if process.pid is not None:
-            os.kill(process.pid, signum)
-
-    process = context.Process(target=child)
-    with interrupts.deferred(then=forward):  # the grid waits for the cell to stop, and its checkpoint
-        process.start()
-        send.close()
-        try:
-            record = receive.recv()
-        except EOFError:  # the child died before sending its record
-            record = None
-        process.join()
-    if isinstance(record, dict) and INTERRUPTED in record:
-        raise interrupts.Interrupted(*record[INTERRUPTED])
-    if record is None and interrupts.received() is not None:
+    """Run one cell in a forked child (execution.ForkedWorkers with one slot); a child that dies is a failed cell,
+    not a dead grid."""
+    workers = ForkedWorkers(1, None, [], job=lambda grid, folder, cell: cell_job(grid, folder, cell, progress))
+    # a signal to the grid alone (SIGTERM from a scheduler) stops the cell too; the grid waits for it to stop
+    with interrupts.deferred(then=workers.stop):
+        handle = workers.start(grid, folder, cell, 0)
+        (_, outcome), = workers.wait([handle], timeout=None)
+    if outcome.interrupted is not None:
+        raise interrupts.Interrupted(*outcome.interrupted)
+    if outcome.died is not None and interrupts.received() is not None:
         raise interrupts.Interrupted(interrupts.received())
-    if record is None:
-        return {"status": "error", "error": f"cell process died (exit code {process.exitcode})", DIED: True}
-    return record
-
+    if outcome.died is not None:
+        return {"status": "error", "error": outcome.died, DIED: True}
+    return outcome.values
 
 
 def _run_cell(grid: GridSpec, folder: Path, cell: Cell, progress: ProgressFactory) -> dict:
