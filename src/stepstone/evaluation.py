@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -45,14 +45,22 @@ def predict(model: Any, handler: FormatHandler, rows: list[dict], tokenizer: Any
     return outputs  # type: ignore[return-value]
 
 
+class Scored(NamedTuple):
+    """One language's metrics and the main metric's per-example statistics ([examples, k]: `metrics.statistics`)."""
+
+    metrics: dict[str, float]
+    statistics: np.ndarray | None
+
+
 def score(model: Any, handler: FormatHandler, task: TaskSpec, examples: list[dict], rows: list[dict],
           tokenizer: Any, batch_size: int, lang: str, progress: ProgressFactory = silent,
-          head: str | None = None, precision: Precision = Precision.FP32, what: str | None = None) -> dict[str, float]:
-    """The metrics of `examples` (`lang`: the metric's language rules; `what`: their name in progress lines,
-    default `lang`)."""
+          head: str | None = None, precision: Precision = Precision.FP32, what: str | None = None) -> Scored:
+    """The metrics of `examples` and their per-example statistics (`lang`: the metric's language rules; `what`:
+    their name in progress lines, default `lang`)."""
     outputs = predict(model, handler, rows, tokenizer, batch_size, progress, f"evaluate {task.name} [{what or lang}]",
                       head, precision)
-    return handler.score(examples, rows, outputs, task, lang)
+    return Scored(handler.score(examples, rows, outputs, task, lang),
+                  handler.statistics(examples, rows, outputs, task, lang))
 
 
 def row_length(row: dict) -> int:

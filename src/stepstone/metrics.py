@@ -7,6 +7,10 @@ third-party scripts, SQuAD v1.1's `evaluate-v1.1.py` (XQuAD, TyDiQA-GoldP) and M
 
 Every metric returns a plain dict of floats in percent (0-100), unrounded. `Metric.main` names the headline key of
 that dict. Empty inputs and inputs of different lengths raise `ValueError`.
+
+`statistics` gives the main metric's additive per-example statistics (one row per example: a sentence, a question),
+whose sum over any subset of the examples scores that subset exactly (`Metric.statistic` names how): what the
+paired bootstrap of stepstone.experiments.stats resamples.
 """
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ import warnings
 from collections import Counter
 from enum import Enum
 from typing import Callable, Mapping, Sequence
+
+import numpy as np
 
 
 class Metric(str, Enum):
@@ -40,6 +46,12 @@ class Metric(str, Enum):
         reports one (chance, 100 / classes, is an accuracy; under seqeval's chunking a constant tag sequence is one
         chunk per sentence, so the majority tag's F1 is ~0 and cannot tell a run that learned nothing), else `main`."""
         return "accuracy" if self is Metric.POS_F1 else self.main
+
+    @property
+    def statistic(self) -> str:
+        """How `statistics`' per-example rows give the main metric: "ratio" (100 x sum of column 0 / sum of column
+        1: accuracy, token accuracy, QA F1) or "f1" (true positives, false positives, false negatives -> F1)."""
+        return "f1" if self in (Metric.SEQEVAL_F1, Metric.POS_F1) else "ratio"
 
     @property
     def reference(self) -> str:
@@ -189,22 +201,29 @@ def squad(
     normalised as SQuAD v1.1's evaluate-v1.1.py does (`lang=None`), or as MLQA's mlqa_evaluation_v1.py does for
     answer language `lang`. An id with no gold answer (SQuAD v2.0 unanswerable) scores 1 on both exactly when
     the prediction normalises to nothing (evaluate-v2.0.py's rule)."""
+    per_id = _qa_scores(predictions, references, lang)
+    return {"exact_match": 100.0 * sum(em for em, _ in per_id) / len(per_id),
+            "f1": 100.0 * sum(f1 for _, f1 in per_id) / len(per_id)}
+
+
+def _qa_scores(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]],
+               lang: str | None) -> list[tuple[float, float]]:
+    """(exact match, F1) of every reference id, in the references' order, each in [0, 1] (`squad`'s rules)."""
     if len(references) == 0:
         raise ValueError("no examples to score")
     tokens = _squad_tokens if lang is None else (lambda text: _mlqa_tokens(text, lang))
-    em = f1 = 0.0
+    scores = []
     for qid, golds in references.items():
         if qid not in predictions:
+            scores.append((0.0, 0.0))
             continue
         pred = tokens(predictions[qid])
         if not golds:
-            em += float(not pred)
-            f1 += float(not pred)
+            scores.append((float(not pred), float(not pred)))
             continue
         gold_tokens = [tokens(g) for g in golds]
-        em += max(float(pred == g) for g in gold_tokens)
-        f1 += max(_f1(pred, g) for g in gold_tokens)
-    return {"exact_match": 100.0 * em / len(references), "f1": 100.0 * f1 / len(references)}
+        scores.append((max(float(pred == g) for g in gold_tokens), max(_f1(pred, g) for g in gold_tokens)))
+    return scores
 
 
 def mlqa(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]], lang: str) -> dict[str, float]:
@@ -230,6 +249,49 @@ def compute(metric: Metric, predictions, references, lang: str | None = None) ->
         raise ValueError(f"{metric.value} is computed from embeddings by stepstone.retrieval")
     if metric not in _BY_LANGUAGE:
         return _METRICS[metric](predictions, references)
+    return _METRICS[metric](predictions, references, lang=_rules_language(metric, lang))
+
+
+def _rules_language(metric: Metric, lang: str | None) -> str:
+    """The language whose rules a by-language metric applies: MLQA's language pairs are "context.question", and
+    normalisation follows the context (the answer's language)."""
     if lang is None:
         raise ValueError(f"{metric.value} scores by language: pass lang")
-    return _METRICS[metric](predictions, references, lang=lang)
+    return lang.split(".")[0]
+
+
+def statistics(metric: Metric, predictions, references, lang: str | None = None) -> np.ndarray:
+    """The main metric's per-example statistics, [examples, k] (module docstring; `Metric.statistic`): accuracy
+    (correct, 1) per example; seqeval F1 (chunks right, chunks predicted but wrong, gold chunks missed) per
+    sentence, which sum to the micro counts seqeval scores (its chunks never cross a sentence); token accuracy
+    (tokens right, tokens) per sentence; QA F1 (F1 in [0, 1], 1) per question. Retrieval metrics have none."""
+    metric = Metric(metric)
+    if metric is Metric.ACCURACY:
+        _check(predictions, references)
+        return np.array([[float(p == r), 1.0] for p, r in zip(predictions, references)])
+    if metric in (Metric.SEQEVAL_F1, Metric.POS_F1):
+        return _chunk_counts(predictions, references)
+    if metric is Metric.TOKEN_ACCURACY:
+        _check_sentences(predictions, references)
+        return np.array([[float(sum(a == b for a, b in zip(p, r))), float(len(r))]
+                         for p, r in zip(predictions, references)])
+    if metric in (Metric.SQUAD, Metric.MLQA):
+        lang = _rules_language(metric, lang) if metric in _BY_LANGUAGE else None
+        return np.array([[f1, 1.0] for _, f1 in _qa_scores(predictions, references, lang)])
+    raise ValueError(f"{metric.value} is computed from embeddings by stepstone.retrieval: it has no per-example "
+                     "statistics")
+
+
+def _chunk_counts(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> np.ndarray:
+    """Per sentence: (true positives, false positives, false negatives) of the chunks seqeval's default mode reads."""
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    _check_sentences(predictions, references)
+    rows = []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".* seems not to be NE tag\.", category=UserWarning)
+        for p, r in zip(predictions, references):
+            pred, gold = set(get_entities(list(p))), set(get_entities(list(r)))
+            tp = len(pred & gold)
+            rows.append([float(tp), float(len(pred) - tp), float(len(gold) - tp)])
+    return np.array(rows).reshape(-1, 3)

@@ -78,3 +78,54 @@ def test_calibration_sweep_records_every_run(tmp_path, shared_data):
     assert all(r["verdict"] in ("learned", "not-learned", "unknown") and r["dev_examples"] == 16
                for r in report["runs"])
     assert report["runs"][0]["chance"] == 50.0 and f"wrote {out}" in done.stdout
+
+
+@pytest.mark.real
+def test_the_medium_calibration_records_each_runs_dev_curve(tmp_path, shared_data):
+    out = tmp_path / "calibration.json"
+    run("calibrate.py", "--plan", "medium", "--backbone", "tiny", "--data-dir", str(shared_data), "--examples", "32",
+        "--eval-examples", "16", "--epochs", "2", "--families", "tagging/panx", "--lrs", "5e-3", "--method", "lora",
+        "--out", str(out))
+    report = json.loads(out.read_text())
+    (row,) = report["runs"]
+    assert (report["plan"], row["family"], row["task"], row["method"], row["lr"]) == (
+        "medium", "tagging/panx", "panx", "lora", 5e-3)
+    assert [point["epoch"] for point in row["curve"]] == [1, 2] and all("dev" in p for p in row["curve"])
+
+
+def test_an_unknown_calibration_family_is_one_line(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "calibrate.py"), "--plan", "medium",
+                           "--families", "tagging/nope", "--out", str(tmp_path / "c.json")],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode != 0 and done.stderr.strip().splitlines()[-1].startswith(
+        "error: unknown family tagging/nope (valid: tagging/udpos, tagging/panx,")
+
+
+def test_the_lexicon_reads_dictd_entries_as_one_word_translations(tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import lexicon
+    finally:
+        sys.path.pop(0)
+    entries = ["00databaseinfo\nabout this dictionary\n", "Haus /haʊ̯s/ <n, neut>\nhouse <n>, home <n>\n"
+               "      \"nach Hause\"  - home\n   Synonym: {Heim}\n", "gehen /ɡˈeːən/ <v>\n1. go <v>\n2. walk\n",
+               "nach Hause\nhome\n", "Fahrrad\nbicycle, push bike\n"]
+    data, index = b"", []
+    for entry in entries:
+        raw = entry.encode("utf-8")
+        index.append((entry.split("\n")[0].split(" /")[0], len(data), len(raw)))
+        data += raw
+
+    def b64(n: int) -> str:
+        digits = ""
+        while True:
+            digits = lexicon._B64[n % 64] + digits
+            n //= 64
+            if not n:
+                return digits
+
+    assert lexicon.dictd_number(b64(123456)) == 123456
+    path = tmp_path / "x.index"
+    path.write_text("".join(f"{word}\t{b64(offset)}\t{b64(length)}\n" for word, offset, length in index))
+    assert list(lexicon.entries(path, data)) == [("Haus", ["house", "home"]), ("gehen", ["go", "walk"]),
+                                                 ("Fahrrad", ["bicycle"])]

@@ -382,6 +382,21 @@ def test_presets_calibrate_training_per_task_family():
     assert paper["intermediate/bottleneck/squad"] == paper["target/xquad/bottleneck/none/seed0"] == (384, 128)
     assert paper["intermediate/bottleneck/mnli"] == paper["target/xnli/full/full/seed0"] == (256, 64)
     assert paper["intermediate/bottleneck/multitask"] == (384, 128)  # multitask_train settles the mix
+    # issue 18's study and its paper-scale twin (the code-switching lexicon is built locally: typo noise instead)
+    medium = {c.id: c for c in cells(load_grid(root / "cpu-medium.yaml", ("perturb=[typo:0.1]",)))}
+    e5 = "multilingual-e5-small/"
+    train = {i: (t.max_train_examples, t.epochs, t.lr) for i, t in
+             ((i, medium[e5 + i].spec.train) for i in ("intermediate/bottleneck/sst2", "intermediate/lora/anli",
+                                                       "target/udpos/bottleneck/none/seed2", "target/xnli/full/full/seed0",
+                                                       "target/panx/bottleneck/stack-udpos/seed0"))}
+    assert train == {"intermediate/bottleneck/sst2": (5000, 1, 1e-3), "intermediate/lora/anli": (2900, 1, 1e-3),
+                     "target/udpos/bottleneck/none/seed2": (1000, 3, 5e-3), "target/xnli/full/full/seed0": (1000, 3, 1e-4),
+                     "target/panx/bottleneck/stack-udpos/seed0": (1000, 3, 5e-3)}
+    assert any(i.startswith("tiny/target/") for i in medium) and not any("/pawsx/" in i for i in medium)
+    big = {c.id: c.spec.train.max_train_examples for c in cells(load_grid(root / "paper-medium.yaml"))
+           if c.spec is not None}
+    assert big["xlm-roberta-large/intermediate/bottleneck/mnli"] is None  # all of MNLI
+    assert big["xlm-roberta-large/target/xnli/bottleneck/none/seed0"] == 1000  # the target trained on MNLI: 1,000
 
 
 def test_target_languages_are_the_benchmarks_list(tmp_path):

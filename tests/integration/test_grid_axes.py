@@ -10,7 +10,21 @@ import pytest
 from stepstone.config import dump_yaml
 from stepstone.errors import ConfigError
 from stepstone.experiments import CELLS, GridSpec, Preset, Setup, TargetSpec, cells, load_grid, load_records, run_grid
+from stepstone.progress import silent
 from stepstone.specs import BackboneSpec, Block
+
+
+class Notes:
+    """A progress reporter that shows no bars and keeps its notes."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, description, total):
+        return silent(description, total)
+
+    def note(self, line: str) -> None:
+        self.lines.append(line)
 
 
 def grid(**changes) -> GridSpec:
@@ -104,6 +118,10 @@ targets:
     ("backbones: [{name: tiny}, {name: tiny}]\n", r":9: backbones share a name \(tiny\)"),
     ("backbone: {name: tiny}\nbackbones: [{name: tiny}]\n", r"give backbone \(one\) or backbones \(several\), not both"),
     ("perturb_seed: 3\n", r":9: perturb_seed is set, but perturb lists no perturbation"),
+    ("perturb_setups: [none]\n", r":9: perturb_setups is set, but perturb lists no perturbation"),
+    ("perturb: [typo:0.1]\nperturb_setups: [none, fuse]\n",
+     r":10: perturb_setups names setups no target cell runs: fuse \(run: none, stack\)"),
+    ("perturb: [typo:0.1]\nperturb_setups: [nothing]\n", r":10: .*perturb_setups.*nothing"),
     ("perturb: [typo:abc]\n", r":9: perturbation 'typo:abc': rate 'abc' is not a number \(RATE from 0 to 1\)$"),
     ("perturb: [blur:0.1]\n", r":9: perturbation 'blur:0.1': unknown perturbation 'blur' \(valid: codeswitch, "
                                r"dropout, typo\)"),
@@ -223,4 +241,72 @@ def test_perturbed_and_out_of_domain_evaluations_are_recorded(tmp_path):
                          .read_text())
     assert shifted["domain"]["label"] == "news" and shifted["domain"]["scores"]["f1"] == panx["domain"]["news"]
     assert "domain" not in records["target/toy-tags/bottleneck/none/seed0"]
+
+
+def test_perturb_setups_perturb_only_those_cells(tmp_path):
+    spec = grid(intermediate=("toy-sentiment",), perturb=("typo:0.2",), perturb_setups=(Setup.NONE,))
+    assert run_grid(spec, tmp_path / "g", isolate=False).failed == []
+    records = load_records(tmp_path / "g" / CELLS)
+    assert "typo:0.2" in records["target/toy-tags/bottleneck/none/seed0"]["perturbed"]
+    assert "perturbed" not in records["target/toy-tags/bottleneck/stack-toy-sentiment/seed0"]
+    assert "perturb_setups:\n- none\n" in (tmp_path / "g" / "grid.yaml").read_text()  # pinned once set
+
+
+
+def test_intermediate_train_sets_an_intermediate_tasks_training_but_never_a_targets():
+    spec = grid(intermediate_train={"toy-pair": {"max_train_examples": 24, "epochs": 2}, "toy-sentiment": {"epochs": 3}},
+                intermediate_sizes={"toy-pair": (8,)}, sequential=(("toy-sentiment", "toy-pair"),),
+                targets=(TargetSpec("toy-tags"), TargetSpec("toy-sentiment", intermediates=("toy-pair",))))
+    planned = by_id(spec)
+    pair = planned["intermediate/bottleneck/toy-pair"].spec.train
+    assert (pair.max_train_examples, pair.epochs) == (24, 2)
+    sized = planned["intermediate/bottleneck/toy-pair-n8"].spec.train
+    assert (sized.max_train_examples, sized.epochs) == (8, 2)  # the size wins over the task's examples
+    chained = planned["intermediate/bottleneck/toy-sentiment-then-toy-pair"].spec.train
+    assert (chained.max_train_examples, chained.epochs) == (24, 2)  # the chain's toy-pair step
+    assert planned["intermediate/bottleneck/toy-sentiment"].spec.train.epochs == 3
+    # a target trained on an intermediate task keeps the grid's `train` (the preset's: 32 examples, 1 epoch)
+    target = planned["target/toy-sentiment/bottleneck/none/seed0"].spec.train
+    assert (target.max_train_examples, target.epochs) == (32, 1)
+    assert "intermediate_train" not in grid().to_config()
+    assert spec.to_config()["intermediate_train"]["toy-pair"]["epochs"] == 2
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("intermediate_train: {toy-qa: {epochs: 2}}\n",
+     r":9: intermediate_train names 'toy-qa', which the grid does not train as an intermediate task \(intermediate: "
+     r"toy-pair, toy-sentiment\)"),
+    ("intermediate_train: {toy-pear: {epochs: 2}}\n",
+     r":9: unknown task 'toy-pear' in 'intermediate_train.toy-pear'.*toy-pair"),
+    ("intermediate_train: {toy-pair: {epoch: 2}}\n", r":9: .*epoch"),
+])
+def test_bad_intermediate_train_is_refused_with_file_and_line(tmp_path, extra, message):
+    path = tmp_path / "grid.yaml"
+    path.write_text(BASE + extra)
+    with pytest.raises(ConfigError, match=message):
+        load_grid(path)
+
+
+def test_a_grid_resumed_without_its_zoo_trains_the_lost_intermediate_adapters_again(tmp_path):
+    """A grid continued on another machine from its committed cells.jsonl (weights are never committed): the
+    intermediate adapters the remaining cells compose or continue are trained again; the others are not."""
+    import shutil
+
+    spec = grid(sequential=(("toy-sentiment", "toy-pair"),))
+    folder = tmp_path / "g"
+    first = run_grid(spec, folder, isolate=False, limit=5)  # the three intermediate adapters, the chain, none
+    assert first.ran == 5
+    shutil.rmtree(folder / "zoo")
+    notes = Notes()
+    rest = run_grid(spec, folder, isolate=False, progress=notes)
+    assert rest.failed == []
+    lines = [json.loads(line)["id"] for line in (folder / CELLS).read_text().splitlines()]
+    again = [i for i in lines[5:] if i.startswith("intermediate/")]
+    # stack-toy-sentiment and stack-toy-pair compose theirs; the chain's last step is composed, and continues its
+    # first step, which is the grid's own toy-sentiment adapter (trained again once)
+    assert sorted(again) == ["intermediate/bottleneck/toy-pair", "intermediate/bottleneck/toy-sentiment",
+                             "intermediate/bottleneck/toy-sentiment-then-toy-pair"]
+    assert notes.lines[:2] == [f"3 intermediate adapters recorded as trained are not in {folder / 'zoo'}: training "
+                               "them again", f"grid {folder}: 5 cells to run, 2 already done"]
+    assert run_grid(spec, folder, isolate=False).ran == 0
 

@@ -202,3 +202,65 @@ def test_mlqa_languages():
     assert squad({"q": "le chat"}, {"q": ["chat"]}, lang="fr")["exact_match"] == 0.0  # not a language of the script
     with pytest.raises(ValueError, match="mlqa scores by language: pass lang"):
         compute(Metric.MLQA, {"q": "a"}, {"q": ["a"]})
+
+
+# --- per-example statistics (the paired bootstrap's input): their sum scores the examples exactly
+
+def test_statistics_sum_to_every_metric_exactly():
+    import random
+
+    import numpy as np
+
+    from stepstone.experiments.stats import METRICS
+    from stepstone.metrics import statistics
+
+    rng = random.Random(0)
+    ner = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG"]
+    pos = ["NOUN", "VERB", "DET", "ADJ"]
+
+    def sentences(tags, n):
+        gold = [[rng.choice(tags) for _ in range(rng.randint(1, 9))] for _ in range(n)]
+        return [[t if rng.random() < 0.6 else rng.choice(tags) for t in s] for s in gold], gold
+
+    labels = [rng.randrange(3) for _ in range(200)]
+    cases = {Metric.ACCURACY: ([p if rng.random() < 0.5 else rng.randrange(3) for p in labels], labels, None),
+             Metric.SEQEVAL_F1: (*sentences(ner, 150), None), Metric.POS_F1: (*sentences(pos, 150), None),
+             Metric.TOKEN_ACCURACY: (*sentences(pos, 150), None)}
+    words = "the red dog ran far away a cat sat".split()
+    golds = {f"q{i}": [" ".join(rng.sample(words, rng.randint(1, 3)))] for i in range(100)}
+    guesses = {q: " ".join(rng.sample(words, rng.randint(1, 3))) for q in list(golds)[:90]}  # 10 unanswered
+    cases[Metric.SQUAD] = (guesses, golds, None)
+    cases[Metric.MLQA] = (guesses, golds, "de.en")
+    for metric, (predictions, references, lang) in cases.items():
+        rows = statistics(metric, predictions, references, lang)
+        assert rows.shape == (len(references), 3 if metric.statistic == "f1" else 2), metric
+        expected = compute(metric, predictions, references, lang)[metric.main]
+        assert float(METRICS[metric.statistic](rows.sum(axis=0))) == pytest.approx(expected, rel=1e-12), metric
+        half = rows[: len(rows) // 2]  # any subset: here the first half, scored on its own
+        part = compute(metric, *(_front(x, len(half)) for x in (predictions, references)), lang)[metric.main]
+        assert float(METRICS[metric.statistic](half.sum(axis=0))) == pytest.approx(part, rel=1e-12), metric
+        assert np.all(rows >= 0)
+
+
+def _front(values, n):
+    """The first n examples (a QA dict: its first n reference ids, predictions of those only)."""
+    if isinstance(values, dict):
+        return dict(list(values.items())[:n])
+    return values[:n]
+
+
+def test_statistics_of_one_sentence_count_its_chunks():
+    from stepstone.metrics import statistics
+
+    refs = [["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "O", "B-ORG"]]
+    preds = [["B-PER", "I-PER", "O", "B-LOC", "O", "O", "O"]]  # PER right, LOC cut short, ORG missed
+    assert statistics(Metric.SEQEVAL_F1, preds, refs).tolist() == [[1.0, 1.0, 2.0]]
+    assert statistics(Metric.ACCURACY, [1, 0, 2], [1, 0, 1]).tolist() == [[1, 1], [1, 1], [0, 1]]
+    assert statistics(Metric.SQUAD, {"q": "the big red dog"}, {"q": ["red dog"]}).tolist() == [[pytest.approx(0.8), 1]]
+
+
+def test_retrieval_metrics_have_no_per_example_statistics():
+    from stepstone.metrics import statistics
+
+    with pytest.raises(ValueError, match="no per-example"):
+        statistics(Metric.BUCC_F1, [], [])

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stepstone.experiments.stats import accuracy, f1, paired_bootstrap
+from stepstone.errors import StepstoneError
+from stepstone.experiments.stats import accuracy, decode, encode, f1, paired_bootstrap
 
 
 def correct(flags) -> np.ndarray:
@@ -72,3 +73,30 @@ def test_mismatched_inputs_are_refused():
         paired_bootstrap({"de": [correct([1, 0])]}, {"de": [correct([1])]}, accuracy)
     with pytest.raises(ValueError, match="same \\[examples, statistics\\] shape"):
         paired_bootstrap({"de": [correct([1, 0]), correct([1])]}, {"de": [correct([1, 0])]}, accuracy)
+
+
+# --- the per-example statistics as cells.jsonl stores them
+
+@pytest.mark.parametrize("values, dtype", [
+    (correct([1, 0, 1, 1, 0] * 200), "u1"),  # accuracy: one byte per value
+    (np.array([[3, 0, 300], [0, 2, 1]]), "u2"),  # chunk counts past 255
+    (np.array([[0.8, 1.0], [1 / 3, 1.0], [0.0, 1.0]]), "f8"),  # QA F1: exact floats
+    (np.zeros((0, 3)), "u1"),
+])
+def test_statistics_round_trip_exactly_in_the_smallest_type(values, dtype):
+    text = encode(values)
+    assert text.startswith(f"{dtype}:{values.shape[0]}x{values.shape[1]}:")
+    back = decode(text)
+    assert back.dtype == np.float64 and back.shape == values.shape and np.array_equal(back, values)
+
+
+def test_a_thousand_accuracy_flags_take_a_few_hundred_characters():
+    flags = correct(np.random.default_rng(0).integers(0, 2, 1000))
+    assert len(encode(flags)) < 400
+
+
+@pytest.mark.parametrize("text", ["", "u1:3x2", "u1:3x2:not-base64!", "u1:3x3:" + encode(correct([1, 0]))[7:],
+                                  "q9:1x2:AAAA", None])
+def test_malformed_statistics_say_where(text):
+    with pytest.raises(StepstoneError, match="^cells.jsonl:4: not per-example statistics"):
+        decode(text, "cells.jsonl:4")

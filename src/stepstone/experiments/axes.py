@@ -71,7 +71,7 @@ def intermediate_cells(grid, zoo_name: dict, common: dict) -> list:
         m = MethodSpec(kind=method)
 
         def train(task: str, examples: int | None = None):
-            spec = _train_spec(grid, False, first, task not in grid.no_dev, (task,))
+            spec = _train_spec(grid, False, first, task not in grid.no_dev, (task,), True)
             return spec if examples is None else dataclasses.replace(spec, max_train_examples=examples)
 
         for chain in grid.sequential:
@@ -211,6 +211,15 @@ def _evaluation_problems(grid) -> list[tuple[tuple[str, ...], str]]:
                                   "target (retrieval targets are not perturbed)"))
     if grid.perturb_seed != 0 and not grid.perturb:
         out.append((("perturb_seed",), "perturb_seed is set, but perturb lists no perturbation"))
+    if grid.perturb_setups and not grid.perturb:
+        out.append((("perturb_setups",), "perturb_setups is set, but perturb lists no perturbation"))
+    run = {*grid.setups, *(s for t in grid.targets for s in t.setups or ()),
+           *(s for setups in grid.method_setups.values() for s in setups),
+           *((Setup.SEQUENTIAL,) if grid.sequential else ()), *((Setup.SIZE,) if grid.intermediate_sizes else ())}
+    idle = [s.value for s in grid.perturb_setups if s not in run]
+    if idle:
+        out.append((("perturb_setups",), f"perturb_setups names setups no target cell runs: {', '.join(idle)} "
+                                         f"(run: {', '.join(sorted(s.value for s in run))})"))
     for j, text in enumerate(grid.perturb):
         try:
             _parse_perturbation(text)
@@ -253,7 +262,10 @@ def data_problems(grid) -> list[tuple[tuple[str, ...], str]]:
         spec, split = get_task(task), Split(grid.intermediate_splits.get(task, "train"))
         if missing_data(spec, split, spec.train_language, grid.data_dir) is not None:
             continue
-        have = len(load_examples(spec, split, spec.train_language, grid.data_dir, max(wanted)))
+        try:
+            have = len(load_examples(spec, split, spec.train_language, grid.data_dir, max(wanted)))
+        except StepstoneError:  # hub data out of reach here (offline): its size is checked when the cell trains
+            continue
         too_many = [n for n in wanted if n > have]
         if too_many:
             key = ("intermediate_sizes", task) if isinstance(grid.intermediate_sizes, dict) else ("intermediate_sizes",)

@@ -109,6 +109,9 @@ class CellRecord:
     secondary: dict | None = None  # the evaluation's other metrics: name -> {language: number} (QA exact_match)
     perturbed: dict | None = None  # the grid's `perturb`: perturbation label -> {language: main metric}
     domain: dict | None = None  # a target's `data_files`: file label -> main metric on that file
+    # the main metric's per-example statistics (experiments.stats): {"statistic": "ratio" | "f1", "scores":
+    # {language: stats.encode(...)}, "perturbed": {label: {language: ...}}} (trained targets, since issue 18)
+    statistics: dict | None = None
     artifact: str | None = None
     dev: float | None = None  # English dev score of the trained run's main metric
     trainable_parameters: int | None = None

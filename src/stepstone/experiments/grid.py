@@ -133,6 +133,11 @@ class GridSpec:
     # per task family (format): adapter / full fine-tune TrainSpec overrides on top of `train`
     train_by_format: dict[TaskFormat, dict] = field(default_factory=dict)
     full_train_by_format: dict[TaskFormat, dict] = field(default_factory=dict)
+    # per intermediate task: TrainSpec overrides on top of those for the cells that train it as an intermediate
+    # task (its adapter, its sized adapters, chain steps of it, its full_after fine-tune), e.g. its examples and
+    # epochs; never a target's cells (a target trained on the same task keeps `train`); the multitask adapter takes
+    # `multitask_train`
+    intermediate_train: dict[str, dict] = field(default_factory=dict)
     multitask_train: dict = field(default_factory=dict)  # the multitask adapter's, where its families differ
     rank: tuple[Estimator, ...] = ()
     rank_examples: int | None = None
@@ -142,12 +147,13 @@ class GridSpec:
     # adapter of the one before (the `sequential` setup); the training examples of sized intermediate adapters,
     # for every intermediate task or per task (the `stack-size` setup); several backbones, each running the whole
     # grid (instead of `backbone`); perturbations (stepstone.perturb) every trained target cell is also
-    # evaluated under, at perturb_seed
+    # evaluated under, at perturb_seed; perturb_setups: only the target cells of these setups (default: every one)
     sequential: tuple[tuple[str, ...], ...] = ()
     intermediate_sizes: tuple[int, ...] | dict[str, tuple[int, ...]] = ()
     backbones: tuple[BackboneSpec, ...] = ()
     perturb: tuple[str, ...] = ()
     perturb_seed: int = 0
+    perturb_setups: tuple[Setup, ...] = ()
 
     def to_config(self) -> dict:
         """Config form (`dump_yaml`: the pinned grid.yaml): the keys added since issue 15 only where they differ
@@ -210,14 +216,20 @@ class GridSpec:
         seeds = target.seeds or self.seeds
         return seeds[:1] if setup in self.single_seed else seeds
 
+    def perturbs(self, setup: Setup | None) -> bool:
+        """Whether a trained target cell of `setup` is also evaluated under the grid's perturbations."""
+        return bool(self.perturb) and (not self.perturb_setups or setup in self.perturb_setups)
+
     @property
     def eval_limit(self) -> int | None:
         return self.eval_examples if self.eval_examples is not None else PRESETS[self.preset][3]
 
 
 RANK_KEYS = {"rank": (), "rank_examples": None, "rank_steps": None, "stack_pick": DEV}  # issue 15's keys: defaults
-AXES_KEYS = {"sequential": (), "intermediate_sizes": (), "backbones": (), "perturb": (), "perturb_seed": 0}  # 16's
-OPTIONAL_KEYS = {**RANK_KEYS, **AXES_KEYS}
+AXES_KEYS = {"sequential": (), "intermediate_sizes": (), "backbones": (), "perturb": (), "perturb_seed": 0,
+             "perturb_setups": ()}  # issue 16's (perturb_setups: 18's)
+STUDY_KEYS = {"intermediate_train": {}}  # issue 18's
+OPTIONAL_KEYS = {**RANK_KEYS, **AXES_KEYS, **STUDY_KEYS}
 
 
 @dataclass(frozen=True)
@@ -270,6 +282,7 @@ def load_grid(path: Path, overrides: tuple[str, ...] = ()) -> GridSpec:
     grid = build(GridSpec, data, source=str(path), lines=lines)
     named = [(("intermediate", f"[{i}]"), t) for i, t in enumerate(grid.intermediate)]
     named += [(("full_after", f"[{i}]"), t) for i, t in enumerate(grid.full_after)]
+    named += [(("intermediate_train", t), t) for t in grid.intermediate_train]
     named += [(("sequential", f"[{i}]", f"[{j}]"), t) for i, chain in enumerate(grid.sequential)
               for j, t in enumerate(chain)]
     for i, target in enumerate(grid.targets):
@@ -300,6 +313,7 @@ def _check_train(grid: GridSpec, path: Path, lines: dict) -> None:
     layers = [(("train",), grid.train, False), (("multitask_train",), grid.multitask_train, False)]
     layers += [(("train_by_format", f.value), o, False) for f, o in grid.train_by_format.items()]
     layers += [(("full_train_by_format", f.value), o, True) for f, o in grid.full_train_by_format.items()]
+    layers += [(("intermediate_train", t), o, False) for t, o in grid.intermediate_train.items()]
     for key, layer, full in layers:
         try:
             build(TrainSpec, merge(to_dict(PRESETS[grid.preset][2 if full else 1]), layer), source=str(path),
@@ -448,6 +462,11 @@ def _settings_problems(grid: GridSpec, targets: list) -> Problems:
     offered = {s for m in grid.methods for s in grid.setups_for(m)}
     offered |= {Setup.SEQUENTIAL} if grid.sequential else set()
     offered |= {Setup.SIZE} if grid.intermediate_sizes else set()
+    trained = {*grid.intermediate, *grid.full_after, *(t for chain in grid.sequential for t in chain)}
+    for task in grid.intermediate_train:
+        if task in TASKS and task not in trained:
+            problems.append((("intermediate_train", task), f"intermediate_train names '{task}', which the grid does "
+                             f"not train as an intermediate task (intermediate: {', '.join(sorted(trained))})"))
     for j, setup in enumerate(grid.single_seed):
         if setup not in offered:
             problems.append((("single_seed", f"[{j}]"), f"single_seed lists '{setup.value}', which no method of "
@@ -492,11 +511,13 @@ def _window_problem(spec: TrainSpec) -> str | None:
     return None
 
 
-def _train_spec(grid: GridSpec, full: bool, seed: int, dev: bool = True, tasks: tuple[str, ...] = ()) -> TrainSpec:
+def _train_spec(grid: GridSpec, full: bool, seed: int, dev: bool = True, tasks: tuple[str, ...] = (),
+                intermediate: bool = False) -> TrainSpec:
     """The training settings of a cell that trains `tasks`. Per task family, later layers win: the preset's recipe,
     the preset's settings for that family (FAMILIES), the grid's `train`, the grid's `train_by_format` (adapters) or
-    `full_train_by_format` (full fine-tuning). A multitask cell takes what its families agree on, plus
-    `multitask_train`, which must settle every key where they differ."""
+    `full_train_by_format` (full fine-tuning), then, for a cell training one task as an `intermediate` task, the
+    grid's `intermediate_train` for it. A multitask cell takes what its families agree on, plus `multitask_train`,
+    which must settle every key where they differ."""
     families = sorted({get_task(t).format for t in tasks}, key=lambda f: f.value) or [None]
     resolved = {f: _family_settings(grid, full, f) for f in families}
     data = dict(resolved[families[0]])
@@ -508,6 +529,8 @@ def _train_spec(grid: GridSpec, full: bool, seed: int, dev: bool = True, tasks: 
             raise ConfigError([f"the multitask adapter trains tasks of families whose training settings differ "
                                f"({detail}): set {', '.join(differ)} in multitask_train"])
         data = merge(data, grid.multitask_train)
+    elif intermediate and tasks:
+        data = merge(data, grid.intermediate_train.get(tasks[0], {}))
     data.update(seed=seed, select_best=dev and data.get("select_best", True), dev=dev)
     return build(TrainSpec, data, source="grid train settings")
 
@@ -536,7 +559,7 @@ def cells(grid: GridSpec) -> list[Cell]:
     for task in grid.full_after:
         out.append(_cell(f"intermediate/full/{task}", Kind.INTERMEDIATE,
                          RunSpec(task=task, name=f"full-{task}", method=MethodSpec(kind="full"),
-                                 train=_train_spec(grid, True, first, task not in grid.no_dev, (task,)),
+                                 train=_train_spec(grid, True, first, task not in grid.no_dev, (task,), True),
                                  train_splits=grid.intermediate_splits, **common),
                          {"task": task, "method": "full", "composition": "intermediate", "seed": first}))
     for target in grid.targets:
@@ -566,7 +589,7 @@ def _intermediate_cells(grid: GridSpec, zoo_name: dict, common: dict) -> list[Ce
             name = zoo_name[(method, task)] = f"{method}-{task}"
             out.append(_cell(f"intermediate/{method}/{task}", Kind.INTERMEDIATE,
                              RunSpec(task=task, name=name, method=m,
-                                     train=_train_spec(grid, False, first, task not in grid.no_dev, (task,)),
+                                     train=_train_spec(grid, False, first, task not in grid.no_dev, (task,), True),
                                      train_splits=splits, **common),
                              {"task": task, "method": method, "composition": "intermediate", "seed": first}))
         if Setup.MULTITASK in wanted and len(grid.intermediate) > 1:

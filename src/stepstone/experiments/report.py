@@ -363,6 +363,8 @@ def _tables(cells: list[CellRecord]) -> tuple[dict[str, list[dict]], dict]:
     from .rank_report import rank_tables  # here, not at the top: rank_report builds on this module's helpers
     tables.update(rank_tables(cells))
     tables.update(axes_report.axes_tables(cells, tables, chosen))
+    from .ci_report import ci_tables  # here, not at the top: ci_report builds on this module's helpers
+    tables.update(ci_tables(cells, tables, chosen))
     return tables, chosen
 
 
@@ -371,10 +373,18 @@ def _head(grid_dir: Path, cells: list[CellRecord], tables: dict) -> list[str]:
     return _intro(grid_dir, cells, len(tables["not_learned"])) + _headline_lines(tables["headline"])
 
 
+NOTES = "notes.md"  # a grid folder's own notes (its design, what it found), printed after the report's title
+
+
 def _intro(grid_dir: Path, cells: list[CellRecord], not_learned: int) -> list[str]:
-    """Title, cell counts and definitions."""
+    """Title, the grid folder's notes.md (where there is one), cell counts and definitions."""
     ok = sum(c.status is Status.OK for c in cells)
-    return [f"# Transfer report: {grid_dir.name}", "",
+    notes = grid_dir / NOTES
+    try:
+        own = [notes.read_text(encoding="utf-8").strip(), ""] if notes.is_file() else []
+    except (OSError, UnicodeDecodeError) as err:
+        raise StepstoneError(f"{notes}: cannot read the grid's notes ({err})") from None
+    return [f"# Transfer report: {grid_dir.name}", "", *own,
             f"{len(cells)} cells: {ok} ok, {len(cells) - ok} failed"
             + (f"; {not_learned} did not learn {FLAG}." if not_learned else "."), "",
             "## Definitions", "", DEFINITIONS, ""]
@@ -390,8 +400,9 @@ def _headline_lines(headline: list[dict], level: str = "##") -> list[str]:
 def _sections(tables: dict, chosen: dict, plot_dir: Path | None, written: list[Path]):
     """(title, markdown lines) of every section after the headline, in order; plots go to `plot_dir` (None: no
     plots) and are added to `written`. A section of a new metric: one more function here."""
-    from . import axes_report, rank_report
+    from . import axes_report, ci_report, rank_report
     yield from axes_report.headline_sections(tables)
+    yield from ci_report.sections(tables)
     yield "Stack gain by intermediate task", _stack_gain_section(tables["stack_gain"], plot_dir, written)
     yield "Per-language scores", _per_language_section(tables["headline"], chosen, plot_dir, written)
     yield "Gain of the best stack by language", _gain_by_language_section(tables["gain_by_language"])

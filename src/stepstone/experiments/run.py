@@ -19,8 +19,9 @@ from ..config import dump_yaml
 from ..errors import ConfigError, StepstoneError
 from ..progress import Countdown, ProgressFactory, note, silent
 from ..tasks import Split, TaskSpec, get_task
+from . import stats
 from .cells import CELLS, DEV, CellRecord, append_cell, best_intermediate, load_records, ranked_pick
-from .execution import DIED, ExecutorSpec, ForkedWorkers, cell_job, check_parallel
+from .execution import DIED, ExecutorSpec, ForkedWorkers, cell_job, check_parallel, dependencies
 from .grid import DEFAULT_SETUPS, Cell, GridSpec, _backbone, cells, expansion_problems, rank_cell_id
 
 
@@ -70,6 +71,13 @@ def _run_grid(grid: GridSpec, folder: Path, every_cell: list[Cell], progress: Pr
     done = load_records(log)
     failed: list[str] = []
     todo, finished = planned(grid, done, every_cell)
+    remaining = [c for c in every_cell if done.get(c.id, {}).get("status") != "ok"]
+    lost = _lost_artifacts(folder, every_cell, remaining)
+    if lost:
+        note(progress, f"{len(lost)} intermediate adapters recorded as trained are not in {folder / 'zoo'}: "
+                       "training them again")
+        remaining = [c for c in every_cell if c in remaining or c.id in lost]
+        todo, finished = todo + len(lost), finished - len(lost)
     warned: set[str] = set()  # rank cells whose pick fell back to dev: one warning each
     countdown = Countdown(todo if limit is None else min(todo, limit), clock())
     note(progress, f"grid {folder}: {countdown.total} cells to run, {finished} already done")
@@ -89,7 +97,6 @@ def _run_grid(grid: GridSpec, folder: Path, every_cell: list[Cell], progress: Pr
     def gate(cell: Cell) -> bool:  # whether a best-stack seed cell runs: its stack is the one picked
         return _seeded_stack(grid, done, cell, echo, warned) == cell.record.intermediate
 
-    remaining = [c for c in every_cell if done.get(c.id, {}).get("status") != "ok"]
     skipped = len(every_cell) - len(remaining)
     if executor.parallel:
         from .execution import Scheduled, executor_for, run_parallel
@@ -104,6 +111,31 @@ def _run_grid(grid: GridSpec, folder: Path, every_cell: list[Cell], progress: Pr
     if ran:
         note(progress, countdown.summary(clock()))
     return GridResult(folder, ran, skipped, failed)
+
+
+def _lost_artifacts(folder: Path, every_cell: list[Cell], remaining: list[Cell]) -> set[str]:
+    """The intermediate cells recorded ok whose adapter is no longer in the grid's zoo (a grid resumed from a committed
+    cells.jsonl on another machine: weights are never committed) that a cell still to run composes or continues,
+    directly or through another lost one: they train again."""
+    from .. import pipelines
+    from ..zoo import Zoo
+    from .cells import Kind
+
+    needs, by_id = dependencies(every_cell), {c.id: c for c in every_cell}
+    zoo, runs = Zoo(folder / "zoo"), folder / "runs"
+
+    def lost(cell: Cell) -> bool:
+        return cell.kind is Kind.INTERMEDIATE and cell.spec is not None and \
+            not ArtifactLayout(pipelines.destination_of(cell.spec, zoo, runs)[1]).manifest.is_file()
+
+    todo = {c.id for c in remaining}
+    wanted, again = list(todo), set()
+    while wanted:
+        for need in needs.get(wanted.pop(), ()):
+            if need not in todo and need not in again and lost(by_id[need]):
+                again.add(need)
+                wanted.append(need)
+    return again
 
 
 def _run_serial(grid: GridSpec, folder: Path, remaining: list[Cell], progress: ProgressFactory, isolate: bool,
@@ -267,7 +299,7 @@ def _evaluate(grid: GridSpec, folder: Path, cell: Cell, artifact: str | None, zo
     output = folder / "evaluations" / f"{cell.id.replace('/', '__')}.json"
     common = dict(task=task.name, zoo=zoo, split=target.split, data_dir=grid.data_dir, max_examples=grid.eval_limit,
                   backbone=None if artifact else (cell.record.backbone or _backbone(grid).name), progress=progress)
-    perturb = grid.perturb if task.trainable else ()
+    perturb = grid.perturb if task.trainable and grid.perturbs(cell.record.composition) else ()
     evaluation = pipelines.evaluate(artifact, langs=langs, output=output, perturb=perturb,
                                     perturb_seed=grid.perturb_seed, skip_examples=_trained_front(target, manifest),
                                     **common)
@@ -279,6 +311,12 @@ def _evaluate(grid: GridSpec, folder: Path, cell: Cell, artifact: str | None, zo
     if perturb:
         result["perturbed"] = {label: {lang: s[main] for lang, s in by_lang.items()}
                                for label, by_lang in evaluation.perturbed.items()}
+    if evaluation.statistics:  # what `stepstone report`'s confidence intervals resample
+        result["statistics"] = {"statistic": task.metric.statistic,
+                                "scores": {lang: stats.encode(v) for lang, v in evaluation.statistics.items()},
+                                **({"perturbed": {label: {lang: stats.encode(v) for lang, v in by_lang.items()}
+                                                  for label, by_lang in evaluation.perturbed_statistics.items()}}
+                                   if evaluation.perturbed_statistics else {})}
     domain = {}
     for i, path in enumerate(target.data_files or ()):
         shifted = pipelines.evaluate(artifact, langs=[task.train_language], data_file=Path(path),

@@ -14,10 +14,14 @@ gains; the gain is significant where the interval excludes 0.
 """
 from __future__ import annotations
 
+import base64
+import zlib
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+
+from ..errors import StepstoneError
 
 Metric = Callable[[np.ndarray], np.ndarray]  # summed statistics [..., k] -> score [...]
 
@@ -33,10 +37,43 @@ def f1(sums: np.ndarray) -> np.ndarray:
     return 100.0 * 2 * tp / np.maximum(2 * tp + fp + fn, 1e-12)
 
 
+METRICS: dict[str, Metric] = {"ratio": accuracy, "f1": f1}  # stepstone.metrics.Metric.statistic -> metric
+
+# The per-example statistics of a cell, as cells.jsonl stores them: "<dtype>:<examples>x<k>:<base64 of the
+# zlib-compressed little-endian array>". Counts are stored as the smallest unsigned integer type that holds them
+# (accuracy's 0/1 in one byte, so 1,000 examples take ~200 characters), anything else (QA F1) as float64.
+_INTEGER_TYPES = ("u1", "u2", "u4")
+
+
+def encode(statistics: np.ndarray) -> str:
+    """One language's [examples, k] statistics as a short string (exactly `decode`d back)."""
+    values = np.asarray(statistics, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"statistics must be [examples, k] (got shape {values.shape})")
+    dtype = "<f8"
+    if values.size == 0 or (np.all(values >= 0) and np.all(values == np.round(values))):
+        top = values.max(initial=0)
+        dtype = next((f"<{t}" for t in _INTEGER_TYPES if top <= np.iinfo(np.dtype(t)).max), dtype)
+    data = base64.b64encode(zlib.compress(values.astype(dtype).tobytes(), 9)).decode("ascii")
+    return f"{dtype[1:]}:{values.shape[0]}x{values.shape[1]}:{data}"
+
+
+def decode(text: str, where: str = "statistics") -> np.ndarray:
+    """An `encode`d string back to its float64 [examples, k] array; a malformed one is a StepstoneError naming
+    `where`."""
+    try:
+        dtype, shape, data = text.split(":")
+        rows, k = (int(x) for x in shape.split("x"))
+        values = np.frombuffer(zlib.decompress(base64.b64decode(data, validate=True)), dtype=f"<{dtype}")
+        return values.astype(np.float64).reshape(rows, k)
+    except (ValueError, TypeError, AttributeError, zlib.error) as err:
+        raise StepstoneError(f"{where}: not per-example statistics as the grid writes them ({err})") from None
+
+
 @dataclass(frozen=True)
 class Gain:
-    """B - A on the data as it is (`gain`), its paired bootstrap interval at `level`, and whether the interval
-    excludes 0."""
+    """A number on the data as it is (`gain`: a gain B - A, a drop, or one setup's score), its bootstrap interval
+    at `level`, and whether the interval excludes 0 (for a score: meaningless, never asked)."""
 
     gain: float
     low: float
@@ -53,6 +90,9 @@ class Gain:
                 "significant": self.significant}
 
 
+Setup = Mapping[str, Sequence[np.ndarray]]  # language -> one [examples, statistics] array per seed
+
+
 def _stack(seeds: Sequence[np.ndarray], language: str, setup: str) -> np.ndarray:
     arrays = [np.asarray(s, dtype=np.float64) for s in seeds]
     if not arrays:
@@ -63,31 +103,57 @@ def _stack(seeds: Sequence[np.ndarray], language: str, setup: str) -> np.ndarray
     return np.stack(arrays)  # [seeds, examples, k]
 
 
-def paired_bootstrap(a: Mapping[str, Sequence[np.ndarray]], b: Mapping[str, Sequence[np.ndarray]], metric: Metric,
-                     *, samples: int = 1000, level: float = 0.95, seed: int = 0) -> Gain:
+def resample(setups: Sequence[Setup], metric: Metric, *, samples: int = 1000,
+             seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Every setup's score on the data as it is ([setups]) and on each of `samples` resamples ([setups, samples]):
+    per language the mean over its seeds of the metric, then the mean over the languages. Each resample draws
+    the examples of every language once, with replacement, for all the setups and seeds alike (the same examples
+    in the same order everywhere: one target's cells), so differences of the rows are paired. Deterministic for
+    a given `seed`."""
+    names = [f"setup {i}" if len(setups) > 2 else "ab"[i] for i in range(len(setups))]
+    languages = sorted(setups[0]) if setups else []
+    if not languages or any(sorted(s) != languages for s in setups):
+        raise ValueError("the setups need the same languages (" + "; ".join(
+            f"{name}: {sorted(s)}" for name, s in zip(names, setups)) + ")")
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1 (got {samples})")
+    rng = np.random.default_rng(seed)
+    point, draws = np.zeros((len(setups), len(languages))), np.zeros((len(setups), len(languages), samples))
+    for j, language in enumerate(languages):
+        stacked = [_stack(s[language], language, name) for s, name in zip(setups, names)]
+        if any(x.shape[1:] != stacked[0].shape[1:] for x in stacked):
+            raise ValueError(f"language '{language}': the setups scored different examples ("
+                             + " vs ".join(str(x.shape[1:]) for x in stacked) + " [examples, statistics])")
+        n = stacked[0].shape[1]
+        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=samples).astype(np.float64)  # [samples, examples]
+        for i, x in enumerate(stacked):
+            point[i, j] = metric(x.sum(axis=1)).mean()
+            # [samples, seeds, k]: each resample's summed statistics, the same draw for every seed and setup
+            draws[i, j] = metric(np.einsum("re,sek->rsk", weights, x)).mean(axis=1)
+    return point.mean(axis=1), draws.mean(axis=1)
+
+
+def interval(value: float, draws: np.ndarray, level: float = 0.95) -> Gain:
+    """`value` with the percentile interval of its resampled `draws` at `level`."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1) (got {level})")
+    tail = (1 - level) / 2
+    low, high = np.quantile(draws, [tail, 1 - tail])
+    return Gain(float(value), float(low), float(high), level, int(np.size(draws)))
+
+
+def score_interval(a: Setup, metric: Metric, *, samples: int = 1000, level: float = 0.95, seed: int = 0) -> Gain:
+    """One setup's zero-shot score and its bootstrap interval (the examples resampled, seeds pooled)."""
+    point, draws = resample([a], metric, samples=samples, seed=seed)
+    return interval(point[0], draws[0], level)
+
+
+def paired_bootstrap(a: Setup, b: Setup, metric: Metric, *, samples: int = 1000, level: float = 0.95,
+                     seed: int = 0) -> Gain:
     """The gain of setup `b` over setup `a`: per language, each setup's per-seed [examples, statistics] arrays
     (the same examples in the same order everywhere; the seeds of a and b need not be as many). Deterministic for
     a given `seed`."""
-    if sorted(a) != sorted(b) or not a:
-        raise ValueError(f"both setups need the same languages (a: {sorted(a)}, b: {sorted(b)})")
-    if samples < 1 or not 0 < level < 1:
+    if not 0 < level < 1:
         raise ValueError(f"samples must be >= 1 and level in (0, 1) (got {samples}, {level})")
-    rng = np.random.default_rng(seed)
-    full_a, full_b = [], []
-    draws_a, draws_b = [], []
-    for language in sorted(a):
-        stats_a, stats_b = _stack(a[language], language, "a"), _stack(b[language], language, "b")
-        n = stats_a.shape[1]
-        if stats_b.shape[1:] != stats_a.shape[1:]:
-            raise ValueError(f"language '{language}': a and b scored different examples ({stats_a.shape[1:]} vs "
-                             f"{stats_b.shape[1:]} [examples, statistics])")
-        full_a.append(metric(stats_a.sum(axis=1)).mean())
-        full_b.append(metric(stats_b.sum(axis=1)).mean())
-        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=samples).astype(np.float64)  # [samples, examples]
-        # [samples, seeds, k]: each resample's summed statistics, the same draw for every seed of both setups
-        draws_a.append(metric(np.einsum("re,sek->rsk", weights, stats_a)).mean(axis=1))
-        draws_b.append(metric(np.einsum("re,sek->rsk", weights, stats_b)).mean(axis=1))
-    gains = np.mean(draws_b, axis=0) - np.mean(draws_a, axis=0)  # [samples]: mean over languages
-    tail = (1 - level) / 2
-    low, high = np.quantile(gains, [tail, 1 - tail])
-    return Gain(float(np.mean(full_b) - np.mean(full_a)), float(low), float(high), level, samples)
+    point, draws = resample([a, b], metric, samples=samples, seed=seed)
+    return interval(point[1] - point[0], draws[1] - draws[0], level)

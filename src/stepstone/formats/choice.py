@@ -6,12 +6,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..metrics import compute
 from ..tasks.base import TaskFormat, TaskSpec
-from .base import examples_in, register
+from .base import Decoded, examples_in, register
 
 
-class MultipleChoice:
+class MultipleChoice(Decoded):
     model_keys = ("input_ids", "attention_mask", "labels")
 
     def add_head(self, model: Any, name: str, task: TaskSpec) -> None:
@@ -44,8 +43,8 @@ class MultipleChoice:
     def gather(self, output):
         return list(output.logits.float().cpu().numpy())
 
-    def score(self, examples, rows, outputs, task, lang):
-        return compute(task.metric, [int(np.argmax(o)) for o in outputs], [row["labels"] for row in rows])
+    def decode(self, examples, rows, outputs, task):
+        return [int(np.argmax(o)) for o in outputs], [row["labels"] for row in rows]
 
 
 register(TaskFormat.MULTIPLE_CHOICE, MultipleChoice())

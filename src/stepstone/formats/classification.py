@@ -5,12 +5,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..metrics import compute
 from ..tasks.base import TaskFormat, TaskSpec
-from .base import IGNORE, examples_in, pad_batch, register
+from .base import IGNORE, Decoded, examples_in, pad_batch, register
 
 
-class Classification:
+class Classification(Decoded):
     model_keys = ("input_ids", "attention_mask", "labels")
 
     def add_head(self, model: Any, name: str, task: TaskSpec) -> None:
@@ -33,9 +32,8 @@ class Classification:
     def gather(self, output):
         return list(output.logits.float().cpu().numpy())
 
-    def score(self, examples, rows, outputs, task, lang):
-        predictions = [int(np.argmax(logits)) for logits in outputs]
-        return compute(task.metric, predictions, [row["labels"] for row in rows])
+    def decode(self, examples, rows, outputs, task):
+        return [int(np.argmax(logits)) for logits in outputs], [row["labels"] for row in rows]
 
 
 register(TaskFormat.CLASSIFICATION, Classification())

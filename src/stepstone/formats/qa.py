@@ -15,15 +15,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import StepstoneError
-from ..metrics import compute
 from ..tasks.base import TaskFormat, TaskSpec
-from .base import examples_in, pad_batch, register
+from .base import Decoded, examples_in, pad_batch, register
 
 N_BEST = 20
 MAX_ANSWER_TOKENS = 30
 
 
-class ExtractiveQA:
+class ExtractiveQA(Decoded):
     model_keys = ("input_ids", "attention_mask", "start_positions", "end_positions")
 
     def add_head(self, model: Any, name: str, task: TaskSpec) -> None:
@@ -72,7 +71,7 @@ class ExtractiveQA:
         end = output.end_logits.float().cpu().numpy()
         return [np.stack([s, e]) for s, e in zip(start, end)]
 
-    def score(self, examples, rows, outputs, task, lang):
+    def decode(self, examples, rows, outputs, task):
         best: dict[int, tuple[float, str]] = {}
         null: dict[int, float] = {}  # lowest <s> score over an example's windows (SQuAD v2 post-processing)
         for row, logits in zip(rows, outputs):
@@ -84,9 +83,8 @@ class ExtractiveQA:
         if task.unanswerable:  # "no answer" when <s> outscores the best span
             best = {i: (s, "" if null[i] > s else text) for i, (s, text) in best.items()}
         predictions = {e["id"]: best.get(i, (0.0, ""))[1] for i, e in enumerate(examples)}
-        references = {e["id"]: e["answers"]["text"] for e in examples}
-        # MLQA languages are "context.question": normalisation follows the context language
-        return compute(task.metric, predictions, references, lang=lang.split(".")[0])
+        # (metrics.compute: MLQA's "context.question" languages normalise by the context's)
+        return predictions, {e["id"]: e["answers"]["text"] for e in examples}
 
 
 def check_window_settings(max_length: int, doc_stride: int, stride_name: str = "train.doc_stride",

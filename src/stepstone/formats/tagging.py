@@ -5,12 +5,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..metrics import compute
 from ..tasks.base import TaskFormat, TaskSpec
-from .base import IGNORE, pad_batch, register
+from .base import IGNORE, Decoded, pad_batch, register
 
 
-class Tagging:
+class Tagging(Decoded):
     model_keys = ("input_ids", "attention_mask", "labels")
 
     def add_head(self, model: Any, name: str, task: TaskSpec) -> None:
@@ -41,7 +40,7 @@ class Tagging:
     def gather(self, output):
         return list(output.logits.float().cpu().numpy())
 
-    def score(self, examples, rows, outputs, task, lang):
+    def decode(self, examples, rows, outputs, task):
         predictions = []
         for example, row, logits in zip(examples, rows, outputs):
             # Words cut off by max_length get the first label ('O' for NER): they count as predicted.
@@ -50,7 +49,7 @@ class Tagging:
                 if word >= 0:
                     tags[word] = task.labels[int(np.argmax(logits[position]))]
             predictions.append(tags)
-        return compute(task.metric, predictions, [e["tags"] for e in examples], lang=lang)
+        return predictions, [e["tags"] for e in examples]
 
 
 register(TaskFormat.TAGGING, Tagging())

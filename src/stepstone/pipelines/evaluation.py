@@ -7,11 +7,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from .. import provenance, tokenized
 from ..artifacts import OUTPUTS, check_destination, check_tree, to_json, write_text_atomic
 from ..backbone import Backbone
 from ..errors import StepstoneError
-from ..evaluation import score
+from ..evaluation import Scored, score
 from ..formats import handler_for
 from ..formats.qa import check_window_settings
 from ..manifest import Manifest, read_manifest
@@ -42,6 +44,10 @@ class Evaluation:
     # `data_file`: {"file", "label", "examples", "scores" (metrics), "in_domain" (main metric over `scores`'s
     # languages), "drop" (in_domain minus the file's main metric)}
     domain: dict | None = None
+    # the main metric's per-example statistics (stepstone.metrics.statistics) of `scores` and `perturbed`, by
+    # language (trained tasks; retrieval has none): the paired bootstrap's input (stepstone.experiments.stats)
+    statistics: dict[str, np.ndarray] = field(default_factory=dict)
+    perturbed_statistics: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     @property
     def average(self) -> float:
@@ -113,14 +119,13 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
         loaded, manifest = load_model(path, backbone)
     loaded.check_max_length(encoding.length, encoding.length_name)
     scored = _scorer(loaded, spec_task, heads, manifest, batch_size, encoding, settings, progress)
-    scores = {lang: scored(examples[lang], lang) for lang in languages}
-    perturbed = {p.label: {lang: scored(perturb_examples(spec_task, examples[lang], p, perturb_seed, lang), lang,
-                                        f"{lang}, {p.label}") for lang in languages} for p in perturbations}
-    result = Evaluation(path or destination.parent, spec_task.name, split_value.value, spec_task.metric.main, scores,
-                        destination, spec_task.train_language, skipped, outside, perturbed)
+    result = _scored(Evaluation(path or destination.parent, spec_task.name, split_value.value, spec_task.metric.main,
+                                {}, destination, spec_task.train_language, skipped, outside),
+                     scored, spec_task, {lang: examples[lang] for lang in languages}, perturbations, perturb_seed)
     if file_examples is not None:
         result = replace(result, domain=_domain(result, data_file, file_examples,
-                                                scored(file_examples, data_lang, f"{data_lang}, {data_file.name}")))
+                                                scored(file_examples, data_lang,
+                                                       f"{data_lang}, {data_file.name}").metrics))
     retrieval = None if spec_task.trainable else {"layer": settings.resolve_layer(loaded.model),
                                                   "pooling": settings.pooling.value, "max_length": settings.max_length}
     report = _report(result, manifest.name if manifest else loaded.spec.name, examples, sources, encoding, retrieval)
@@ -133,14 +138,33 @@ def evaluate(target: str | None, *, task: str | None = None, zoo: Zoo | None = N
 
 def _scorer(loaded: Backbone, task: TaskSpec, heads: dict[str, str], manifest: Manifest | None, batch_size: int,
             encoding: _Encoding, settings: Any, progress: ProgressFactory):
-    """scored(examples, lang, what=None) -> metrics: one language's examples (clean, perturbed or a file's)."""
-    def scored(chosen: list[dict], lang: str, what: str | None = None) -> dict[str, float]:
+    """scored(examples, lang, what=None) -> Scored: one language's examples (clean, perturbed or a file's)."""
+    def scored(chosen: list[dict], lang: str, what: str | None = None) -> Scored:
         if task.trainable:
             return _score_task(loaded, task, heads[task.name], chosen, lang, manifest, batch_size,
                                encoding.length, encoding.stride, progress, *([what] if what else []))
-        return _score_retrieval(loaded, task, chosen, lang, settings, progress)
+        return Scored(_score_retrieval(loaded, task, chosen, lang, settings, progress), None)
 
     return scored
+
+
+def _scored(evaluation: Evaluation, scored, task: TaskSpec, examples: dict[str, list[dict]],
+            perturbations: list[Perturbation], seed: int) -> Evaluation:
+    """`evaluation` with the scores and statistics of every language's examples, clean, then under each
+    perturbation."""
+    clean = {lang: scored(chosen, lang) for lang, chosen in examples.items()}
+    perturbed = {p.label: {lang: scored(perturb_examples(task, chosen, p, seed, lang), lang, f"{lang}, {p.label}")
+                           for lang, chosen in examples.items()} for p in perturbations}
+
+    def metrics(by_language: dict[str, Scored]) -> dict[str, dict[str, float]]:
+        return {lang: s.metrics for lang, s in by_language.items()}
+
+    def statistics(by_language: dict[str, Scored]) -> dict[str, np.ndarray]:
+        return {lang: s.statistics for lang, s in by_language.items() if s.statistics is not None}
+
+    return replace(evaluation, scores=metrics(clean), statistics=statistics(clean),
+                   perturbed={label: metrics(by_lang) for label, by_lang in perturbed.items()},
+                   perturbed_statistics={label: statistics(by_lang) for label, by_lang in perturbed.items()})
 
 
 def _language_data(task: TaskSpec, split: Split, langs: Sequence[str] | None, manifest: Manifest | None,
@@ -315,7 +339,7 @@ def _after(task: TaskSpec, split: Split, lang: str, data_dir: Path | None, limit
 
 def _score_task(loaded: Backbone, task: TaskSpec, head: str, examples: list[dict], lang: str, manifest: Manifest,
                 batch_size: int, max_length: int, doc_stride: int | None, progress: ProgressFactory,
-                what: str | None = None) -> dict[str, float]:
+                what: str | None = None) -> Scored:
     """`lang` sets the metric's language rules (QA normalisation); `what` names the examples in progress lines
     where they are not plainly that language's (perturbed ones, a data file)."""
     handler, trained = handler_for(task), manifest.spec["train"]
