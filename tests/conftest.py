@@ -31,6 +31,26 @@ def _isolated_zoo(tmp_path, monkeypatch):
     monkeypatch.setenv("STEPSTONE_ZOO", str(tmp_path / "zoo"))
 
 
+class Notes:
+    """A progress reporter that shows no bars and keeps its notes (`stepstone.progress.note`)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, description, total):
+        from stepstone.progress import silent
+
+        return silent(description, total)
+
+    def note(self, line: str) -> None:
+        self.lines.append(line)
+
+
+@pytest.fixture
+def notes() -> Notes:
+    return Notes()
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     data = SHARED / "data"

@@ -10,21 +10,7 @@ import pytest
 from stepstone.config import dump_yaml
 from stepstone.errors import ConfigError
 from stepstone.experiments import CELLS, GridSpec, Preset, Setup, TargetSpec, cells, load_grid, load_records, run_grid
-from stepstone.progress import silent
 from stepstone.specs import BackboneSpec, Block
-
-
-class Notes:
-    """A progress reporter that shows no bars and keeps its notes."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def __call__(self, description, total):
-        return silent(description, total)
-
-    def note(self, line: str) -> None:
-        self.lines.append(line)
 
 
 def grid(**changes) -> GridSpec:
@@ -118,6 +104,12 @@ targets:
     ("backbones: [{name: tiny}, {name: tiny}]\n", r":9: backbones share a name \(tiny\)"),
     ("backbone: {name: tiny}\nbackbones: [{name: tiny}]\n", r"give backbone \(one\) or backbones \(several\), not both"),
     ("perturb_seed: 3\n", r":9: perturb_seed is set, but perturb lists no perturbation"),
+    ("intermediate_train: {toy-qa: {epochs: 2}}\n",
+     r":9: intermediate_train names 'toy-qa', which the grid does not train as an intermediate task \(intermediate: "
+     r"toy-pair, toy-sentiment\)"),
+    ("intermediate_train: {toy-pear: {epochs: 2}}\n",
+     r":9: unknown task 'toy-pear' in 'intermediate_train.toy-pear'.*toy-pair"),
+    ("intermediate_train: {toy-pair: {epoch: 2}}\n", r":9: .*epoch"),
     ("perturb_setups: [none]\n", r":9: perturb_setups is set, but perturb lists no perturbation"),
     ("perturb: [typo:0.1]\nperturb_setups: [none, fuse]\n",
      r":10: perturb_setups names setups no target cell runs: fuse \(run: none, stack\)"),
@@ -272,22 +264,7 @@ def test_intermediate_train_sets_an_intermediate_tasks_training_but_never_a_targ
     assert spec.to_config()["intermediate_train"]["toy-pair"]["epochs"] == 2
 
 
-@pytest.mark.parametrize("extra, message", [
-    ("intermediate_train: {toy-qa: {epochs: 2}}\n",
-     r":9: intermediate_train names 'toy-qa', which the grid does not train as an intermediate task \(intermediate: "
-     r"toy-pair, toy-sentiment\)"),
-    ("intermediate_train: {toy-pear: {epochs: 2}}\n",
-     r":9: unknown task 'toy-pear' in 'intermediate_train.toy-pear'.*toy-pair"),
-    ("intermediate_train: {toy-pair: {epoch: 2}}\n", r":9: .*epoch"),
-])
-def test_bad_intermediate_train_is_refused_with_file_and_line(tmp_path, extra, message):
-    path = tmp_path / "grid.yaml"
-    path.write_text(BASE + extra)
-    with pytest.raises(ConfigError, match=message):
-        load_grid(path)
-
-
-def test_a_grid_resumed_without_its_zoo_trains_the_lost_intermediate_adapters_again(tmp_path):
+def test_a_grid_resumed_without_its_zoo_trains_the_lost_intermediate_adapters_again(tmp_path, notes):
     """A grid continued on another machine from its committed cells.jsonl (weights are never committed): the
     intermediate adapters the remaining cells compose or continue are trained again; the others are not."""
     import shutil
@@ -297,7 +274,6 @@ def test_a_grid_resumed_without_its_zoo_trains_the_lost_intermediate_adapters_ag
     first = run_grid(spec, folder, isolate=False, limit=5)  # the three intermediate adapters, the chain, none
     assert first.ran == 5
     shutil.rmtree(folder / "zoo")
-    notes = Notes()
     rest = run_grid(spec, folder, isolate=False, progress=notes)
     assert rest.failed == []
     lines = [json.loads(line)["id"] for line in (folder / CELLS).read_text().splitlines()]

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from stepstone.experiments import CELLS, GridSpec, Preset, Setup, TargetSpec, cells, load_records, planned, run_grid
-from stepstone.progress import silent
 
 SENTENCES = ["the cat sleeps", "a dog runs fast", "birds sing in spring", "we eat bread"]
 
@@ -20,19 +19,6 @@ def data(tmp_path_factory) -> Path:
     for suffix in ("deu", "eng"):
         (tatoeba / f"tatoeba.deu-eng.{suffix}").write_text("\n".join(SENTENCES) + "\n")
     return root
-
-
-class Notes:
-    """A progress reporter that shows no bars and keeps its notes."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def __call__(self, description, total):
-        return silent(description, total)
-
-    def note(self, line: str) -> None:
-        self.lines.append(line)
 
 
 class Ticks:
@@ -67,9 +53,9 @@ def test_planned_counts_one_best_stack_cell_per_gate_and_seed(data):
     assert planned(no_dev, {}) == (len([c for c in cells(no_dev) if not c.after]), 0)  # nothing to pick by
 
 
-def test_grid_notes_cell_k_of_n_elapsed_and_time_left(data, tmp_path):
+def test_grid_notes_cell_k_of_n_elapsed_and_time_left(data, tmp_path, notes):
     folder = tmp_path / "grid"
-    notes, failures = Notes(), []
+    failures = []
     first = run_grid(small(data), folder, progress=notes, echo=failures.append, isolate=False, limit=2, clock=Ticks())
     assert first.ran == 2
     assert notes.lines == [
@@ -95,9 +81,9 @@ def test_grid_notes_cell_k_of_n_elapsed_and_time_left(data, tmp_path):
     assert again.ran == 0 and notes.lines == [f"grid {folder}: 0 cells to run, 5 already done"]
 
 
-def test_a_failed_cell_is_echoed_with_its_id(data, tmp_path):
+def test_a_failed_cell_is_echoed_with_its_id(data, tmp_path, notes):
     grid = small(data, seeds=(0,), setups=(Setup.NONE,), targets=(TargetSpec("pawsx"),))
-    notes, failures = Notes(), []
+    failures = []
     result = run_grid(grid, tmp_path / "g", progress=notes, echo=failures.append, isolate=False, clock=Ticks())
     assert result.failed == ["target/pawsx/bottleneck/none/seed0"]
     assert len(failures) == 1

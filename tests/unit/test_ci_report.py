@@ -137,3 +137,24 @@ def test_a_grid_folders_notes_open_its_report(tmp_path):
 
     with pytest.raises(StepstoneError, match=r"notes.md: cannot read the grid's notes"):
         build_report(folder, plots=False)
+
+
+def test_a_second_backbone_gets_its_difference_from_the_first_with_an_interval(tmp_path):
+    def on(backbone, cells, lower=0):
+        out = []
+        for c in cells:
+            if c["kind"] == "target":
+                right = int(c["scores"]["de"]) - lower
+                c = {**cell(c["target"], c["composition"], right, seed=c["seed"], inter=c["intermediate"],
+                            method=c["method"]), "dev": c["dev"]}
+            out.append({**c, "id": f"{backbone}/{c['id']}", "backbone": backbone})
+        return out
+
+    base = [c for c in grid() if c["composition"] in ("none", "fuse")]
+    report = report_of(tmp_path, on("big", base) + on("tiny", base, lower=20))
+    rows = {(r["column"], r["backbone"]): r for r in report.tables["backbones"]}
+    assert rows["none [bottleneck]", "big"]["versus_first"] is None
+    tiny = rows["none [bottleneck]", "tiny"]["versus_first"]
+    assert tiny["gain"] == pytest.approx(-20.0) and tiny["significant"] and tiny["high"] < 0
+    assert "| none | bottleneck | 50.0 ± 0.0 (n=3) | 30.0 ± 0.0 (n=3); -20.0 [" in report.markdown
+    assert any(r["backbone"] == "tiny" for r in report.tables["headline_ci"])  # every section per backbone

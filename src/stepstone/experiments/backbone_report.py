@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from . import ci_report
 from .cells import CellRecord
 from .report import _stats
 
@@ -85,9 +86,13 @@ def side_by_side(names: list, per: dict) -> tuple[list[dict], list[dict]]:
                           for c in members]
                 scores = [sum(s) / len(s) for s in scores if s]
                 mean, std, n = _stats(scores) if scores else (None, None, 0)
+                # the paired bootstrap interval of this backbone minus the first, on the same examples (ci_report)
+                versus = None if b == names[0] else ci_report.gain(per[names[0]][1][target, column], members,
+                                                                   langs=sorted(shared))
                 rows.append({"target": target, "column": column, "setup": r["setup"], "method": r["method"],
                              "composition": r["composition"], "intermediate": r["intermediate"], "backbone": _name(b),
-                             "mean": mean, "std": std, "n": n, "languages": sorted(shared)})
+                             "mean": mean, "std": std, "n": n, "languages": sorted(shared),
+                             "versus_first": None if versus is None else versus.to_dict()})
     return rows, dropped
 
 
@@ -95,13 +100,17 @@ def _side_lines(names: list, rows: list[dict], dropped: list[dict]) -> list[str]
     from .report import _f, _md
     labels = [_name(b) for b in names]
     body = ["Zero-shot mean ± std (n seeds) per backbone, each cell's mean over the zero-shot languages every "
-            "backbone evaluated for the target; only targets and headline entries every backbone has.", ""]
+            "backbone evaluated for the target; only targets and headline entries every backbone has. After the "
+            f"first backbone, where the cells hold per-example statistics: the difference from {labels[0]} with its "
+            "95% paired bootstrap interval (* = excludes 0).", ""]
     value = {(r["target"], r["column"], r["backbone"]): r for r in rows}
 
     def text(r: dict) -> str:
         if r["mean"] is None:
             return "–"
         out = f"{_f(r['mean'])} ± {_f(r['std'])} (n={r['n']})"
+        if r.get("versus_first"):
+            out += f"; {ci_report._ci(r['versus_first'], sign=True, star=True)}"
         return f"{r['intermediate']}: {out}" if r["intermediate"] not in (None, r["composition"]) else out
     entries = list(dict.fromkeys((r["target"], r["column"]) for r in rows))
     by_entry = {e: next(r for r in rows if (r["target"], r["column"]) == e) for e in entries}
