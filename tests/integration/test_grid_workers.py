@@ -78,7 +78,10 @@ def test_two_local_workers_record_what_a_serial_run_records(serial, timeline, tm
         assert all(spans[d]["end"] <= span["start"] for d in needs[cell_id]), cell_id
     assert sorted(e["id"] for e in events if e["at"] == "start") == sorted(serial)
     assert len({e["pid"] for e in events}) == len(serial)
-    # two cells at once: the two intermediate adapters (nothing to wait for) started together
+    # results first: the two target-only cells (nothing to wait for) start before the intermediate adapters
+    first = sorted((e["t"], e["id"]) for e in events if e["at"] == "start")[:2]
+    assert sorted(i for _, i in first) == ["target/toy-tags/bottleneck/none/seed0", "target/toy-tags/bottleneck/none/seed1"]
+    # two cells at once
     starts = sorted((e["t"], 1) for e in events if e["at"] == "start") + \
         sorted((e["t"], -1) for e in events if e["at"] == "end")
     running = peak = 0
