@@ -56,3 +56,28 @@ def test_the_grid_records_the_statistics_of_every_trained_target(tmp_path):
         for lang, text in block["perturbed"]["typo:0.2"].items():
             assert summed(metric, stats.decode(text)) == pytest.approx(record["perturbed"]["typo:0.2"][lang],
                                                                        rel=1e-12)
+
+
+def test_perturbed_examples_left_as_they_were_are_not_scored_again(tmp_path, monkeypatch):
+    """A code-switching lexicon that has none of a language's words leaves its examples as they were: the clean
+    scores (and statistics) stand for the perturbed ones, without a second pass over the model."""
+    zoo = Zoo(tmp_path / "zoo")
+    pipelines.train_run(RunSpec(task="toy-sentiment", name="run", method=MethodSpec(kind="bottleneck"), train=TRAIN),
+                        zoo=zoo, runs_dir=tmp_path / "runs")
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_text("zzzunseen\tword\n")
+    calls = []
+    real = pipelines.evaluation._score_task
+
+    def spy(loaded, task, head, examples, lang, *rest):
+        calls.append(lang)
+        return real(loaded, task, head, examples, lang, *rest)
+
+    monkeypatch.setattr(pipelines.evaluation, "_score_task", spy)
+    label = f"codeswitch:{lexicon}:0.5"
+    evaluation = pipelines.evaluate("run", zoo=zoo, split="validation", max_examples=12, perturb=(label, "typo:0.5"),
+                                    output=tmp_path / "e.json")
+    langs = list(evaluation.scores)
+    assert calls == langs * 2  # clean, then typo; codeswitch changed nothing
+    assert evaluation.perturbed[label] == evaluation.scores
+    assert all(evaluation.perturbed_statistics[label][lang] is evaluation.statistics[lang] for lang in langs)

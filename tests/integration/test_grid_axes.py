@@ -110,6 +110,9 @@ targets:
     ("intermediate_train: {toy-pear: {epochs: 2}}\n",
      r":9: unknown task 'toy-pear' in 'intermediate_train.toy-pear'.*toy-pair"),
     ("intermediate_train: {toy-pair: {epoch: 2}}\n", r":9: .*epoch"),
+    ("perturb_seeds: [0]\n", r":9: perturb_seeds is set, but perturb lists no perturbation"),
+    ("perturb: [typo:0.1]\nperturb_seeds: [0, 5]\n", r":10: perturb_seeds names seeds no target cell runs: 5 "
+                                                      r"\(seeds: 0\)"),
     ("perturb_setups: [none]\n", r":9: perturb_setups is set, but perturb lists no perturbation"),
     ("perturb: [typo:0.1]\nperturb_setups: [none, fuse]\n",
      r":10: perturb_setups names setups no target cell runs: fuse \(run: none, stack\)"),
@@ -242,6 +245,15 @@ def test_perturb_setups_perturb_only_those_cells(tmp_path):
     assert "typo:0.2" in records["target/toy-tags/bottleneck/none/seed0"]["perturbed"]
     assert "perturbed" not in records["target/toy-tags/bottleneck/stack-toy-sentiment/seed0"]
     assert "perturb_setups:\n- none\n" in (tmp_path / "g" / "grid.yaml").read_text()  # pinned once set
+
+
+def test_perturb_seeds_perturb_only_those_seeds(tmp_path):
+    spec = grid(intermediate=("toy-sentiment",), setups=(Setup.NONE,), seeds=(0, 1), perturb=("typo:0.2",),
+                perturb_seeds=(1,))
+    assert run_grid(spec, tmp_path / "g", isolate=False).failed == []
+    records = load_records(tmp_path / "g" / CELLS)
+    assert "perturbed" not in records["target/toy-tags/bottleneck/none/seed0"]
+    assert "typo:0.2" in records["target/toy-tags/bottleneck/none/seed1"]["perturbed"]
 
 
 

@@ -213,6 +213,13 @@ def _evaluation_problems(grid) -> list[tuple[tuple[str, ...], str]]:
         out.append((("perturb_seed",), "perturb_seed is set, but perturb lists no perturbation"))
     if grid.perturb_setups and not grid.perturb:
         out.append((("perturb_setups",), "perturb_setups is set, but perturb lists no perturbation"))
+    if grid.perturb_seeds and not grid.perturb:
+        out.append((("perturb_seeds",), "perturb_seeds is set, but perturb lists no perturbation"))
+    seeds = {*grid.seeds, *(s for t in grid.targets for s in t.seeds or ())}
+    idle_seeds = [str(s) for s in grid.perturb_seeds if s not in seeds]
+    if idle_seeds:
+        out.append((("perturb_seeds",), f"perturb_seeds names seeds no target cell runs: {', '.join(idle_seeds)} "
+                                        f"(seeds: {', '.join(map(str, sorted(seeds)))})"))
     run = {*grid.setups, *(s for t in grid.targets for s in t.setups or ()),
            *(s for setups in grid.method_setups.values() for s in setups),
            *((Setup.SEQUENTIAL,) if grid.sequential else ()), *((Setup.SIZE,) if grid.intermediate_sizes else ())}

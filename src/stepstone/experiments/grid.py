@@ -147,13 +147,15 @@ class GridSpec:
     # adapter of the one before (the `sequential` setup); the training examples of sized intermediate adapters,
     # for every intermediate task or per task (the `stack-size` setup); several backbones, each running the whole
     # grid (instead of `backbone`); perturbations (stepstone.perturb) every trained target cell is also
-    # evaluated under, at perturb_seed; perturb_setups: only the target cells of these setups (default: every one)
+    # evaluated under, at perturb_seed; perturb_setups / perturb_seeds: only the target cells of these setups / seeds
+    # (default: every one)
     sequential: tuple[tuple[str, ...], ...] = ()
     intermediate_sizes: tuple[int, ...] | dict[str, tuple[int, ...]] = ()
     backbones: tuple[BackboneSpec, ...] = ()
     perturb: tuple[str, ...] = ()
     perturb_seed: int = 0
     perturb_setups: tuple[Setup, ...] = ()
+    perturb_seeds: tuple[int, ...] = ()
 
     def to_config(self) -> dict:
         """Config form (`dump_yaml`: the pinned grid.yaml): the keys added since issue 15 only where they differ
@@ -216,9 +218,10 @@ class GridSpec:
         seeds = target.seeds or self.seeds
         return seeds[:1] if setup in self.single_seed else seeds
 
-    def perturbs(self, setup: Setup | None) -> bool:
-        """Whether a trained target cell of `setup` is also evaluated under the grid's perturbations."""
-        return bool(self.perturb) and (not self.perturb_setups or setup in self.perturb_setups)
+    def perturbs(self, setup: Setup | None, seed: int | None) -> bool:
+        """Whether a trained target cell of `setup` and `seed` is also evaluated under the grid's perturbations."""
+        return bool(self.perturb) and (not self.perturb_setups or setup in self.perturb_setups) and (
+            not self.perturb_seeds or seed in self.perturb_seeds)
 
     @property
     def eval_limit(self) -> int | None:
@@ -227,7 +230,7 @@ class GridSpec:
 
 RANK_KEYS = {"rank": (), "rank_examples": None, "rank_steps": None, "stack_pick": DEV}  # issue 15's keys: defaults
 AXES_KEYS = {"sequential": (), "intermediate_sizes": (), "backbones": (), "perturb": (), "perturb_seed": 0,
-             "perturb_setups": ()}  # issue 16's (perturb_setups: 18's)
+             "perturb_setups": (), "perturb_seeds": ()}  # issue 16's (perturb_setups / perturb_seeds: 18's)
 STUDY_KEYS = {"intermediate_train": {}}  # issue 18's
 OPTIONAL_KEYS = {**RANK_KEYS, **AXES_KEYS, **STUDY_KEYS}
 

@@ -299,7 +299,7 @@ def _evaluate(grid: GridSpec, folder: Path, cell: Cell, artifact: str | None, zo
     output = folder / "evaluations" / f"{cell.id.replace('/', '__')}.json"
     common = dict(task=task.name, zoo=zoo, split=target.split, data_dir=grid.data_dir, max_examples=grid.eval_limit,
                   backbone=None if artifact else (cell.record.backbone or _backbone(grid).name), progress=progress)
-    perturb = grid.perturb if task.trainable and grid.perturbs(cell.record.composition) else ()
+    perturb = grid.perturb if task.trainable and grid.perturbs(cell.record.composition, cell.record.seed) else ()
     evaluation = pipelines.evaluate(artifact, langs=langs, output=output, perturb=perturb,
                                     perturb_seed=grid.perturb_seed, skip_examples=_trained_front(target, manifest),
                                     **common)

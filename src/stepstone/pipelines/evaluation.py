@@ -153,8 +153,13 @@ def _scored(evaluation: Evaluation, scored, task: TaskSpec, examples: dict[str, 
     """`evaluation` with the scores and statistics of every language's examples, clean, then under each
     perturbation."""
     clean = {lang: scored(chosen, lang) for lang, chosen in examples.items()}
-    perturbed = {p.label: {lang: scored(perturb_examples(task, chosen, p, seed, lang), lang, f"{lang}, {p.label}")
-                           for lang, chosen in examples.items()} for p in perturbations}
+
+    def noisy(p: Perturbation, lang: str) -> Scored:
+        changed = perturb_examples(task, examples[lang], p, seed, lang)
+        # examples it left as they were (a lexicon without this language's words) score as the clean ones
+        return clean[lang] if changed == examples[lang] else scored(changed, lang, f"{lang}, {p.label}")
+
+    perturbed = {p.label: {lang: noisy(p, lang) for lang in examples} for p in perturbations}
 
     def metrics(by_language: dict[str, Scored]) -> dict[str, dict[str, float]]:
         return {lang: s.metrics for lang, s in by_language.items()}
