@@ -244,7 +244,9 @@ def sections(tables: dict):
 
 INTERVALS = (f"Intervals: paired bootstrap, {SAMPLES} resamples of the evaluation examples (each language's "
              "examples drawn with replacement, the same draw for both setups and all seeds), seeds pooled; 95% "
-             "percentile interval; * = the interval excludes 0.")
+             "percentile interval; * = the interval excludes 0. They measure what the choice of evaluation examples "
+             "leaves uncertain, not the spread over training seeds (± std in the headline above): a gain measured at "
+             "one seed is significant for that seed's training run.")
 
 
 def _learning_section(rows: list[dict]) -> list[str]:
