@@ -54,6 +54,8 @@ def grid():
         cell("xnli", "stack-size", 55, inter="anli", intermediate_size=300),
         {"id": "intermediate/bottleneck/anli", "kind": "intermediate", "status": "ok", "task": "anli",
          "method": "bottleneck", "composition": "intermediate", "intermediate_size": 2900},
+        {"id": "intermediate/bottleneck/anli-n300", "kind": "intermediate", "status": "ok", "task": "anli",
+         "method": "bottleneck", "composition": "intermediate", "intermediate_size": 300},
         *(cell("xnli", "full", 70, seed=s, method="full") for s in range(3)),
     ]
 
@@ -158,3 +160,16 @@ def test_a_second_backbone_gets_its_difference_from_the_first_with_an_interval(t
     assert tiny["gain"] == pytest.approx(-20.0) and tiny["significant"] and tiny["high"] < 0
     assert "| none | bottleneck | 50.0 ± 0.0 (n=3) | 30.0 ± 0.0 (n=3); -20.0 [" in report.markdown
     assert any(r["backbone"] == "tiny" for r in report.tables["headline_ci"])  # every section per backbone
+
+
+def test_robustness_pairs_the_seeds_evaluated_under_the_perturbation(tmp_path):
+    """A grid's perturb_seeds: only the first seed's cells were perturbed; the drop uses those, clean and perturbed."""
+    def first_seed_only(c):
+        if c.get("seed", 0) == 0 or "perturbed" not in c:
+            return c
+        statistics = {k: v for k, v in c["statistics"].items() if k != "perturbed"}
+        return {**{k: v for k, v in c.items() if k != "perturbed"}, "statistics": statistics}
+
+    cells = [first_seed_only(c) for c in grid()]
+    (robust,) = report_of(tmp_path, cells).tables["robustness_ci"]
+    assert robust["seeds"] == (1, 1) and robust["smaller_drop"]["gain"] == pytest.approx(10.0)

@@ -160,8 +160,10 @@ def _sizes(cells: list[CellRecord], none: dict) -> list[dict]:
                     lambda c: (c.target, c.method, c.intermediate, c.intermediate_size))
     stacks = _groups([c for c in cells if c.composition is Setup.STACK], (Kind.TARGET,),
                      lambda c: (c.target, c.method, c.intermediate))
-    sizes = {(c.method, c.task): c.intermediate_size for c in cells if c.kind is Kind.INTERMEDIATE
-             and c.status is Status.OK and c.intermediate_size is not None and c.composition is not Setup.SIZE}
+    from .axes_report import main_cells  # the ordinary intermediate adapters: not the sized ones
+
+    sizes = {(c.method, c.task): c.intermediate_size for c in main_cells(cells) if c.kind is Kind.INTERMEDIATE
+             and c.status is Status.OK and c.intermediate_size is not None}
     rows = []
     for target, method, inter in sorted({k[:3] for k in sized}, key=lambda k: tuple(map(str, k))):
         base = none.get((target, method))
@@ -200,12 +202,16 @@ def _robustness(headline: list[dict], chosen: dict, none: dict) -> list[dict]:
     languages the perturbation changed, each with its interval, and how much smaller the best stack's drop is."""
     rows = []
     for r in headline:
-        base = none.get((r["target"], r["method"]))
-        if r["composition"] is not Setup.STACK or base is None:
+        every_base = none.get((r["target"], r["method"]))
+        if r["composition"] is not Setup.STACK or every_base is None:
             continue
-        stack = chosen[r["target"], r["column"]]
-        labels = dict.fromkeys(p for c in [*base, *stack] for p in (c.perturbed or {}))
+        every_stack = chosen[r["target"], r["column"]]
+        labels = dict.fromkeys(p for c in [*every_base, *every_stack] for p in (c.perturbed or {}))
         for label in labels:
+            # the seeds evaluated under it (a grid's perturb_seeds), clean and perturbed alike
+            base, stack = ([c for c in cells if label in (c.perturbed or {})] for cells in (every_base, every_stack))
+            if not base or not stack:
+                continue
             langs = [lang for lang in _changed([*base, *stack], label) if lang in _common(base, stack)]
             setups = [pooled(base, langs=langs), pooled(base, label, langs),
                       pooled(stack, langs=langs), pooled(stack, label, langs)]
@@ -217,7 +223,8 @@ def _robustness(headline: list[dict], chosen: dict, none: dict) -> list[dict]:
             if None in (drop_none, drop_stack, less):
                 continue
             rows.append({"target": r["target"], "method": r["method"], "intermediate": r["intermediate"],
-                         "label": label, "languages": langs, "drop_none": drop_none.to_dict(),
+                         "label": label, "languages": langs, "seeds": (len(base), len(stack)),
+                         "drop_none": drop_none.to_dict(),
                          "drop_stack": drop_stack.to_dict(), "smaller_drop": less.to_dict()})
     return rows
 
@@ -318,8 +325,9 @@ def _robustness_section(rows: list[dict]) -> list[str]:
     return [INTERVALS + " Drop: clean minus perturbed zero-shot score, over the languages the perturbation "
             "changed; smaller drop: the target-only drop minus the best stack's (positive: the intermediate task "
             "made the target more robust).", "",
-            _md(["target", "method", "best stack", "perturbation", "languages", "drop: none", "drop: best stack",
-                 "smaller drop"], [
-                [r["target"], r["method"], str(r["intermediate"]), r["label"], " ".join(r["languages"]),
+            _md(["target", "method", "best stack", "perturbation", "seeds", "languages", "drop: none",
+                 "drop: best stack", "smaller drop"], [
+                [r["target"], r["method"], str(r["intermediate"]), r["label"], "{} vs {}".format(*r["seeds"]),
+                 " ".join(r["languages"]),
                  _ci(r["drop_none"], True, True), _ci(r["drop_stack"], True, True), _ci(r["smaller_drop"], True, True)]
                 for r in rows]), ""]
