@@ -393,8 +393,8 @@ def test_presets_calibrate_training_per_task_family():
                      "target/udpos/bottleneck/none/seed2": (1000, 3, 5e-3), "target/xnli/full/full/seed0": (1000, 3, 1e-4),
                      "target/panx/bottleneck/stack-udpos/seed0": (1000, 3, 5e-3)}
     assert any(i.startswith("tiny/target/") for i in medium) and not any("/pawsx/" in i for i in medium)
-    big = {c.id: c.spec.train.max_train_examples for c in cells(load_grid(root / "paper-medium.yaml"))
-           if c.spec is not None}
+    big = {c.id: c.spec.train.max_train_examples
+           for c in cells(load_grid(root / "paper-medium.yaml", ("perturb=[typo:0.1]",))) if c.spec is not None}
     assert big["xlm-roberta-large/intermediate/bottleneck/mnli"] is None  # all of MNLI
     assert big["xlm-roberta-large/target/xnli/bottleneck/none/seed0"] == 1000  # the target trained on MNLI: 1,000
 
