@@ -57,10 +57,13 @@ def score(model: Any, handler: FormatHandler, task: TaskSpec, examples: list[dic
           head: str | None = None, precision: Precision = Precision.FP32, what: str | None = None) -> Scored:
     """The metrics of `examples` and their per-example statistics (`lang`: the metric's language rules; `what`:
     their name in progress lines, default `lang`)."""
+    from .metrics import compute, statistics
+
     outputs = predict(model, handler, rows, tokenizer, batch_size, progress, f"evaluate {task.name} [{what or lang}]",
                       head, precision)
-    return Scored(handler.score(examples, rows, outputs, task, lang),
-                  handler.statistics(examples, rows, outputs, task, lang))
+    predictions, references = handler.decode(examples, rows, outputs, task)
+    return Scored(compute(task.metric, predictions, references, lang=lang),
+                  statistics(task.metric, predictions, references, lang=lang))
 
 
 def row_length(row: dict) -> int:

@@ -19,9 +19,11 @@ COMMITTED = sorted((ROOT / "docs" / "results").glob("**/cells.jsonl")) + sorted(
     (ROOT / "benchmarks").glob("**/cells.jsonl"))
 
 
-# committed grid -> (lines, the kinds of cell it has)
+# committed grid -> (lines, the kinds of cell it has); lines None: a grid still running, whose progress is committed
+# as it goes (any number of lines, its kinds so far among those given)
 EXPECTED = {"docs/results/cpu-small/cells.jsonl": (50, {Kind.INTERMEDIATE, Kind.TARGET, Kind.RETRIEVAL}),
-            "docs/results/rank-cpu-small/cells.jsonl": (26, {Kind.INTERMEDIATE, Kind.TARGET, Kind.RANK})}
+            "docs/results/rank-cpu-small/cells.jsonl": (26, {Kind.INTERMEDIATE, Kind.TARGET, Kind.RANK}),
+            "docs/results/cpu-medium/cells.jsonl": (None, {Kind.INTERMEDIATE, Kind.TARGET, Kind.RANK})}
 
 
 def test_committed_cell_files_exist():
@@ -32,7 +34,7 @@ def test_committed_cell_files_exist():
 def test_every_committed_line_parses_and_reserialises_identically(path):
     lines = path.read_text(encoding="utf-8").splitlines()
     count, kinds = EXPECTED[path.relative_to(ROOT).as_posix()]
-    assert len(lines) == count
+    assert len(lines) == count if count is not None else lines
     for number, line in enumerate(lines, 1):
         record = CellRecord.from_json(line, f"{path}:{number}")
         assert record.to_json() == line
@@ -40,7 +42,8 @@ def test_every_committed_line_parses_and_reserialises_identically(path):
         assert isinstance(record.kind, Kind) and isinstance(record.status, Status)
         assert record.composition is None or isinstance(record.composition, Setup)
     records = read_cells(path, strict=True)
-    assert {r.kind for r in records.values()} == kinds
+    found = {r.kind for r in records.values()}
+    assert found == kinds if count is not None else found <= kinds
 
 
 def test_absent_and_null_keys_stay_apart_and_unknown_keys_are_kept():

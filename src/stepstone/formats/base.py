@@ -9,7 +9,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 import torch
 
-from ..metrics import compute, statistics
+from ..metrics import compute
 from ..registry import Registry
 from ..tasks.base import TaskFormat, TaskSpec
 
@@ -38,30 +38,26 @@ class FormatHandler(Protocol):
         """Per-row arrays kept from one batch's model output (e.g. logits)."""
         ...
 
+    def decode(self, examples: list[dict], rows: list[dict], outputs: list[np.ndarray],
+               task: TaskSpec) -> tuple[Any, Any]:
+        """(predictions, references) in the form `metrics.compute` and `metrics.statistics` take for the task's
+        metric (evaluation.score scores both from one decoding)."""
+        ...
+
     def score(self, examples: list[dict], rows: list[dict], outputs: list[np.ndarray], task: TaskSpec,
               lang: str) -> dict[str, float]: ...
 
-    def statistics(self, examples: list[dict], rows: list[dict], outputs: list[np.ndarray], task: TaskSpec,
-                   lang: str) -> np.ndarray:
-        """The main metric's per-example statistics ([examples, k], `metrics.statistics`): what `score` scores,
-        example by example (the paired bootstrap's input)."""
-        ...
-
 
 class Decoded:
-    """`score` and `statistics` of a handler that turns outputs into predictions (`decode`): the metric of
-    (predictions, references), as a whole and per example."""
+    """`score` of a handler that turns outputs into predictions (`decode`): the metric of (predictions,
+    references)."""
 
     def decode(self, examples: list[dict], rows: list[dict], outputs: list[np.ndarray],
                task: TaskSpec) -> tuple[Any, Any]:
-        """(predictions, references) in the form `metrics.compute` takes for the task's metric."""
         raise NotImplementedError
 
     def score(self, examples, rows, outputs, task, lang):
         return compute(task.metric, *self.decode(examples, rows, outputs, task), lang=lang)
-
-    def statistics(self, examples, rows, outputs, task, lang):
-        return statistics(task.metric, *self.decode(examples, rows, outputs, task), lang=lang)
 
 
 FORMATS: Registry[FormatHandler] = Registry("task format")
