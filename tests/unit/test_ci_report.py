@@ -173,3 +173,10 @@ def test_robustness_pairs_the_seeds_evaluated_under_the_perturbation(tmp_path):
     cells = [first_seed_only(c) for c in grid()]
     (robust,) = report_of(tmp_path, cells).tables["robustness_ci"]
     assert robust["seeds"] == (1, 1) and robust["smaller_drop"]["gain"] == pytest.approx(10.0)
+
+
+def test_languages_without_a_pretraining_size_have_no_group():
+    from stepstone.experiments.ci_report import pretraining_group
+
+    assert (pretraining_group("de"), pretraining_group("hi")) == ("CC-100 >= 50 GiB", "CC-100 < 50 GiB")
+    assert pretraining_group("xa") is None and pretraining_group("qq") is None

@@ -29,10 +29,10 @@ BASELINE = {"bottleneck": "none", "lora": "none"}
 
 
 def pretraining_group(lang: str) -> str | None:
-    try:
-        size = languages.language(lang).cc100_gib
-    except (KeyError, NotImplementedError, LookupError):
-        return None
+    """The `PRETRAINING` group of a language; None where the languages table has no CC-100 size for it (toy
+    languages, a code it does not hold)."""
+    row = languages.language(lang)
+    size = row.cc100_gib if row is not None else None
     return None if size is None else next(name for least, name in PRETRAINING if size >= least)
 
 
@@ -212,7 +212,8 @@ def _robustness(headline: list[dict], chosen: dict, none: dict) -> list[dict]:
             base, stack = ([c for c in cells if label in (c.perturbed or {})] for cells in (every_base, every_stack))
             if not base or not stack:
                 continue
-            langs = [lang for lang in _changed([*base, *stack], label) if lang in _common(base, stack)]
+            shared = set(_common(base, stack))
+            langs = [lang for lang in _changed([*base, *stack], label) if lang in shared]
             setups = [pooled(base, langs=langs), pooled(base, label, langs),
                       pooled(stack, langs=langs), pooled(stack, label, langs)]
             if not langs:
