@@ -753,7 +753,8 @@ CASES = [
          files={"grid.yaml": "preset: tiny\ntargets: [{task: toy-tags, setups: [stack]}]\nseeds: [0]\n"
                              "intermediate: [toy-sentiment]\nmethods: [bottleneck]\nsetups: [none]\n"}),
     case("grid-target-intermediates-without-stack", ("grid", "grid.yaml", "-q"),
-         "grid.yaml:2: target 'toy-tags' narrows its Stack cells to intermediates, but it runs no stack setup",
+         "grid.yaml:2: target 'toy-tags' narrows its compositions to intermediates, but it runs no stack, fuse or "
+         "average setup",
          files={"grid.yaml": "preset: tiny\ntargets: [{task: toy-tags, setups: [none], intermediates: [toy-sentiment]}]"
                              "\nseeds: [0]\nintermediate: [toy-sentiment]\n"}),
     case("grid-target-empty-methods", ("grid", "grid.yaml", "-q"),

@@ -173,6 +173,47 @@ def test_targets_narrow_methods_setups_and_seeds(data):
     assert pair == ["bottleneck/none/seed4", "bottleneck/stack-toy-sentiment/seed4"]
 
 
+def test_a_targets_intermediates_are_what_its_stack_fuse_and_average_cells_compose(data):
+    grid = tiny_grid(data, intermediate=("toy-sentiment", "toy-pair", "toy-qa"), seeds=(0,), full_after=(),
+                     setups=(Setup.NONE, Setup.STACK, Setup.FUSE, Setup.AVERAGE, Setup.MULTITASK),
+                     method_setups={"lora": (Setup.NONE, Setup.FUSE)},
+                     targets=(TargetSpec("toy-tags", intermediates=("toy-sentiment", "toy-pair")),
+                              TargetSpec("toy-pair", intermediates=("toy-sentiment",))))
+    planned = {c.id: c for c in cells(grid)}
+    for method in ("bottleneck", "lora"):  # never the adapter of a task the target leaves out
+        assert planned[f"target/toy-tags/{method}/fuse/seed0"].spec.compose.members == (
+            f"{method}-toy-sentiment", f"{method}-toy-pair")
+    assert planned["target/toy-tags/bottleneck/average/seed0"].spec.compose.members == (
+        "bottleneck-toy-sentiment", "bottleneck-toy-pair")
+    multitask = planned["intermediate/bottleneck/multitask"].spec.task  # one adapter on the grid's tasks
+    assert multitask == ("toy-sentiment", "toy-pair", "toy-qa")
+    pair = sorted(i.removeprefix("target/toy-pair/") for i in planned if i.startswith("target/toy-pair/"))
+    # one intermediate: nothing to fuse or average
+    assert pair == ["bottleneck/multitask/seed0", "bottleneck/none/seed0", "bottleneck/stack-toy-sentiment/seed0",
+                    "full/full/seed0", "lora/none/seed0"]
+    # an intermediate adapter no cell composes is not trained: toy-qa's (its multitask data stays)
+    assert [i for i in planned if i.startswith("intermediate/")] == [
+        "intermediate/bottleneck/toy-sentiment", "intermediate/bottleneck/toy-pair",
+        "intermediate/bottleneck/multitask", "intermediate/lora/toy-sentiment", "intermediate/lora/toy-pair"]
+    retrieval = tiny_grid(data, intermediate=("toy-sentiment", "toy-pair", "toy-qa"), seeds=(0,), full_after=(),
+                          targets=(TargetSpec("toy-tags", intermediates=("toy-sentiment", "toy-pair")),
+                                   TargetSpec("tatoeba", split="test", langs=("de",))))
+    assert "intermediate/bottleneck/toy-qa" in [c.id for c in cells(retrieval)]  # retrieval evaluates every one
+
+
+def test_a_target_fuse_of_one_intermediate_is_refused(tmp_path):
+    path = tmp_path / "g.yaml"
+    path.write_text("preset: tiny\nseeds: [0]\nintermediate: [toy-sentiment, toy-pair]\nmethods: [bottleneck]\n"
+                    "targets:\n  - {task: toy-tags, setups: [none, fuse], intermediates: [toy-pair]}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_grid(path)
+    assert caught.value.problems == [
+        f"{path}:6: target 'toy-tags' lists setup 'fuse', which makes no cell: for bottleneck, fuse needs at least "
+        "two intermediate tasks (target 'toy-tags' intermediates: toy-pair)",
+        f"{path}:6: target 'toy-tags' narrows its compositions to intermediates, but it runs no stack, fuse or "
+        "average setup"]
+
+
 def test_a_target_may_not_name_a_method_the_grid_does_not_train(data):
     with pytest.raises(ValueError, match="target 'toy-tags' names methods the grid does not train: lora"):
         tiny_grid(data, methods=("bottleneck",), targets=(TargetSpec("toy-tags", methods=("lora",)),))
@@ -254,7 +295,8 @@ def test_target_settings_that_make_no_cell_are_refused(tmp_path):
     assert caught.value.problems == [
         f"{path}:6: target 'toy-tags' lists setup 'fuse', which makes no cell: the grid's setups for its methods "
         "leave it out (bottleneck: none, stack, lora: none, stack)",
-        f"{path}:7: target 'toy-pair' narrows its Stack cells to intermediates, but it runs no stack setup",
+        f"{path}:7: target 'toy-pair' narrows its compositions to intermediates, but it runs no stack, fuse or "
+        "average setup",
         f"{path}:8: target 'tatoeba' is a retrieval task (evaluated with the intermediate adapters, never trained): "
         "methods, seeds do not apply to it"]
 

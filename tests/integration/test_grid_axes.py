@@ -120,6 +120,14 @@ targets:
     ("perturb: [typo:abc]\n", r":9: perturbation 'typo:abc': rate 'abc' is not a number \(RATE from 0 to 1\)$"),
     ("perturb: [blur:0.1]\n", r":9: perturbation 'blur:0.1': unknown perturbation 'blur' \(valid: codeswitch, "
                                r"dropout, typo\)"),
+    ("method_setups: {bottleneck: [none, sequential]}\n",
+     r":9: method_setups.bottleneck lists 'sequential', which makes no cell: sequential needs sequential chains "
+     r"\(the grid has none\)"),
+    ("method_setups: {bottleneck: [none, stack-size]}\nsequential: [[toy-sentiment, toy-pair]]\n",
+     r":9: method_setups.bottleneck lists 'stack-size', which makes no cell: stack-size needs intermediate_sizes"),
+    ("method_setups: {bottleneck: [none, stack]}\nsequential: [[toy-sentiment, toy-pair]]\n",
+     r":10: sequential makes no cell: method_setups leaves 'sequential' out for every method Stack composes "
+     r"\(bottleneck\); list it there"),
 ])
 def test_bad_axis_settings_are_refused_with_file_and_line(tmp_path, extra, message):
     path = tmp_path / "grid.yaml"
@@ -197,6 +205,23 @@ def test_a_sequential_grid_runs_each_chain_from_its_first_adapter(tmp_path):
     target = records["target/toy-tags/bottleneck/sequential-toy-sentiment-then-toy-pair/seed0"]
     assert target["status"] == "ok" and target["chain"] == ["toy-sentiment", "toy-pair"]
     assert target["intermediate"] == "toy-sentiment-then-toy-pair" and target["composition"] == "sequential"
+
+
+def test_method_setups_choose_the_methods_of_the_chains_and_sizes():
+    both = dict(methods=("bottleneck", "lora"), sequential=(("toy-sentiment", "toy-pair"),),
+                intermediate_sizes={"toy-pair": (8,)})
+    ids = list(by_id(grid(**both, method_setups={"lora": (Setup.NONE, Setup.STACK)})))
+    # LoRA named in method_setups without the axes: no LoRA chain or sized adapter, no LoRA chain or sized cell
+    assert not [i for i in ids if i.startswith(("intermediate/lora/", "target/toy-tags/lora/"))
+                and ("-then-" in i or "-n8" in i)]
+    assert "target/toy-tags/bottleneck/sequential-toy-sentiment-then-toy-pair/seed0" in ids
+    assert "target/toy-tags/bottleneck/stack-size-toy-pair-n8/seed0" in ids
+    ids = list(by_id(grid(**both, method_setups={"lora": (Setup.NONE, Setup.SEQUENTIAL)})))
+    lora = [i for i in ids if "/lora/" in i]  # chains, no sizes; no Stack of LoRA: no plain LoRA adapters
+    assert lora == ["intermediate/lora/toy-sentiment", "intermediate/lora/toy-sentiment-then-toy-pair",
+                    "target/toy-tags/lora/none/seed0",
+                    "target/toy-tags/lora/sequential-toy-sentiment-then-toy-pair/seed0"]
+    assert by_id(grid(**both))["target/toy-tags/lora/stack-size-toy-pair-n8/seed0"]  # not named: every axis
 
 
 def test_long_names_keep_their_front_and_stay_distinct():

@@ -47,10 +47,20 @@ def sizes_for(grid, task: str) -> tuple[int, ...]:
 
 
 def stacking_methods(grid) -> list[str]:
-    """The grid's adapter methods Stack composes (the methods of sequential and sized cells)."""
+    """The grid's adapter methods Stack composes (the methods sequential and sized cells may have)."""
     from .grid import _refused
 
     return [m for m in grid.methods if _refused(Block.STACK, m) is None]
+
+
+AXIS_KEYS = {Setup.SEQUENTIAL: "sequential chains", Setup.SIZE: "intermediate_sizes"}
+
+
+def axis_methods(grid, setup: Setup) -> list[str]:
+    """The methods of the grid's sequential (`setup` SEQUENTIAL) or sized (SIZE) cells: those Stack composes, less
+    those `method_setups` names without listing the axis (`method_setups: {lora: [none, fuse]}` runs no LoRA chains
+    or sizes; `{lora: [none, sequential]}` runs LoRA chains)."""
+    return [m for m in stacking_methods(grid) if m not in grid.method_setups or setup in grid.method_setups[m]]
 
 
 def slug(backbone: BackboneSpec) -> str:
@@ -67,14 +77,15 @@ def intermediate_cells(grid, zoo_name: dict, common: dict) -> list:
     from .grid import _cell, _train_spec
 
     out, first, splits = [], grid.seeds[0], grid.intermediate_splits
-    for method in stacking_methods(grid):
+    chaining, sizing = axis_methods(grid, Setup.SEQUENTIAL), axis_methods(grid, Setup.SIZE)
+    for method in (m for m in stacking_methods(grid) if m in chaining or m in sizing):
         m = MethodSpec(kind=method)
 
         def train(task: str, examples: int | None = None):
             spec = _train_spec(grid, False, first, task not in grid.no_dev, (task,), True)
             return spec if examples is None else dataclasses.replace(spec, max_train_examples=examples)
 
-        for chain in grid.sequential:
+        for chain in grid.sequential if method in chaining else ():
             for end in range(1, len(chain) + 1):
                 head, label = chain[:end], chain_label(chain[:end])
                 key = (method, label)
@@ -88,7 +99,7 @@ def intermediate_cells(grid, zoo_name: dict, common: dict) -> list:
                 out.append(_cell(f"intermediate/{method}/{label}", Kind.INTERMEDIATE,
                                  RunSpec(task=head[-1], name=name, method=m, train=train(head[-1]),
                                          train_splits=splits, init_from=init, **common), record))
-        for task in grid.intermediate:
+        for task in grid.intermediate if method in sizing else ():
             for size in sizes_for(grid, task):
                 name = zoo_name[(method, f"{task}@{size}")] = f"{method}-{task}-n{size}"
                 out.append(_cell(f"intermediate/{method}/{task}-n{size}", Kind.INTERMEDIATE,
@@ -114,12 +125,12 @@ def target_cells(grid, target, zoo_name: dict, common: dict) -> Iterator:
                          {"target": target.task, "train_task": train_task, "method": method,
                           "composition": setup.value, **record, "seed": seed}, target)
 
-        for chain in grid.sequential:
+        for chain in grid.sequential if method in axis_methods(grid, Setup.SEQUENTIAL) else ():
             label = chain_label(chain)
             for seed in grid.seeds_for(Setup.SEQUENTIAL, target):
                 yield cell(Setup.SEQUENTIAL, f"sequential-{label}", zoo_name[(method, label)], seed,
                            intermediate=label, chain=list(chain))
-        for task in target.intermediates or grid.intermediate:
+        for task in target.intermediates or grid.intermediate if method in axis_methods(grid, Setup.SIZE) else ():
             for size in sizes_for(grid, task):
                 for seed in grid.seeds_for(Setup.SIZE, target):
                     yield cell(Setup.SIZE, f"stack-size-{task}-n{size}", zoo_name[(method, f"{task}@{size}")], seed,
@@ -177,6 +188,12 @@ def problems(grid) -> list[tuple[tuple[str, ...], str]]:
         out.append((("sequential",) if grid.sequential else ("intermediate_sizes",),
                     "sequential chains and sized intermediate adapters compose with Stack, which none of the grid's "
                     f"methods composes (methods: {', '.join(grid.methods)})"))
+    elif methods:
+        for setup, key, given in ((Setup.SEQUENTIAL, "sequential", grid.sequential),
+                                  (Setup.SIZE, "intermediate_sizes", grid.intermediate_sizes)):
+            if given and not axis_methods(grid, setup):
+                out.append(((key,), f"{key} makes no cell: method_setups leaves '{setup.value}' out for every "
+                            f"method Stack composes ({', '.join(methods)}); list it there"))
     sizes = grid.intermediate_sizes
     listed = sizes.items() if isinstance(sizes, dict) else [(None, sizes)]
     for task, values in listed:
@@ -222,7 +239,8 @@ def _evaluation_problems(grid) -> list[tuple[tuple[str, ...], str]]:
                                         f"(seeds: {', '.join(map(str, sorted(seeds)))})"))
     run = {*grid.setups, *(s for t in grid.targets for s in t.setups or ()),
            *(s for setups in grid.method_setups.values() for s in setups),
-           *((Setup.SEQUENTIAL,) if grid.sequential else ()), *((Setup.SIZE,) if grid.intermediate_sizes else ())}
+           *((Setup.SEQUENTIAL,) if grid.sequential and axis_methods(grid, Setup.SEQUENTIAL) else ()),
+           *((Setup.SIZE,) if grid.intermediate_sizes and axis_methods(grid, Setup.SIZE) else ())}
     idle = [s.value for s in grid.perturb_setups if s not in run]
     if idle:
         out.append((("perturb_setups",), f"perturb_setups names setups no target cell runs: {', '.join(idle)} "

@@ -79,7 +79,9 @@ class TargetSpec:
     setups: tuple[Setup, ...] | None = None
     seeds: tuple[int, ...] | None = None
     full_finetune: bool | None = None
-    intermediates: tuple[str, ...] | None = None  # stack only these (e.g. not the target's own training task)
+    # compose only these: a Stack cell of each, Fuse and Average over them (e.g. not the target's own training
+    # task, whose intermediate adapter saw more of the target's English data than the target cells do)
+    intermediates: tuple[str, ...] | None = None
     # out-of-domain files in the task's native format every target cell is also scored on (domain shift)
     data_files: tuple[Path, ...] | None = None
 
@@ -170,10 +172,10 @@ class GridSpec:
             raise ValueError("methods are adapter methods; the full fine-tune baseline is `full_finetune`")
         if not self.seeds or not self.targets:
             raise ValueError("a grid needs seeds and targets")
-        axes = (Setup.SEQUENTIAL, Setup.SIZE)  # single_seed may list these too (experiments/axes.py)
+        axes = (Setup.SEQUENTIAL, Setup.SIZE)  # single_seed and method_setups may list these too (experiments/axes.py)
         listed = [*self.setups, *(s for s in self.single_seed if s not in axes),
                   *(s for t in self.targets for s in t.setups or ()),
-                  *(s for setups in self.method_setups.values() for s in setups)]
+                  *(s for setups in self.method_setups.values() for s in setups if s not in axes)]
         stray = sorted({s.value for s in listed} - {s.value for s in GRID_SETUPS})
         if stray:
             raise ValueError(f"setups are what a target cell composes (valid: {', '.join(s.value for s in GRID_SETUPS)}; "
@@ -346,26 +348,41 @@ def _refused(block: Block, method: str) -> str | None:
     return f"{block.value.capitalize()} composes {listed} adapters only"
 
 
-def _no_cell(grid: GridSpec, method: str, setup: Setup) -> str | None:
-    """Why `setup` makes no target cell with `method` (None: it makes them)."""
-    count = len(grid.intermediate)
+def _no_cell(grid: GridSpec, method: str, setup: Setup, target: TargetSpec | None = None) -> str | None:
+    """Why `setup` makes no target cell with `method` (for `target`: over its intermediates; None: it makes them)."""
+    if setup in (Setup.SEQUENTIAL, Setup.SIZE):  # the axes: Stack of a chain's or a sized adapter
+        from .axes import AXIS_KEYS
+
+        reason = _refused(Block.STACK, method)
+        given = grid.sequential if setup is Setup.SEQUENTIAL else grid.intermediate_sizes
+        return reason or (None if given else f"{setup.value} needs {AXIS_KEYS[setup]} (the grid has none)")
     block = BLOCK_OF.get(setup)
     reason = None if block is None else _refused(block, method)
     if reason is not None:
         return reason
-    if (setup is Setup.MULTITASK or block is not None and BLOCK_MEMBERS[block] is Members.ALL) and count < 2:
-        return (f"{setup.value} needs at least two intermediate tasks (intermediate: "
-                f"{', '.join(grid.intermediate) or 'none'})")
-    if block is not None and count == 0:
+    members = grid.intermediate if setup is Setup.MULTITASK else composed(grid, target)
+    what = "intermediate" if members is grid.intermediate else f"target '{target.task}' intermediates"
+    if (setup is Setup.MULTITASK or block is not None and BLOCK_MEMBERS[block] is Members.ALL) and len(members) < 2:
+        return f"{setup.value} needs at least two intermediate tasks ({what}: {', '.join(members) or 'none'})"
+    if block is not None and not members:
         return f"{setup.value} needs an intermediate task (intermediate is empty)"
     return None
 
 
-def _reasons(grid: GridSpec, methods: list[str], setup: Setup) -> str:
-    """Why `setup` makes no cell with any of `methods`, each reason once: 'for bottleneck and lora, ...'."""
+def composed(grid: GridSpec, target: TargetSpec | None) -> tuple[str, ...]:
+    """The intermediate tasks a target's compositions take: each for Stack, all of them for Fuse and Average (its
+    `intermediates`, else the grid's; the multitask adapter is trained on all of the grid's)."""
+    return (target.intermediates if target is not None else None) or grid.intermediate
+
+
+def _reasons(grid: GridSpec, pairs: list, setup: Setup) -> str:
+    """Why `setup` makes no cell for any of `pairs` (target, method), each reason once: 'for bottleneck and lora,
+    ...'."""
     by_reason: dict[str, list[str]] = {}
-    for method in dict.fromkeys(methods):
-        by_reason.setdefault(_no_cell(grid, method, setup), []).append(method)
+    for target, method in pairs:
+        names = by_reason.setdefault(_no_cell(grid, method, setup, target), [])
+        if method not in names:
+            names.append(method)
     return "; ".join(f"for {' and '.join(names)}, {reason}" for reason, names in by_reason.items())
 
 
@@ -382,7 +399,7 @@ def expansion_problems(grid: GridSpec, setups_given: bool = True) -> Problems:
     targets = [(i, t) for i, t in enumerate(grid.targets) if t.task in TASKS and get_task(t.task).trainable]
     pairs = [(t, m) for _, t in targets for m in t.methods or grid.methods]
     runs = {(id(t), m, s) for t, m in pairs for s in grid.setups_for(m)
-            if (t.setups is None or s in t.setups) and _no_cell(grid, m, s) is None}
+            if (t.setups is None or s in t.setups) and _no_cell(grid, m, s, t) is None}
     from .axes import problems as axes_problems
 
     return [*_setups_problems(grid, pairs, runs, setups_given), *_target_problems(grid, targets, runs),
@@ -397,7 +414,7 @@ def _setups_problems(grid: GridSpec, pairs: list, runs: set, setups_given: bool)
         using = [(t, m) for t, m in pairs if m not in grid.method_setups and (t.setups is None or setup in t.setups)]
         if using and not any((id(t), m, setup) in runs for t, m in using):
             problems.append((("setups", f"[{j}]"), f"setups lists '{setup.value}', which makes no cell: "
-                             + _reasons(grid, [m for _, m in using], setup)))
+                             + _reasons(grid, using, setup)))
     for method, listed in grid.method_setups.items():
         for j, setup in enumerate(listed):
             reason = _no_cell(grid, method, setup)
@@ -410,22 +427,23 @@ def _setups_problems(grid: GridSpec, pairs: list, runs: set, setups_given: bool)
 def _target_problems(grid: GridSpec, targets: list, runs: set) -> Problems:
     """A trained target's `setups` and `intermediates` that make no cell."""
     problems: Problems = []
-    each = [s for s, block in BLOCK_OF.items() if BLOCK_MEMBERS[block] is Members.EACH]
     for i, target in targets:
         methods = target.methods or grid.methods
         for j, setup in enumerate(target.setups or ()):
             if any((id(target), m, setup) in runs for m in methods):
                 continue
             offered = [m for m in methods if setup in grid.setups_for(m)]
-            reason = _reasons(grid, offered, setup) if offered else (
+            reason = _reasons(grid, [(target, m) for m in offered], setup) if offered else (
                 "the grid's setups for its methods leave it out (" + ", ".join(
                     f"{m}: {', '.join(s.value for s in grid.setups_for(m))}" for m in methods) + ")")
             problems.append((("targets", f"[{i}]", "setups", f"[{j}]"),
                              f"target '{target.task}' lists setup '{setup.value}', which makes no cell: {reason}"))
-        if target.intermediates is not None and not any((id(target), m, s) in runs for m in methods for s in each):
+        if target.intermediates is not None and not any((id(target), m, s) in runs for m in methods
+                                                        for s in BLOCK_OF):
+            *rest, last = [s.value for s in BLOCK_OF]
             problems.append((("targets", f"[{i}]", "intermediates"),
-                             f"target '{target.task}' narrows its Stack cells to intermediates, but it runs no "
-                             "stack setup"))
+                             f"target '{target.task}' narrows its compositions to intermediates, but it runs no "
+                             f"{' or '.join(filter(None, (', '.join(rest), last)))} setup"))
     return problems
 
 
@@ -463,8 +481,10 @@ def _settings_problems(grid: GridSpec, targets: list) -> Problems:
         problems.append((("full_after",), "full_after trains full fine-tunes for the full fine-tune baseline, but "
                          "no target runs one (full_finetune is false)"))
     offered = {s for m in grid.methods for s in grid.setups_for(m)}
-    offered |= {Setup.SEQUENTIAL} if grid.sequential else set()
-    offered |= {Setup.SIZE} if grid.intermediate_sizes else set()
+    from .axes import axis_methods
+
+    offered |= {Setup.SEQUENTIAL} if grid.sequential and axis_methods(grid, Setup.SEQUENTIAL) else set()
+    offered |= {Setup.SIZE} if grid.intermediate_sizes and axis_methods(grid, Setup.SIZE) else set()
     trained = {*grid.intermediate, *grid.full_after, *(t for chain in grid.sequential for t in chain)}
     for task in grid.intermediate_train:
         if task in TASKS and task not in trained:
@@ -580,15 +600,30 @@ def cells(grid: GridSpec) -> list[Cell]:
     return [dataclasses.replace(c, record=c.record.updated(backbone=backbone.name)) for c in out]
 
 
+def _composed_tasks(grid: GridSpec, method: str) -> set[str]:
+    """The intermediate tasks some cell composes `method` adapters of: a trained target's Stack, Fuse and Average
+    cells take its intermediates; a retrieval target evaluates every intermediate adapter."""
+    tasks: set[str] = set()
+    blocks = [s for s in grid.setups_for(method) if s in BLOCK_OF]
+    for target in grid.targets:
+        if target.task in TASKS and not get_task(target.task).trainable:
+            tasks |= set(grid.intermediate) if blocks else set()
+        elif method in (target.methods or grid.methods) and any(
+                (target.setups is None or s in target.setups) and _no_cell(grid, method, s, target) is None
+                for s in blocks):
+            tasks |= set(composed(grid, target))
+    return tasks
+
+
 def _intermediate_cells(grid: GridSpec, zoo_name: dict, common: dict) -> list[Cell]:
-    """The intermediate adapters the grid's compositions need, one per method and task (+ the multitask one);
-    fills `zoo_name`: (method, task or 'multitask') -> zoo entry."""
+    """The intermediate adapters the grid's compositions need, one per method and task some cell composes (+ the
+    multitask one); fills `zoo_name`: (method, task or 'multitask') -> zoo entry."""
     out: list[Cell] = []
     first, splits = grid.seeds[0], grid.intermediate_splits
     for method in grid.methods:
         m = MethodSpec(kind=method)
-        wanted = set(grid.setups_for(method))
-        for task in grid.intermediate if wanted & set(BLOCK_OF) else ():
+        wanted, needed = set(grid.setups_for(method)), _composed_tasks(grid, method)
+        for task in (t for t in grid.intermediate if t in needed):
             name = zoo_name[(method, task)] = f"{method}-{task}"
             out.append(_cell(f"intermediate/{method}/{task}", Kind.INTERMEDIATE,
                              RunSpec(task=task, name=name, method=m,
@@ -612,7 +647,7 @@ def _target_cells(grid: GridSpec, target: TargetSpec, zoo_name: dict, common: di
     seeds = target.seeds or grid.seeds
     for method in target.methods or grid.methods:
         setups = [s for s in grid.setups_for(method) if target.setups is None or s in target.setups]
-        if grid.rank and any(s in PER_INTERMEDIATE and _no_cell(grid, method, s) is None for s in setups):
+        if grid.rank and any(s in PER_INTERMEDIATE and _no_cell(grid, method, s, target) is None for s in setups):
             yield _rank_cell(grid, target, method, zoo_name)
         for seed in seeds:
             def cell(setup: Setup, compose: Composition | None, inter: str | None = None,
@@ -625,15 +660,16 @@ def _target_cells(grid: GridSpec, target: TargetSpec, zoo_name: dict, common: di
                              {**base, "method": method, "composition": setup.value, "intermediate": inter,
                               "seed": seed}, target, after=after)
 
-            wanted = [s for s in setups if seed in grid.seeds_for(s, target) and _no_cell(grid, method, s) is None]
+            wanted = [s for s in setups if seed in grid.seeds_for(s, target)
+                      and _no_cell(grid, method, s, target) is None]
             if Setup.NONE in wanted:
                 yield cell(Setup.NONE, None)
             for setup in (s for s in BLOCK_OF if s in wanted):
                 block = BLOCK_OF[setup]
                 if BLOCK_MEMBERS[block] is Members.ALL:
-                    yield cell(setup, Composition(block, tuple(zoo_name[(method, t)] for t in grid.intermediate)))
+                    yield cell(setup, Composition(block, tuple(zoo_name[(method, t)] for t in composed(grid, target))))
                     continue
-                for inter in target.intermediates or grid.intermediate:  # the best one gets every seed
+                for inter in composed(grid, target):  # the best one gets every seed
                     gate = None if seed == seeds[0] or grid.stack_all_seeds else \
                         f"best-{setup.value}/{target.task}/{method}"
                     yield cell(setup, Composition(block, (zoo_name[(method, inter)],)), inter, after=gate)
@@ -652,7 +688,7 @@ def _rank_cell(grid: GridSpec, target: TargetSpec, method: str, zoo_name: dict) 
     examples = grid.rank_examples or DEFAULT_EXAMPLES
     if train.max_train_examples is not None:  # the estimators read what the target cells train on, no more
         examples = min(examples, train.max_train_examples)
-    job = RankJob(tuple(zoo_name[(method, t)] for t in target.intermediates or grid.intermediate), examples,
+    job = RankJob(tuple(zoo_name[(method, t)] for t in composed(grid, target)), examples,
                   grid.rank_steps or DEFAULT_STEPS, train)
     return _cell(rank_cell_id(target.task, method), Kind.RANK, None,
                  {"target": target.task, "train_task": train_task, "method": method, "seed": first,
