@@ -77,6 +77,25 @@ def test_gains_are_exact_and_their_intervals_follow_the_flips(tmp_path):
     assert rows["none [bottleneck]"]["gain"] is None
 
 
+def test_the_headline_also_resamples_the_seeds(tmp_path):
+    # none's seeds get 40, 50 and 60 of 100 right, the stack's all 60: +10 for these runs, but drawing none's seed
+    # of 60 three times (1 in 27) gives exactly 0, so across training runs the gain is not significant
+    cells = [*(cell("xnli", "none", r, seed=s) for s, r in enumerate((40, 50, 60))),
+             *(cell("xnli", "stack", 60, seed=s, inter="anli") for s in range(3)),
+             cell("xnli", "fuse", 60)]
+    report = report_of(tmp_path, cells)
+    rows = {r["column"]: r for r in report.tables["headline_ci"]}
+    stack = rows["best stack [bottleneck]"]
+    assert stack["gain"]["gain"] == pytest.approx(10.0) and stack["gain"]["significant"]
+    seeded = stack["gain_seeds"]
+    assert seeded["gain"] == pytest.approx(10.0) and seeded["low"] == 0.0 and not seeded["significant"]
+    assert seeded["high"] > stack["gain"]["high"]
+    assert rows["fuse [bottleneck]"]["gain_seeds"] is None  # one seed: nothing to resample
+    line = next(line for line in report.markdown.splitlines() if line.startswith("| best stack [bottleneck] |"))
+    assert line.endswith(f"| +10.0 [+0.0, {seeded['high']:+.1f}] | none [bottleneck] |")
+    assert "| seeds resampled too |" in report.markdown
+
+
 def test_every_intermediate_task_and_language_gets_its_interval(tmp_path):
     tables = report_of(tmp_path, grid()).tables
     overall = {r["intermediate"]: r for r in tables["stack_ci"]}

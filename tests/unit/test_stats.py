@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from stepstone.errors import StepstoneError
-from stepstone.experiments.stats import accuracy, decode, encode, f1, paired_bootstrap
+from stepstone.experiments.stats import accuracy, decode, encode, f1, paired_bootstrap, resample
 
 
 def correct(flags) -> np.ndarray:
@@ -56,6 +56,27 @@ def test_seeds_are_pooled_and_languages_averaged():
     b = {"de": [correct([1] * 10), correct([0] * 10)], "fr": [correct([1] * 10)] * 2}  # de: 100 and 0 -> 50
     gain = paired_bootstrap(a, b, accuracy, samples=100)
     assert gain.gain == 75.0 and gain.low == gain.high == 75.0
+
+
+def test_resampling_the_seeds_too_covers_the_spread_between_training_runs():
+    # A's two seeds score 0 and 100 on every example, B's both 100: the examples carry no uncertainty, the seeds
+    # all of it. Held fixed, the gain is 50 for sure; with the seeds drawn too, A is 0, 50 or 100 (1/4, 1/2, 1/4)
+    a = {"de": [correct([0] * 20), correct([1] * 20)], "fr": [correct([0] * 20), correct([1] * 20)]}
+    b = {"de": [correct([1] * 20)] * 2, "fr": [correct([1] * 20)] * 2}
+    fixed = paired_bootstrap(a, b, accuracy, samples=400)
+    assert (fixed.gain, fixed.low, fixed.high, fixed.significant) == (50.0, 50.0, 50.0, True)
+    both = paired_bootstrap(a, b, accuracy, samples=400, seeds=True)
+    assert (both.gain, both.low, both.high, both.significant) == (50.0, 0.0, 100.0, False)
+    _, draws = resample([a], accuracy, samples=4000, seeds=True)
+    values, counts = np.unique(draws[0], return_counts=True)  # one seed draw for both languages: no 25s or 75s
+    assert values.tolist() == [0.0, 50.0, 100.0]
+    assert (counts / 4000).tolist() == pytest.approx([0.25, 0.5, 0.25], abs=0.03)
+    # seeds that agree leave the interval as it was, and the example draws do not depend on `seeds`
+    x, y = flips(60, 30)
+    same = paired_bootstrap({"de": [x, x]}, {"de": [y, y]}, accuracy, samples=500, seed=3, seeds=True)
+    assert same == paired_bootstrap({"de": [x, x]}, {"de": [y, y]}, accuracy, samples=500, seed=3)
+    with pytest.raises(ValueError, match="another number of seeds"):
+        resample([{"de": [x, x], "fr": [x]}], accuracy, seeds=True)
 
 
 def test_f1_from_summed_counts():

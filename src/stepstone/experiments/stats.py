@@ -11,6 +11,12 @@ examples are the same, in the same order, in every cell of a target), so the noi
 A setup's score on a resample is its metric per language, averaged over its seeds ("pooling seeds"), then over
 the languages (the zero-shot mean). The gain's 95% interval is the 2.5th and 97.5th percentile of the resampled
 gains; the gain is significant where the interval excludes 0.
+
+That interval holds the training runs fixed: it says how much the choice of evaluation examples leaves uncertain,
+not how much another seed would move the score. With `seeds=True` each resample also draws every setup's seeds
+with replacement (one draw per setup, the same for all its languages, independent between setups: a two-level
+bootstrap), so the interval covers seed-to-seed variation too; it needs at least two seeds a setup to mean
+anything (with three it is coarse: ten distinct seed draws), and is wider.
 """
 from __future__ import annotations
 
@@ -103,13 +109,14 @@ def _stack(seeds: Sequence[np.ndarray], language: str, setup: str) -> np.ndarray
     return np.stack(arrays)  # [seeds, examples, k]
 
 
-def resample(setups: Sequence[Setup], metric: Metric, *, samples: int = 1000,
-             seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def resample(setups: Sequence[Setup], metric: Metric, *, samples: int = 1000, seed: int = 0,
+             seeds: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Every setup's score on the data as it is ([setups]) and on each of `samples` resamples ([setups, samples]):
     per language the mean over its seeds of the metric, then the mean over the languages. Each resample draws
     the examples of every language once, with replacement, for all the setups and seeds alike (the same examples
-    in the same order everywhere: one target's cells), so differences of the rows are paired. Deterministic for
-    a given `seed`."""
+    in the same order everywhere: one target's cells), so differences of the rows are paired. `seeds`: each
+    resample also draws each setup's seeds with replacement (the same draw in every language; the example draws
+    stay what they are without it). Deterministic for a given `seed`."""
     names = [f"setup {i}" if len(setups) > 2 else "ab"[i] for i in range(len(setups))]
     languages = sorted(setups[0]) if setups else []
     if not languages or any(sorted(s) != languages for s in setups):
@@ -119,8 +126,16 @@ def resample(setups: Sequence[Setup], metric: Metric, *, samples: int = 1000,
         raise ValueError(f"samples must be >= 1 (got {samples})")
     rng = np.random.default_rng(seed)
     point, draws = np.zeros((len(setups), len(languages))), np.zeros((len(setups), len(languages), samples))
+    counts = [len(s[languages[0]]) for s in setups]
+    seed_rng = np.random.default_rng((seed, 1))  # its own stream: the example draws do not depend on `seeds`
+    # [samples, seeds] per setup: how often each seed is drawn, as weights summing to 1 (uniform without `seeds`)
+    seed_weights = [seed_rng.multinomial(k, np.full(k, 1.0 / k), size=samples) / k if seeds and k else
+                    np.full((samples, k), 1.0 / max(k, 1)) for k in counts]
     for j, language in enumerate(languages):
         stacked = [_stack(s[language], language, name) for s, name in zip(setups, names)]
+        if any(x.shape[0] != k for x, k in zip(stacked, counts)):
+            raise ValueError(f"language '{language}': a setup has another number of seeds than in "
+                             f"'{languages[0]}' ({[x.shape[0] for x in stacked]} vs {counts})")
         if any(x.shape[1:] != stacked[0].shape[1:] for x in stacked):
             raise ValueError(f"language '{language}': the setups scored different examples ("
                              + " vs ".join(str(x.shape[1:]) for x in stacked) + " [examples, statistics])")
@@ -129,7 +144,7 @@ def resample(setups: Sequence[Setup], metric: Metric, *, samples: int = 1000,
         for i, x in enumerate(stacked):
             point[i, j] = metric(x.sum(axis=1)).mean()
             # [samples, seeds, k]: each resample's summed statistics, the same draw for every seed and setup
-            draws[i, j] = metric(np.einsum("re,sek->rsk", weights, x)).mean(axis=1)
+            draws[i, j] = (metric(np.einsum("re,sek->rsk", weights, x)) * seed_weights[i]).sum(axis=1)
     return point.mean(axis=1), draws.mean(axis=1)
 
 
@@ -149,11 +164,11 @@ def score_interval(a: Setup, metric: Metric, *, samples: int = 1000, level: floa
 
 
 def paired_bootstrap(a: Setup, b: Setup, metric: Metric, *, samples: int = 1000, level: float = 0.95,
-                     seed: int = 0) -> Gain:
+                     seed: int = 0, seeds: bool = False) -> Gain:
     """The gain of setup `b` over setup `a`: per language, each setup's per-seed [examples, statistics] arrays
-    (the same examples in the same order everywhere; the seeds of a and b need not be as many). Deterministic for
-    a given `seed`."""
+    (the same examples in the same order everywhere; the seeds of a and b need not be as many). `seeds`: the
+    seeds are resampled too (`resample`). Deterministic for a given `seed`."""
     if not 0 < level < 1:
         raise ValueError(f"samples must be >= 1 and level in (0, 1) (got {samples}, {level})")
-    point, draws = resample([a, b], metric, samples=samples, seed=seed)
+    point, draws = resample([a, b], metric, samples=samples, seed=seed, seeds=seeds)
     return interval(point[1] - point[0], draws[1] - draws[0], level)
