@@ -69,6 +69,10 @@ def test_grid_runs_resumes_and_records_everything(data, tmp_path):
     target = records["target/toy-tags/bottleneck/stack-toy-pair/seed0"]
     assert target["status"] == "ok" and sorted(target["scores"]) == ["en", "xa", "xb"] and target["metric"] == "f1"
     assert target["trainable_parameters"] > 0 and target["weights_bytes"] > 0 and target["peak_rss_mb"] > 0
+    for cell in (records["target/toy-tags/bottleneck/none/seed0"], records["intermediate/bottleneck/toy-pair"]):
+        # the examples trained on, as the run counted them
+        manifest = json.loads((folder / "zoo" / cell["artifact"] / "manifest.json").read_text())
+        assert cell["train_examples"] == manifest["data"]["train_examples"] > 0
     retrieval = records["retrieval/tatoeba/backbone"]
     assert retrieval["scores"] == {"de": 100.0} and retrieval["method"] is None
     # intermediate adapters were trained once, into the grid's zoo (beside the standalone target adapters)

@@ -53,7 +53,7 @@ def grid():
         *(cell("xnli", "fuse", 50, seed=s) for s in range(3)),
         cell("xnli", "stack-size", 55, inter="anli", intermediate_size=300),
         {"id": "intermediate/bottleneck/anli", "kind": "intermediate", "status": "ok", "task": "anli",
-         "method": "bottleneck", "composition": "intermediate", "intermediate_size": 2900},
+         "method": "bottleneck", "composition": "intermediate", "train_examples": 2900},  # as a run records it
         {"id": "intermediate/bottleneck/anli-n300", "kind": "intermediate", "status": "ok", "task": "anli",
          "method": "bottleneck", "composition": "intermediate", "intermediate_size": 300},
         *(cell("xnli", "full", 70, seed=s, method="full") for s in range(3)),

@@ -146,8 +146,8 @@ def _sizes(cells: list[CellRecord], headline: list[dict], chosen: dict) -> tuple
     stacks = _groups([c for c in cells if c.composition is Setup.STACK], (Kind.TARGET,),
                      lambda c: (c.target, c.method, c.intermediate))
     none = {(r["target"], r["method"]): r for r in headline if r["composition"] is Setup.NONE}
-    full = {(c.method, c.task): c.intermediate_size for c in main_cells(cells)
-            if c.kind is Kind.INTERMEDIATE and c.status is Status.OK and c.intermediate_size is not None}
+    full = {(c.method, c.task): c.examples for c in main_cells(cells)
+            if c.kind is Kind.INTERMEDIATE and c.status is Status.OK and c.examples is not None}
     # the intermediate adapters that did not learn, by (method, task, size); size None: the ordinary (full) one
     run = {(m, i, s) for _, m, i, s in sized}
     dead = {(c.method, c.task, c.intermediate_size if (c.method, c.task, c.intermediate_size) in run else None)

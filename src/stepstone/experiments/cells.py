@@ -79,7 +79,7 @@ DEFAULT_SETUPS: tuple = (Setup.NONE, Setup.STACK, Setup.FUSE, Setup.MULTITASK)
 
 DEV = "dev"  # a grid's stack_pick for the best-stack rule below (best_intermediate), its choice before issue 15
 NUMERIC = ("seed", "trainable_parameters", "trainable_percent", "weights_bytes", "train_seconds", "peak_rss_mb", "dev",
-           "intermediate_size")
+           "intermediate_size", "train_examples")
 VERDICTS = ("learned", "not-learned", "unknown")  # stepstone.health.Verdict
 _ENUMS = {"kind": Kind, "status": Status, "composition": Setup}
 
@@ -119,6 +119,7 @@ class CellRecord:
     weights_bytes: int | None = None
     train_seconds: float | None = None
     peak_rss_mb: float | None = None
+    train_examples: int | None = None  # trained cells: the examples the run trained on (its manifest; since issue 18)
     learning: dict | None = None  # stepstone.health's verdict
     ranking: dict | None = None  # rank cells: stepstone.ranking.Ranking.to_dict()
     stack_pick: str | None = None  # rank cells: the grid's stack_pick ('dev' or the estimator that picks)
@@ -134,6 +135,12 @@ class CellRecord:
             if known.get(key) is not None:
                 known[key] = enum(known[key])
         return cls(**known, extra={k: v for k, v in values.items() if k not in _FIELDS}, recorded=frozenset(values))
+
+    @property
+    def examples(self) -> int | None:
+        """A trained cell's training examples: as its run counted them, else (records before `train_examples`) its
+        `intermediate_size`; None where neither is recorded."""
+        return self.train_examples if self.train_examples is not None else self.intermediate_size
 
     def updated(self, **values) -> CellRecord:
         """This record with more keys (later values win), as a dict merge would give."""

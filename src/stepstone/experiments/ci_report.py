@@ -169,8 +169,8 @@ def _sizes(cells: list[CellRecord], none: dict) -> list[dict]:
                      lambda c: (c.target, c.method, c.intermediate))
     from .axes_report import main_cells  # the ordinary intermediate adapters: not the sized ones
 
-    sizes = {(c.method, c.task): c.intermediate_size for c in main_cells(cells) if c.kind is Kind.INTERMEDIATE
-             and c.status is Status.OK and c.intermediate_size is not None}
+    sizes = {(c.method, c.task): c.examples for c in main_cells(cells) if c.kind is Kind.INTERMEDIATE
+             and c.status is Status.OK and c.examples is not None}
     rows = []
     for target, method, inter in sorted({k[:3] for k in sized}, key=lambda k: tuple(map(str, k))):
         base = none.get((target, method))

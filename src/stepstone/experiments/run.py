@@ -354,6 +354,7 @@ def _costs(manifest: Manifest) -> dict:
             "trainable_percent": manifest.trainable.percent_of_backbone,
             "weights_bytes": manifest.weights_bytes, "train_seconds": manifest.train_seconds,
             "peak_rss_mb": manifest.peak_rss_mb, "dev": manifest.metrics.main_dev,
+            "train_examples": None if manifest.data is None else manifest.data.train_examples,
             "artifact": manifest.name, "learning": manifest.learning}  # stepstone.health's verdict
 
 
