@@ -205,19 +205,6 @@ def test_a_targets_intermediates_are_what_its_stack_fuse_and_average_cells_compo
     assert "intermediate/bottleneck/toy-qa" in [c.id for c in cells(retrieval)]  # retrieval evaluates every one
 
 
-def test_a_target_fuse_of_one_intermediate_is_refused(tmp_path):
-    path = tmp_path / "g.yaml"
-    path.write_text("preset: tiny\nseeds: [0]\nintermediate: [toy-sentiment, toy-pair]\nmethods: [bottleneck]\n"
-                    "targets:\n  - {task: toy-tags, setups: [none, fuse], intermediates: [toy-pair]}\n")
-    with pytest.raises(ConfigError) as caught:
-        load_grid(path)
-    assert caught.value.problems == [
-        f"{path}:6: target 'toy-tags' lists setup 'fuse', which makes no cell: for bottleneck, fuse needs at least "
-        "two intermediate tasks (target 'toy-tags' intermediates: toy-pair)",
-        f"{path}:6: target 'toy-tags' narrows its compositions to intermediates, but it runs no stack, fuse or "
-        "average setup"]
-
-
 def test_a_target_may_not_name_a_method_the_grid_does_not_train(data):
     with pytest.raises(ValueError, match="target 'toy-tags' names methods the grid does not train: lora"):
         tiny_grid(data, methods=("bottleneck",), targets=(TargetSpec("toy-tags", methods=("lora",)),))
@@ -289,20 +276,32 @@ def test_lora_fuse_makes_fuse_over_lora_cells(tmp_path, text):
     assert (compose.block.value, compose.members) == ("fuse", ("lora-toy-sentiment", "lora-toy-pair"))
 
 
-def test_target_settings_that_make_no_cell_are_refused(tmp_path):
-    path = tmp_path / "g.yaml"
-    path.write_text("preset: tiny\nseeds: [0]\nintermediate: [toy-sentiment, toy-pair]\nsetups: [none, stack]\n"
-                    "targets:\n  - {task: toy-tags, setups: [none, fuse]}\n  - {task: toy-pair, setups: [none], "
-                    "intermediates: [toy-sentiment]}\n  - {task: tatoeba, methods: [lora], seeds: [1]}\n")
+def problems_of(path, text: str) -> list[str]:
+    path.write_text(text)
     with pytest.raises(ConfigError) as caught:
         load_grid(path)
-    assert caught.value.problems == [
+    return caught.value.problems
+
+
+def test_target_settings_that_make_no_cell_are_refused(tmp_path):
+    path = tmp_path / "g.yaml"
+    head = "preset: tiny\nseeds: [0]\nintermediate: [toy-sentiment, toy-pair]\n"
+    assert problems_of(path, head + "setups: [none, stack]\n"
+                       "targets:\n  - {task: toy-tags, setups: [none, fuse]}\n  - {task: toy-pair, setups: [none], "
+                       "intermediates: [toy-sentiment]}\n  - {task: tatoeba, methods: [lora], seeds: [1]}\n") == [
         f"{path}:6: target 'toy-tags' lists setup 'fuse', which makes no cell: the grid's setups for its methods "
         "leave it out (bottleneck: none, stack, lora: none, stack)",
         f"{path}:7: target 'toy-pair' narrows its compositions to intermediates, but it runs no stack, fuse or "
         "average setup",
         f"{path}:8: target 'tatoeba' is a retrieval task (evaluated with the intermediate adapters, never trained): "
         "methods, seeds do not apply to it"]
+    # a target's Fuse takes its own intermediates: one is nothing to fuse
+    assert problems_of(path, head + "methods: [bottleneck]\n"
+                       "targets:\n  - {task: toy-tags, setups: [none, fuse], intermediates: [toy-pair]}\n") == [
+        f"{path}:6: target 'toy-tags' lists setup 'fuse', which makes no cell: for bottleneck, fuse needs at least "
+        "two intermediate tasks (target 'toy-tags' intermediates: toy-pair)",
+        f"{path}:6: target 'toy-tags' narrows its compositions to intermediates, but it runs no stack, fuse or "
+        "average setup"]
 
 
 def test_grid_values_that_would_fail_later_are_refused_up_front(data):
