@@ -40,8 +40,12 @@ def test_a_dev_score_at_the_majority_class_is_not_learning():
     assert BINARY.margin == pytest.approx(7.07, abs=0.01)
     got = judge(LEARNED, 57.0, BINARY)
     assert got.verdict is Verdict.NOT_LEARNED
+    # a loss that fell says the run fit its training data: the reason says so (HellaSwag here: trained on
+    # ActivityNet, its dev set WikiHow)
     assert got.reasons == ("English dev accuracy 57.0 is within 7.1 points of the baseline (chance 50.0 / majority "
-                           "class 51.0)",)
+                           "class 51.0)", "yet its training loss fell (0.655 -> 0.355 over 40 steps): it fit its "
+                           "training data but not the dev set, which may differ from it (another domain) or it "
+                           "overfit")
     assert judge(LEARNED, 51.0 + MARGIN, BINARY).verdict is Verdict.NOT_LEARNED  # the margin's edge is the baseline
     assert judge(LEARNED, 51.0 + MARGIN + 0.01, BINARY).verdict is Verdict.LEARNED
     # where the dev rule flags a run, the loss rule's finding is added to the reason
@@ -142,6 +146,9 @@ def test_warning_line():
     assert health.warning("sst2-bottleneck", record) == (
         f"warning: 'sst2-bottleneck' did not learn: {record['reason']} (check train.lr; README: Did it learn?)")
     assert health.warning("x", judge(LEARNED, 85.0, BINARY).record()) is None
+    fit = judge(LEARNED, 50.0, BINARY).record()  # at the baseline on dev, yet the loss fell: not the learning rate
+    assert health.warning("x", fit) == (f"warning: 'x' did not learn: {fit['reason']} (check that the dev set is "
+                                        "like the training data; README: Did it learn?)")
     assert health.warning("x", None) is None  # manifests written before the rule existed
 
 
