@@ -170,6 +170,13 @@ def test_intermediate_data_size_table_and_plot(report):
         "| 100 | 1 | 50.0 ± 0.0 | +0.0 | +0.0 (2) | +0.0 (2) |",
         "| 1000 | 1 | 52.0 ± 0.0 | +2.0 | +3.0 (2) | +1.0 (2) |",
         "| all (2000) | 1 | 54.0 ± 0.0 | +4.0 | +5.0 (2) | +3.0 (2) |"]
+    # and per language, largest CC-100 data first (the real table's GiB: de 66.6, fr 56.8, hi 20.2, sw 1.6)
+    assert [(r["label"], r["language"], r["gain"]) for r in report.tables["intermediate_size_languages"]
+            if r["label"] == "1000"] == [("1000", "de", 4.0), ("1000", "fr", 2.0), ("1000", "hi", 1.0),
+                                         ("1000", "sw", 1.0)]
+    assert lines[9:15] == [
+        "", "| size | de (66.6 GiB) | fr (56.8 GiB) | hi (20.2 GiB) | sw (1.6 GiB) |", "| --- | --- | --- | --- | --- |",
+        "| 100 | +0.0 | +0.0 | +0.0 | +0.0 |", "| 1000 | +4.0 | +2.0 | +1.0 | +1.0 |", "| all (2000) | +6.0 | +4.0 | +4.0 | +2.0 |"]
     plot = next(p for p in report.plots if p.name == "size_xnli_bottleneck_anli.png")
     assert plot.read_bytes()[:8] == PNG and "](size_xnli_bottleneck_anli.png)" in report.markdown
 
@@ -257,7 +264,8 @@ def test_sections_are_absent_without_their_fields(tmp_path):
              and c["composition"] not in ("sequential", "stack-size")]
     plain = [{k: v for k, v in c.items() if k not in ("perturbed", "domain")} for c in plain]
     report = build_report(write(tmp_path, plain), plots=False)
-    for key in ("other_metrics", "sequential", "intermediate_size", "intermediate_size_groups", "robustness",
+    for key in ("other_metrics", "sequential", "intermediate_size", "intermediate_size_groups",
+                "intermediate_size_languages", "robustness",
                 "robustness_by_language", "domain"):
         assert report.tables[key] == [], key
     headings = [line for line in report.markdown.splitlines() if line.startswith("## ")]

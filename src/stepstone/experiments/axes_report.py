@@ -56,12 +56,13 @@ def _grouped(gains: dict[str, float], by: str) -> list[tuple[str, float, list[st
 def axes_tables(cells: list[CellRecord], tables: dict, chosen: dict) -> dict[str, list[dict]]:
     """The new sections' tables; `tables` and `chosen` are the report's (headline, gains) over `main_cells`."""
     headline = tables["headline"]
-    sizes, size_groups = _sizes(cells, headline, chosen)
+    sizes, size_groups, size_languages = _sizes(cells, headline, chosen)
     robustness, robustness_languages = _robustness(headline, chosen)
     return {"other_metrics": _other_metrics(headline, chosen),
             "gain_by_group": _gain_by_group(tables["gain_by_language"], headline, chosen),
             "sequential": _sequential(cells, headline), "intermediate_size": sizes,
-            "intermediate_size_groups": size_groups, "robustness": robustness,
+            "intermediate_size_groups": size_groups, "intermediate_size_languages": size_languages,
+            "robustness": robustness,
             "robustness_by_language": robustness_languages, "domain": _domain(headline, chosen)}
 
 
@@ -138,9 +139,10 @@ def _sequential(cells: list[CellRecord], headline: list[dict]) -> list[dict]:
     return rows
 
 
-def _sizes(cells: list[CellRecord], headline: list[dict], chosen: dict) -> tuple[list[dict], list[dict]]:
+def _sizes(cells: list[CellRecord], headline: list[dict], chosen: dict) -> tuple[list[dict], list[dict], list[dict]]:
     """Per target, method and intermediate task with stack-size cells: the zero-shot gain over `none` at each size,
-    ascending, then the ordinary Stack cell as the full-size point ('all'); and the gain per language group."""
+    ascending, then the ordinary Stack cell as the full-size point ('all'); the gain per language group; and per
+    language (where every language is of one tier, as in ../shared, the groups say nothing its languages do not)."""
     sized = _groups(cells, (Kind.TARGET,), lambda c: (c.target, c.method, c.intermediate, c.intermediate_size))
     sized = {k: g for k, g in sized.items() if g[0].composition is Setup.SIZE}
     stacks = _groups([c for c in cells if c.composition is Setup.STACK], (Kind.TARGET,),
@@ -152,7 +154,7 @@ def _sizes(cells: list[CellRecord], headline: list[dict], chosen: dict) -> tuple
     run = {(m, i, s) for _, m, i, s in sized}
     dead = {(c.method, c.task, c.intermediate_size if (c.method, c.task, c.intermediate_size) in run else None)
             for c in cells if c.kind is Kind.INTERMEDIATE and not c.chain and _not_learned(c)}
-    rows, group_rows = [], []
+    rows, group_rows, language_rows = [], [], []
     for target, method, inter in sorted({k[:3] for k in sized}, key=lambda k: tuple(map(str, k))):
         points = [(size, str(size), size, sized[target, method, inter, size])
                   for size in sorted(s for t, m, i, s in sized if (t, m, i) == (target, method, inter))]
@@ -169,12 +171,13 @@ def _sizes(cells: list[CellRecord], headline: list[dict], chosen: dict) -> tuple
             train = _train_language(members[0])
             gains = {lang: v[0] - bare[lang][0] for lang, v in _per_language(members).items()
                      if lang in bare and lang != train}
+            language_rows += [{**where, "language": lang, "gain": gain} for lang, gain in gains.items()]
             try:
                 group_rows += [{**where, "grouping": SIZE_GROUPING, "group": group, "gain": gain, "languages": langs}
                                for group, gain, langs in (_grouped(gains, SIZE_GROUPING) if gains else ())]
             except NotImplementedError:  # the languages table is not there yet (its interface stub)
                 pass
-    return rows, group_rows
+    return rows, group_rows, language_rows
 
 
 def _robustness(headline: list[dict], chosen: dict) -> tuple[list[dict], list[dict]]:
@@ -229,7 +232,7 @@ def sections(tables: dict, plot_dir: Path | None, written: list[Path]):
     yield "Gain by language group", _gain_by_group_section(tables["gain_by_group"])
     yield "Sequential vs joint vs single-task", _sequential_section(tables["sequential"])
     yield "Intermediate data size", _size_section(tables["intermediate_size"], tables["intermediate_size_groups"],
-                                                  plot_dir, written)
+                                                  tables["intermediate_size_languages"], plot_dir, written)
     yield ROBUSTNESS, _robustness_section(tables["robustness"])
     yield DOMAIN, _domain_section(tables["domain"])
 
@@ -299,13 +302,15 @@ def _sequential_section(rows: list[dict]) -> list[str]:
     return body
 
 
-def _size_section(rows: list[dict], group_rows: list[dict], plot_dir: Path | None, written: list[Path]) -> list[str]:
+def _size_section(rows: list[dict], group_rows: list[dict], language_rows: list[dict], plot_dir: Path | None,
+                  written: list[Path]) -> list[str]:
     if not rows:
         return []
     body = [f"Per target, method and intermediate task: zero-shot gain over `none` with the intermediate adapter "
             f"trained on N examples (ascending), then on all of them (the ordinary Stack cell: *all*); overall and "
             f"per language group ({SIZE_GROUPING}, the zero-shot languages; (k): languages in the group); {FLAG}: that "
-            f"intermediate adapter did not learn.", ""]
+            f"intermediate adapter did not learn. Then the same gains per language, the languages ordered by the "
+            f"size of their CC-100 data (XLM-R's pretraining corpus; `stepstone.languages`), largest first.", ""]
     for target, method, inter in dict.fromkeys((r["target"], r["method"], r["intermediate"]) for r in rows):
         where = (target, method, inter)
         mine = [r for r in rows if (r["target"], r["method"], r["intermediate"]) == where]
@@ -314,16 +319,39 @@ def _size_section(rows: list[dict], group_rows: list[dict], plot_dir: Path | Non
         gain = {(g["label"], g["group"]): g for g in groups}
         body += [f"**{target} [{method}], intermediate {inter}**", "", _md(
             ["size", "n", "zero-shot", "gain", *(f"gain {name}" for name in names)],
-            [[(r["label"] if r["examples"] is None or r["size"] is not None else f"all ({r['examples']})")
-              + (f" {FLAG}" if r["intermediate_not_learned"] else ""), str(r["n"]),
+            [[_size_label(r) + (f" {FLAG}" if r["intermediate_not_learned"] else ""), str(r["n"]),
               _pm(r["mean"], r["std"]), _f(r["gain"], sign=True),
               *(f"{_f(gain[r['label'], n]['gain'], sign=True)} ({len(gain[r['label'], n]['languages'])})"
                 if (r["label"], n) in gain else "–" for n in names)] for r in mine]), ""]
+        body += _size_languages(mine, [g for g in language_rows
+                                       if (g["target"], g["method"], g["intermediate"]) == where])
         if plot_dir is not None and any(r["gain"] is not None for r in mine):
             name = "size_" + "_".join(re.sub(r"[^A-Za-z0-9_.-]", "_", str(p)) for p in where) + ".png"
             written.append(_save(_size_figure(where, mine, groups), plot_dir / name))
             body += [f"![{target} {method} {inter}: gain vs intermediate data size]({name})", ""]
     return body
+
+
+def _size_languages(rows: list[dict], language_rows: list[dict]) -> list[str]:
+    """The per-language gains of one size table: a row per size, a column per language (its CC-100 GiB)."""
+    if not language_rows:
+        return []
+
+    def gib(lang: str) -> float | None:
+        known = languages.language(lang)
+        return known.cc100_gib if known is not None else None
+
+    langs = sorted(dict.fromkeys(g["language"] for g in language_rows),
+                   key=lambda lang: (gib(lang) is None, -(gib(lang) or 0), lang))
+    gain = {(g["label"], g["language"]): g["gain"] for g in language_rows}
+    return [_md(["size", *(lang if gib(lang) is None else f"{lang} ({gib(lang):g} GiB)" for lang in langs)],
+                [[_size_label(r), *(_f(gain.get((r["label"], lang)), sign=True) for lang in langs)] for r in rows]),
+            ""]
+
+
+def _size_label(row: dict) -> str:
+    """A size row's name: N, or 'all (N)' for the ordinary adapter where its examples are known."""
+    return row["label"] if row["examples"] is None or row["size"] is not None else f"all ({row['examples']})"
 
 
 def _size_figure(where: tuple, rows: list[dict], groups: list[dict]):
