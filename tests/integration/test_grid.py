@@ -431,10 +431,10 @@ def test_presets_calibrate_training_per_task_family():
     medium = {c.id: c for c in cells(load_grid(root / "cpu-medium.yaml", ("perturb=[typo:0.1]",)))}
     e5 = "multilingual-e5-small/"
     train = {i: (t.max_train_examples, t.epochs, t.lr) for i, t in
-             ((i, medium[e5 + i].spec.train) for i in ("intermediate/bottleneck/sst2", "intermediate/lora/anli",
+             ((i, medium[e5 + i].spec.train) for i in ("intermediate/bottleneck/sst2", "intermediate/bottleneck/anli",
                                                        "target/udpos/bottleneck/none/seed2", "target/xnli/full/full/seed0",
                                                        "target/panx/bottleneck/stack-udpos/seed0"))}
-    assert train == {"intermediate/bottleneck/sst2": (5000, 1, 1e-3), "intermediate/lora/anli": (2900, 1, 1e-3),
+    assert train == {"intermediate/bottleneck/sst2": (5000, 1, 1e-3), "intermediate/bottleneck/anli": (2900, 1, 1e-3),
                      "target/udpos/bottleneck/none/seed2": (1000, 3, 5e-3), "target/xnli/full/full/seed0": (1000, 3, 1e-4),
                      "target/panx/bottleneck/stack-udpos/seed0": (1000, 3, 5e-3)}
     assert any(i.startswith("tiny/target/") for i in medium) and not any("/pawsx/" in i for i in medium)
