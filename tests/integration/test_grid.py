@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from stepstone.config import dump_yaml
 from stepstone.errors import ConfigError, StepstoneError
 from stepstone.experiments import CELLS, GridSpec, Preset, Setup, TargetSpec, cells, load_grid, load_records, run_grid
 
@@ -109,9 +111,32 @@ def test_isolated_cells_run_in_their_own_process(data, tmp_path):
 def test_a_folder_belongs_to_one_grid(data, tmp_path):
     small = tiny_grid(data, intermediate=("toy-sentiment",), methods=("bottleneck",), seeds=(0,),
                       setups=(Setup.NONE,), full_finetune=False, full_after=(), targets=(TargetSpec("toy-tags"),))
-    run_grid(small, tmp_path / "g", isolate=False)
-    with pytest.raises(StepstoneError, match="holds a different grid"):
-        run_grid(tiny_grid(data, seeds=(5,)), tmp_path / "g", isolate=False)
+    folder = tmp_path / "g"
+    run_grid(small, folder, isolate=False)
+    pin = folder / "grid.yaml"
+    pinned = pin.read_text()
+    recorded = "target/toy-tags/bottleneck/none/seed0"
+    refusals = [("is not in this one", replace(small, seeds=(5,))),  # the recorded seed-0 cell dropped
+                ("is not in this one", tiny_grid(data, seeds=(5,))),  # another grid altogether
+                ("would run with other settings in this one", replace(small, train={"lr": 0.05}))]
+    for why, other in refusals:
+        with pytest.raises(StepstoneError) as refused:
+            run_grid(other, folder, isolate=False)
+        assert str(refused.value) == (f"{folder} holds a different grid ({pin}): its recorded cell {recorded} "
+                                      f"{why}; use a new folder or the same spec (a changed spec may only "
+                                      "add or drop cells not yet run)")
+        assert pin.read_text() == pinned  # nothing re-pinned, nothing run
+    # a grid that only adds cells (a second seed) continues in the folder and is pinned in the old one's place
+    lines: list[str] = []
+    wider = replace(small, seeds=(0, 1))
+    result = run_grid(wider, folder, isolate=False, echo=lines.append)
+    assert (result.ran, result.skipped) == (1, 1) and pin.read_text() == dump_yaml(wider)
+    assert lines[0] == (f"{pin}: the grid changed (1 cell added, 0 dropped, none of them run yet; every recorded cell "
+                        "is in it unchanged): pinned the new spec")
+    # a pin this version cannot read is refused with the reason
+    pin.write_text("seedz: [0]\n")
+    with pytest.raises(StepstoneError, match=r"holds a different grid .*which this version cannot read \(.*seedz"):
+        run_grid(small, folder, isolate=False)
 
 
 def test_grid_yaml_is_strict(tmp_path):

@@ -323,3 +323,19 @@ def test_a_grid_resumed_without_its_zoo_trains_the_lost_intermediate_adapters_ag
                                "them again", f"grid {folder}: 5 cells to run, 2 already done"]
     assert run_grid(spec, folder, isolate=False).ran == 0
 
+
+def test_a_resumed_grid_does_not_train_again_what_only_a_passed_over_stack_composes(tmp_path):
+    """The other seeds of the Stack cells that are not the best never run: once the pick is settled, a grid resumed
+    without its zoo does not train their intermediate adapters again."""
+    import shutil
+
+    spec = grid(seeds=(0, 1))
+    folder = tmp_path / "g"
+    first = run_grid(spec, folder, isolate=False)
+    records = load_records(folder / CELLS)
+    picked = [r["intermediate"] for r in records.values() if r["composition"] == "stack" and r["seed"] == 1]
+    assert first.failed == [] and len(picked) == 1  # the passed-over stack's seed-1 cell is never recorded
+    shutil.rmtree(folder / "zoo")
+    again = run_grid(spec, folder, isolate=False)
+    assert (again.ran, again.failed) == (0, [])
+

@@ -66,19 +66,24 @@ def run_grid(grid: GridSpec, folder: Path, *, progress: ProgressFactory = silent
 def _run_grid(grid: GridSpec, folder: Path, every_cell: list[Cell], progress: ProgressFactory,
               echo: Callable[[str], None], isolate: bool, limit: int | None, clock: Callable[[], float],
               executor: ExecutorSpec) -> GridResult:
-    _pin_spec(grid, folder)
     log = folder / CELLS
     done = load_records(log)
+    _pin_spec(grid, folder, every_cell, done, echo)
     failed: list[str] = []
     todo, finished = planned(grid, done, every_cell)
     remaining = [c for c in every_cell if done.get(c.id, {}).get("status") != "ok"]
-    lost = _lost_artifacts(folder, every_cell, remaining)
+    warned: set[str] = set()  # rank cells whose pick fell back to dev: one warning each
+
+    def gate(cell: Cell) -> bool:  # whether a best-stack seed cell runs: its stack is the one picked
+        return _seeded_stack(grid, done, cell, echo, warned) == cell.record.intermediate
+
+    needs = dependencies(every_cell)
+    lost = _lost_artifacts(folder, every_cell, [c for c in remaining if not _passed_over(c, needs, done, gate)])
     if lost:
         note(progress, f"{len(lost)} intermediate adapters recorded as trained are not in {folder / 'zoo'}: "
                        "training them again")
         remaining = [c for c in every_cell if c in remaining or c.id in lost]
         todo, finished = todo + len(lost), finished - len(lost)
-    warned: set[str] = set()  # rank cells whose pick fell back to dev: one warning each
     countdown = Countdown(todo if limit is None else min(todo, limit), clock())
     note(progress, f"grid {folder}: {countdown.total} cells to run, {finished} already done")
 
@@ -94,9 +99,6 @@ def _run_grid(grid: GridSpec, folder: Path, every_cell: list[Cell], progress: Pr
         if warning is not None:
             echo(f"  {warning}")
 
-    def gate(cell: Cell) -> bool:  # whether a best-stack seed cell runs: its stack is the one picked
-        return _seeded_stack(grid, done, cell, echo, warned) == cell.record.intermediate
-
     skipped = len(every_cell) - len(remaining)
     if executor.parallel:
         from .execution import Scheduled, executor_for, run_parallel
@@ -111,6 +113,13 @@ def _run_grid(grid: GridSpec, folder: Path, every_cell: list[Cell], progress: Pr
     if ran:
         note(progress, countdown.summary(clock()))
     return GridResult(folder, ran, skipped, failed)
+
+
+def _passed_over(cell: Cell, needs: dict[str, set[str]], done: dict, gate: Callable[[Cell], bool]) -> bool:
+    """A best-stack seed cell whose pick is settled (every first-seed cell it waits for recorded) on another
+    intermediate: it will not run, so what it would compose need not be trained again."""
+    return cell.after is not None and all(done.get(i, {}).get("status") == "ok" for i in needs[cell.id]) \
+        and not gate(cell)
 
 
 def _lost_artifacts(folder: Path, every_cell: list[Cell], remaining: list[Cell]) -> set[str]:
@@ -196,16 +205,48 @@ def _may_rank_pick(grid: GridSpec, done: dict, cell: Cell) -> bool:
     return record is None or record.get("status") != "ok" or ranked_pick(record) is not None
 
 
-def _pin_spec(grid: GridSpec, folder: Path) -> None:
-    """A grid folder belongs to one grid: resuming with a different spec would mix results."""
+def _pin_spec(grid: GridSpec, folder: Path, every_cell: list[Cell], done: dict,
+              echo: Callable[[str], None]) -> None:
+    """A grid folder belongs to one grid: resuming with a different spec would mix results. A changed spec that
+    only adds or drops cells not yet run (every recorded cell still in it, with the same settings: a grid cut to
+    its budget, a target added) is pinned in its place, with a line saying so."""
     text = dump_yaml(grid)
     pinned = folder / "grid.yaml"
     if pinned.is_file():
         if pinned.read_text(encoding="utf-8") != text:
-            raise StepstoneError(f"{folder} holds a different grid ({pinned}); use a new folder or the same spec")
+            added, dropped = _respec(pinned, every_cell, done)
+            write_text_atomic(pinned, text)
+            cells_added = f"{added} cell" + ("" if added == 1 else "s")
+            echo(f"{pinned}: the grid changed ({cells_added} added, {dropped} dropped, none of them run yet; every "
+                 "recorded cell is in it unchanged): pinned the new spec")
         return
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(pinned, text)
+
+
+def _respec(pinned: Path, every_cell: list[Cell], done: dict) -> tuple[int, int]:
+    """(cells added, cells dropped) going from the pinned grid to `every_cell`; refuses the change where a recorded
+    cell is not in the new grid or would run with other settings (its record would then describe another cell)."""
+    from ..config import build, load_yaml
+
+    refuse = f"{pinned.parent} holds a different grid ({pinned})"
+    fix = "use a new folder or the same spec (a changed spec may only add or drop cells not yet run)"
+    try:
+        data, lines = load_yaml(pinned)
+        data.pop("executor", None)
+        before = {c.id: c for c in cells(build(GridSpec, data, source=str(pinned), lines=lines))}
+    except (ConfigError, StepstoneError, ValueError, TypeError, KeyError) as error:
+        raise StepstoneError(f"{refuse}, which this version cannot read ({error}); {fix}") from None
+    after = {c.id: c for c in every_cell}
+    for cell_id in (i for i in before if i in done):
+        if cell_id not in after:
+            raise StepstoneError(f"{refuse}: its recorded cell {cell_id} is not in this one; {fix}")
+        old, new = before[cell_id], after[cell_id]
+        if (old.spec, old.rank, old.after, old.evaluate_artifact, old.record) != \
+                (new.spec, new.rank, new.after, new.evaluate_artifact, new.record):
+            raise StepstoneError(f"{refuse}: its recorded cell {cell_id} would run with other settings in this "
+                                 f"one; {fix}")
+    return len(set(after) - set(before)), len(set(before) - set(after))
 
 
 def _best_stack(done: dict[str, CellRecord], cell: Cell) -> str | None:
