@@ -54,11 +54,15 @@ def weights(outcome) -> dict[str, torch.Tensor]:
 def assert_close(cached, plain, noisy: tuple[str, ...] = ()) -> None:
     """The same training up to float rounding: losses, dev scores, trained weights. `noisy`: weights whose
     gradient is 0 up to rounding (a QA head's biases: the softmax over positions sums to 1, as does the
-    target), which AdamW turns into steps of +-lr whatever the rounding: compared by name and shape only."""
+    target; a multiple-choice head's last bias, added to every choice's score alike), which AdamW turns into
+    steps of +-lr whatever the rounding: compared by name and shape only. The rest within 1e-3 of each tensor's
+    largest value: AdamW divides by the gradient's running size, so a summation-order difference (another CPU's
+    kernels: ~1e-7 of a gradient) in a near-zero gradient element grows to ~1e-4 of the weights."""
     wa, wb = weights(cached), weights(plain)
     assert wa.keys() == wb.keys() and wa
     assert all(wa[k].shape == wb[k].shape for k in wa)
-    assert all(torch.allclose(wa[k], wb[k], rtol=1e-4, atol=1e-6) for k in wa if not k.endswith(noisy))
+    assert all(torch.allclose(wa[k], wb[k], rtol=1e-4, atol=max(1e-6, 1e-3 * wb[k].abs().max().item()))
+               for k in wa if not k.endswith(noisy))
     losses = [[r["loss"] for r in o.result.log if r["kind"] == "step"] for o in (cached, plain)]
     assert losses[0] == pytest.approx(losses[1], rel=1e-5) and len(losses[0]) > 2
     assert cached.manifest["metrics"]["dev"] == pytest.approx(plain.manifest["metrics"]["dev"], rel=1e-6)
@@ -109,7 +113,10 @@ def test_the_cached_forward_equals_the_full_one(kind, task):
     for value in (first, again):
         assert value[0] == pytest.approx(plain[0], rel=1e-6, abs=1e-7)
         assert value[1].keys() == plain[1].keys() and plain[1]
-        assert all(torch.allclose(value[1][n], plain[1][n], rtol=1e-5, atol=1e-7) for n in plain[1])
+        # within 1e-5 of each gradient's largest element (or 1e-7): summation order (the CPU's kernels) moves
+        # fp32 gradients by ~1e-6 of their scale, which an absolute 1e-7 alone does not allow for small elements
+        assert all(torch.allclose(value[1][n], plain[1][n], rtol=1e-5,
+                                  atol=max(1e-7, 1e-5 * plain[1][n].abs().max().item())) for n in plain[1])
     assert not any(n.startswith("roberta.encoder.layer.0.") for n in plain[1])  # the backward stops above layer 0
 
 
@@ -149,7 +156,8 @@ def test_a_cached_run_trains_as_an_uncached_one(tmp_path, settings):
         assert cached.manifest["history"][-1]["train_loss"] == pytest.approx(
             plain.manifest["history"][-1]["train_loss"], rel=2e-2)
         return
-    assert_close(cached, plain, noisy=("heads.m.1.bias",) if settings.get("tasks") == ("toy-qa",) else ())
+    noisy = {("toy-qa",): ("heads.m.1.bias",), ("toy-choice",): ("heads.m.4.bias",)}
+    assert_close(cached, plain, noisy=noisy.get(settings.get("tasks"), ()))
     assert cached.manifest["spec"]["train"]["cache_frozen_layers"] is True
     assert "cache_frozen_layers" not in plain.manifest["spec"]["train"]
 
