@@ -118,7 +118,11 @@ def test_a_folder_belongs_to_one_grid(data, tmp_path):
     recorded = "target/toy-tags/bottleneck/none/seed0"
     refusals = [("is not in this one", replace(small, seeds=(5,))),  # the recorded seed-0 cell dropped
                 ("is not in this one", tiny_grid(data, seeds=(5,))),  # another grid altogether
-                ("would run with other settings in this one", replace(small, train={"lr": 0.05}))]
+                ("would run with other settings in this one", replace(small, train={"lr": 0.05})),
+                # evaluated otherwise: fewer examples per language, other languages
+                ("would run with other settings in this one", replace(small, eval_examples=7)),
+                ("would run with other settings in this one",
+                 replace(small, targets=(TargetSpec("toy-tags", langs=("xa",)),)))]
     for why, other in refusals:
         with pytest.raises(StepstoneError) as refused:
             run_grid(other, folder, isolate=False)

@@ -214,7 +214,7 @@ def _pin_spec(grid: GridSpec, folder: Path, every_cell: list[Cell], done: dict,
     pinned = folder / "grid.yaml"
     if pinned.is_file():
         if pinned.read_text(encoding="utf-8") != text:
-            added, dropped = _respec(pinned, every_cell, done)
+            added, dropped = _respec(pinned, grid, every_cell, done)
             write_text_atomic(pinned, text)
             cells_added = f"{added} cell" + ("" if added == 1 else "s")
             echo(f"{pinned}: the grid changed ({cells_added} added, {dropped} dropped, none of them run yet; every "
@@ -224,9 +224,9 @@ def _pin_spec(grid: GridSpec, folder: Path, every_cell: list[Cell], done: dict,
     write_text_atomic(pinned, text)
 
 
-def _respec(pinned: Path, every_cell: list[Cell], done: dict) -> tuple[int, int]:
-    """(cells added, cells dropped) going from the pinned grid to `every_cell`; refuses the change where a recorded
-    cell is not in the new grid or would run with other settings (its record would then describe another cell)."""
+def _respec(pinned: Path, grid: GridSpec, every_cell: list[Cell], done: dict) -> tuple[int, int]:
+    """(cells added, cells dropped) going from the pinned grid to `grid`; refuses the change where a recorded cell
+    is not in the new grid or would run with other settings (its record would then describe another cell)."""
     from ..config import build, load_yaml
 
     refuse = f"{pinned.parent} holds a different grid ({pinned})"
@@ -234,19 +234,32 @@ def _respec(pinned: Path, every_cell: list[Cell], done: dict) -> tuple[int, int]
     try:
         data, lines = load_yaml(pinned)
         data.pop("executor", None)
-        before = {c.id: c for c in cells(build(GridSpec, data, source=str(pinned), lines=lines))}
+        old_grid = build(GridSpec, data, source=str(pinned), lines=lines)
+        before = {c.id: c for c in cells(old_grid)}
     except (ConfigError, StepstoneError, ValueError, TypeError, KeyError) as error:
         raise StepstoneError(f"{refuse}, which this version cannot read ({error}); {fix}") from None
     after = {c.id: c for c in every_cell}
     for cell_id in (i for i in before if i in done):
         if cell_id not in after:
             raise StepstoneError(f"{refuse}: its recorded cell {cell_id} is not in this one; {fix}")
-        old, new = before[cell_id], after[cell_id]
-        if (old.spec, old.rank, old.after, old.evaluate_artifact, old.record) != \
-                (new.spec, new.rank, new.after, new.evaluate_artifact, new.record):
+        if _how_it_runs(old_grid, before[cell_id]) != _how_it_runs(grid, after[cell_id]):
             raise StepstoneError(f"{refuse}: its recorded cell {cell_id} would run with other settings in this "
                                  f"one; {fix}")
     return len(set(after) - set(before)), len(set(before) - set(after))
+
+
+def _how_it_runs(grid: GridSpec, cell: Cell) -> tuple:
+    """Everything a cell's record depends on: its settings (training, composition, rank job, gate), its target's
+    evaluation (task, splits, languages, data files) and the grid's evaluation settings it runs under (data, examples
+    per language, the perturbations it is scored under, rank estimators, the best-stack rule); not the keys that only
+    say which cells exist (a target's methods, setups, seeds, intermediates)."""
+    target = cell.target
+    scored = None if target is None else (target.task, target.train_task, target.train_split, target.split,
+                                          target.langs, target.dev, target.data_files)
+    perturbed = target is not None and grid.perturbs(cell.record.composition, cell.record.seed)
+    return (cell.spec, cell.rank, cell.after, cell.evaluate_artifact, cell.record, scored, grid.data_dir,
+            grid.eval_limit, (grid.perturb, grid.perturb_seed) if perturbed else None,
+            grid.rank if cell.rank else None, grid.stack_pick if cell.after or cell.rank else None)
 
 
 def _best_stack(done: dict[str, CellRecord], cell: Cell) -> str | None:
