@@ -78,7 +78,8 @@ def _run_grid(grid: GridSpec, folder: Path, every_cell: list[Cell], progress: Pr
         return _seeded_stack(grid, done, cell, echo, warned) == cell.record.intermediate
 
     needs = dependencies(every_cell)
-    lost = _lost_artifacts(folder, every_cell, [c for c in remaining if not _passed_over(c, needs, done, gate)])
+    lost = _lost_artifacts(folder, every_cell, [c for c in remaining if not _passed_over(c, needs, done, gate)],
+                           needs)
     if lost:
         note(progress, f"{len(lost)} intermediate adapters recorded as trained are not in {folder / 'zoo'}: "
                        "training them again")
@@ -122,7 +123,8 @@ def _passed_over(cell: Cell, needs: dict[str, set[str]], done: dict, gate: Calla
         and not gate(cell)
 
 
-def _lost_artifacts(folder: Path, every_cell: list[Cell], remaining: list[Cell]) -> set[str]:
+def _lost_artifacts(folder: Path, every_cell: list[Cell], remaining: list[Cell],
+                    needs: dict[str, set[str]]) -> set[str]:
     """The intermediate cells recorded ok whose adapter is no longer in the grid's zoo (a grid resumed from a committed
     cells.jsonl on another machine: weights are never committed) that a cell still to run composes or continues,
     directly or through another lost one: they train again."""
@@ -130,7 +132,7 @@ def _lost_artifacts(folder: Path, every_cell: list[Cell], remaining: list[Cell])
     from ..zoo import Zoo
     from .cells import Kind
 
-    needs, by_id = dependencies(every_cell), {c.id: c for c in every_cell}
+    by_id = {c.id: c for c in every_cell}
     zoo, runs = Zoo(folder / "zoo"), folder / "runs"
 
     def lost(cell: Cell) -> bool:
