@@ -61,6 +61,23 @@ def test_sized_intermediate_adapters_train_on_that_many_examples():
     assert {"intermediate/bottleneck/toy-sentiment-n8", "intermediate/bottleneck/toy-pair-n8"} <= set(every)
 
 
+def test_a_target_that_lists_setups_runs_the_axes_only_where_it_lists_them():
+    chains, sizes = (("toy-sentiment", "toy-pair"),), {"toy-pair": (8,), "toy-sentiment": (8,)}
+    planned = by_id(grid(sequential=chains, intermediate_sizes=sizes, targets=(
+        TargetSpec("toy-tags", setups=(Setup.NONE, Setup.SEQUENTIAL)),
+        TargetSpec("toy-qa", setups=(Setup.NONE, Setup.STACK, Setup.SIZE), intermediates=("toy-pair",)),
+        TargetSpec("toy-choice", setups=(Setup.NONE, Setup.STACK)))))
+    axis = sorted(i for i in planned if "sequential" in i or "stack-size" in i)
+    assert axis == ["target/toy-qa/bottleneck/stack-size-toy-pair-n8/seed0",
+                    "target/toy-tags/bottleneck/sequential-toy-sentiment-then-toy-pair/seed0"]
+    # the sized adapters no target stacks are not trained (toy-qa stacks toy-pair only)
+    assert "intermediate/bottleneck/toy-pair-n8" in planned and "intermediate/bottleneck/toy-sentiment-n8" not in planned
+    unlisted = by_id(grid(sequential=chains, intermediate_sizes=sizes,
+                          targets=(TargetSpec("toy-tags", setups=(Setup.NONE, Setup.STACK)), TargetSpec("toy-qa"))))
+    assert not [i for i in unlisted if "toy-tags" in i and ("sequential" in i or "stack-size" in i)]
+    assert "target/toy-qa/bottleneck/sequential-toy-sentiment-then-toy-pair/seed0" in unlisted  # no setups: all
+
+
 def test_every_record_names_its_backbone_and_several_backbones_split_the_grid(tmp_path):
     assert {c.record.backbone for c in cells(grid())} == {"tiny"}
     other = tmp_path / "tiny-copy"
@@ -132,6 +149,24 @@ targets:
 def test_bad_axis_settings_are_refused_with_file_and_line(tmp_path, extra, message):
     path = tmp_path / "grid.yaml"
     path.write_text(BASE + extra)
+    with pytest.raises(ConfigError, match=message):
+        load_grid(path)
+
+
+@pytest.mark.parametrize("target, extra, message", [
+    ("{task: toy-tags, setups: [none, stack]}", "sequential: [[toy-sentiment, toy-pair]]\n",
+     r":9: sequential makes no cell: no trained target runs 'sequential' \(a target that lists setups runs it only "
+     r"where it lists it\)$"),
+    ("{task: toy-tags, setups: [none, sequential]}", "",
+     r":8: target 'toy-tags' lists setup 'sequential', which makes no cell: for bottleneck, sequential needs "
+     r"sequential chains \(the grid has none\)$"),
+    ("{task: toy-tags, intermediates: [toy-pair]}", "intermediate_sizes: {toy-sentiment: [8]}\n",
+     r":9: intermediate_sizes names 'toy-sentiment', which no target that runs stack-size stacks \(those targets: "
+     r"toy-tags; each stacks its intermediates\)$"),
+], ids=["chain-no-target-runs", "target-axis-without-chains", "size-no-target-stacks"])
+def test_axis_settings_the_targets_leave_idle_are_refused(tmp_path, target, extra, message):
+    path = tmp_path / "grid.yaml"
+    path.write_text(BASE.replace("{task: toy-tags}", target) + extra)
     with pytest.raises(ConfigError, match=message):
         load_grid(path)
 
@@ -339,3 +374,28 @@ def test_a_resumed_grid_does_not_train_again_what_only_a_passed_over_stack_compo
     again = run_grid(spec, folder, isolate=False)
     assert (again.ran, again.failed) == (0, [])
 
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["serial", "side-by-side"])
+def test_a_grid_moved_before_its_pick_settles_trains_again_only_the_picked_candidate(tmp_path, notes, workers):
+    """Resumed without its zoo while a first-seed Stack cell is still to run: the lost adapters only the other
+    seeds' Stack cells compose wait for the pick, and only the picked one is trained again."""
+    import shutil
+
+    from stepstone.experiments.execution import ExecutorSpec
+
+    spec = grid(intermediate=("toy-sentiment", "toy-pair", "toy-choice"), seeds=(0, 1))
+    folder = tmp_path / "g"
+    run_grid(spec, folder, isolate=False, limit=6)  # the 3 adapters, none and 2 of the 3 first-seed stacks
+    assert "target/toy-tags/bottleneck/stack-toy-choice/seed0" not in load_records(folder / CELLS)
+    shutil.rmtree(folder / "zoo")
+    rest = run_grid(spec, folder, progress=notes, executor=ExecutorSpec(workers=workers))
+    lines = [json.loads(line) for line in (folder / CELLS).read_text().splitlines()]
+    assert rest.failed == [] and all(r["status"] == "ok" for r in lines)
+    picked = [r["intermediate"] for r in lines if r["composition"] == "stack" and r["seed"] == 1]
+    assert len(picked) == 1
+    again = {r["task"] for r in lines[6:] if r["id"].startswith("intermediate/")}
+    assert again == {"toy-choice", *picked}  # toy-choice for its first-seed stack; of the others, the pick only
+    assert notes.lines[0] == (f"3 intermediate adapters recorded as trained are not in {folder / 'zoo'}: training "
+                              "them again (2 of them once a best stack picks them)")
+    assert run_grid(spec, folder, isolate=False).ran == 0

@@ -124,6 +124,15 @@ def test_rank_cells_sit_before_their_targets_cells(tmp_path):
     assert no_cap == [500]  # ranking's default
 
 
+def test_a_target_with_rank_false_gets_no_rank_cell_and_pins_the_key_only_where_set():
+    grid = grid_of(targets=(TargetSpec("toy-tags"), TargetSpec("toy-pair", intermediates=("toy-sentiment",),
+                                                                rank=False)))
+    assert [i for i in ids_of(grid) if i.startswith("rank/")] == ["rank/toy-tags/bottleneck"]
+    assert "target/toy-pair/bottleneck/stack-toy-sentiment/seed0" in ids_of(grid)  # its stack cells still run
+    assert "rank" not in TargetSpec("toy-tags").to_config()
+    assert TargetSpec("toy-tags", rank=False).to_config()["rank"] is False
+
+
 def test_grids_without_rank_expand_and_pin_as_before():
     for grid in (grid_of(rank=()), grid_of(rank=(), methods=("bottleneck", "lora"), setups=(Setup.NONE, Setup.STACK,
                                                                                              Setup.FUSE))):
@@ -258,6 +267,25 @@ HEAD = "preset: tiny\ntargets: [{task: toy-tags}]\nseeds: [0]\nintermediate: [to
 def test_bad_rank_settings_are_refused_with_file_and_line(tmp_path, text, message):
     path = tmp_path / "g.yaml"
     path.write_text(HEAD + text)
+    with pytest.raises(ConfigError) as caught:
+        load_grid(path)
+    assert str(caught.value) == str(path.parent / message)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("targets: [{task: toy-tags, rank: false}]\n", "g.yaml:4: target 'toy-tags' sets rank: false, but the grid "
+                                                   "ranks nothing (rank lists no estimator)"),
+    ("targets: [{task: toy-tags, rank: false}]\nrank: [logme]\nstack_pick: logme\n",
+     "g.yaml:4: target 'toy-tags' sets rank: false, but stack_pick 'logme' picks its best stack from its rank cell "
+     "(valid with rank: false: stack_pick: dev)"),
+    ("targets: [{task: tatoeba, rank: false}, {task: toy-tags}]\nrank: [logme]\n",
+     "g.yaml:4: target 'tatoeba' is a retrieval task (evaluated with the intermediate adapters, never trained): rank "
+     "does not apply to it"),
+], ids=["without-rank", "picked-by-rank", "retrieval"])
+def test_a_target_rank_false_that_skips_nothing_or_leaves_a_pick_without_its_cell_is_refused(tmp_path, text,
+                                                                                            message):
+    path = tmp_path / "g.yaml"
+    path.write_text("preset: tiny\nseeds: [0]\nintermediate: [toy-sentiment]\n" + text)
     with pytest.raises(ConfigError) as caught:
         load_grid(path)
     assert str(caught.value) == str(path.parent / message)

@@ -63,6 +63,27 @@ def axis_methods(grid, setup: Setup) -> list[str]:
     return [m for m in stacking_methods(grid) if m not in grid.method_setups or setup in grid.method_setups[m]]
 
 
+def runs_axis(grid, target, method: str, setup: Setup) -> bool:
+    """Whether trained `target` has `setup` (SEQUENTIAL or SIZE) cells with `method`: the grid gives the axis, Stack
+    composes the method, method_setups (where it names the method) and the target's setups (where given) list it."""
+    from .grid import _no_cell
+
+    return method in axis_methods(grid, setup) and method in (target.methods or grid.methods) and (
+        target.setups is None or setup in target.setups) and _no_cell(grid, method, setup, target) is None
+
+
+def _trained_targets(grid) -> list:
+    from .grid import TASKS
+
+    return [t for t in grid.targets if t.task in TASKS and get_task(t.task).trainable]
+
+
+def _sized_tasks(grid, method: str) -> set[str]:
+    """The tasks whose sized `method` adapters some target's stack-size cells stack."""
+    return {task for t in _trained_targets(grid) if runs_axis(grid, t, method, Setup.SIZE)
+            for task in t.intermediates or grid.intermediate if sizes_for(grid, task)}
+
+
 def slug(backbone: BackboneSpec) -> str:
     """A backbone as a cell-id and zoo-name prefix: a hub id or local folder by its last part."""
     name = Path(backbone.name).name or backbone.name
@@ -72,13 +93,16 @@ def slug(backbone: BackboneSpec) -> str:
 # ---- cells -------------------------------------------------------------------------------------------------
 
 def intermediate_cells(grid, zoo_name: dict, common: dict) -> list:
-    """The chains' and the sizes' intermediate adapters (a chain's first task reuses the grid's own adapter of it
-    where the grid trains one); fills `zoo_name`: (method, chain label or 'task@size') -> zoo entry."""
+    """The chains' and the sizes' intermediate adapters that some target cell stacks (a chain's first task reuses
+    the grid's own adapter of it where the grid trains one); fills `zoo_name`: (method, chain label or 'task@size')
+    -> zoo entry."""
     from .grid import _cell, _train_spec
 
     out, first, splits = [], grid.seeds[0], grid.intermediate_splits
-    chaining, sizing = axis_methods(grid, Setup.SEQUENTIAL), axis_methods(grid, Setup.SIZE)
-    for method in (m for m in stacking_methods(grid) if m in chaining or m in sizing):
+    chaining = [m for m in axis_methods(grid, Setup.SEQUENTIAL)
+                if any(runs_axis(grid, t, m, Setup.SEQUENTIAL) for t in _trained_targets(grid))]
+    sizing = {m: _sized_tasks(grid, m) for m in axis_methods(grid, Setup.SIZE)}
+    for method in (m for m in stacking_methods(grid) if m in chaining or sizing.get(m)):
         m = MethodSpec(kind=method)
 
         def train(task: str, examples: int | None = None):
@@ -99,7 +123,7 @@ def intermediate_cells(grid, zoo_name: dict, common: dict) -> list:
                 out.append(_cell(f"intermediate/{method}/{label}", Kind.INTERMEDIATE,
                                  RunSpec(task=head[-1], name=name, method=m, train=train(head[-1]),
                                          train_splits=splits, init_from=init, **common), record))
-        for task in grid.intermediate if method in sizing else ():
+        for task in (t for t in grid.intermediate if t in sizing.get(method, ())):
             for size in sizes_for(grid, task):
                 name = zoo_name[(method, f"{task}@{size}")] = f"{method}-{task}-n{size}"
                 out.append(_cell(f"intermediate/{method}/{task}-n{size}", Kind.INTERMEDIATE,
@@ -125,12 +149,12 @@ def target_cells(grid, target, zoo_name: dict, common: dict) -> Iterator:
                          {"target": target.task, "train_task": train_task, "method": method,
                           "composition": setup.value, **record, "seed": seed}, target)
 
-        for chain in grid.sequential if method in axis_methods(grid, Setup.SEQUENTIAL) else ():
+        for chain in grid.sequential if runs_axis(grid, target, method, Setup.SEQUENTIAL) else ():
             label = chain_label(chain)
             for seed in grid.seeds_for(Setup.SEQUENTIAL, target):
                 yield cell(Setup.SEQUENTIAL, f"sequential-{label}", zoo_name[(method, label)], seed,
                            intermediate=label, chain=list(chain))
-        for task in target.intermediates or grid.intermediate if method in axis_methods(grid, Setup.SIZE) else ():
+        for task in target.intermediates or grid.intermediate if runs_axis(grid, target, method, Setup.SIZE) else ():
             for size in sizes_for(grid, task):
                 for seed in grid.seeds_for(Setup.SIZE, target):
                     yield cell(Setup.SIZE, f"stack-size-{task}-n{size}", zoo_name[(method, f"{task}@{size}")], seed,
@@ -194,13 +218,20 @@ def problems(grid) -> list[tuple[tuple[str, ...], str]]:
             if given and not axis_methods(grid, setup):
                 out.append(((key,), f"{key} makes no cell: method_setups leaves '{setup.value}' out for every "
                             f"method Stack composes ({', '.join(methods)}); list it there"))
+            elif given and not any(runs_axis(grid, t, m, setup) for t in _trained_targets(grid) for m in methods):
+                out.append(((key,), f"{key} makes no cell: no trained target runs '{setup.value}' (a target that "
+                            "lists setups runs it only where it lists it)"))
     sizes = grid.intermediate_sizes
     listed = sizes.items() if isinstance(sizes, dict) else [(None, sizes)]
+    sizing = [t for t in _trained_targets(grid) if any(runs_axis(grid, t, m, Setup.SIZE) for m in methods)]
     for task, values in listed:
         key = ("intermediate_sizes",) + (() if task is None else (task,))
         if task is not None and task not in grid.intermediate:
             out.append((key, f"intermediate_sizes names '{task}', which is not an intermediate task "
                              f"(intermediate: {', '.join(grid.intermediate) or 'none'})"))
+        elif task is not None and sizing and not any(task in (t.intermediates or grid.intermediate) for t in sizing):
+            out.append((key, f"intermediate_sizes names '{task}', which no target that runs stack-size stacks "
+                             f"(those targets: {', '.join(t.task for t in sizing)}; each stacks its intermediates)"))
         bad = [v for v in values if v < 1]
         if bad:
             out.append((key, f"intermediate_sizes must be at least 1 (got {', '.join(map(str, bad))})"))

@@ -349,8 +349,11 @@ class Scheduled:
 
     start: Callable[[Any], None]  # a cell starts
     finish: Callable[[Any, dict, float], None]  # a cell finished with these values after so many seconds
-    gate: Callable[[Any], bool]  # whether a best-stack seed cell runs (its dependencies are finished)
+    # whether a cell runs, asked once what it depends on has finished: a best-stack seed cell, or a lost adapter in
+    # `waits`, may be passed over
+    gate: Callable[[Any], bool]
     echo: Callable[[str], None]
+    waits: dict[str, set[str]] = field(default_factory=dict)  # cell id -> the cells it also waits for
 
 
 def run_parallel(grid, folder: Path, todo: list, every_cell: list, executor, hooks: Scheduled,
@@ -359,6 +362,8 @@ def run_parallel(grid, folder: Path, todo: list, every_cell: list, executor, hoo
     finished, results before intermediate adapters (`_trains_an_intermediate`); returns how many ran. A signal stops starting cells, passes the signal to the running
     ones (they stop at their next step with a checkpoint) and, once they have, raises `Interrupted` naming them."""
     needs = dependencies(every_cell)
+    for cell_id, also in hooks.waits.items():
+        needs[cell_id] = needs[cell_id] | also
     pending, running, tries, ran = list(todo), {}, {}, 0
     slots = executor.slots
     free = list(range(slots)) if slots else []
@@ -374,7 +379,7 @@ def run_parallel(grid, folder: Path, todo: list, every_cell: list, executor, hoo
                 if needs[cell.id] & open_ids:
                     continue
                 pending.remove(cell)
-                if cell.after is not None and not hooks.gate(cell):
+                if not hooks.gate(cell):
                     continue
                 slot = free.pop(0) if slots else 0
                 hooks.start(cell)

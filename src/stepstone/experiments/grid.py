@@ -73,7 +73,8 @@ class TargetSpec:
     split: str = "test"
     langs: tuple[str, ...] | None = None
     dev: bool = True  # False where the training task has no English dev data here (no selection then)
-    # per-target narrowing of the grid (None = the grid's): adapter methods, setups, seeds (also the full
+    # per-target narrowing of the grid (None = the grid's): adapter methods, setups (the axes sequential and
+    # stack-size too: a target that lists setups runs them only where it lists them), seeds (also the full
     # fine-tune's), whether the full fine-tune baseline runs
     methods: tuple[MethodName, ...] | None = None
     setups: tuple[Setup, ...] | None = None
@@ -84,11 +85,13 @@ class TargetSpec:
     intermediates: tuple[str, ...] | None = None
     # out-of-domain files in the task's native format every target cell is also scored on (domain shift)
     data_files: tuple[Path, ...] | None = None
+    rank: bool = True  # False: the grid's rank estimators skip this target (no rank cell; its best stack goes by dev)
 
     def to_config(self) -> dict:
-        """Config form: data_files only where set, so a target without them pins the text it pinned before."""
+        """Config form: data_files and rank only where set, so a target without them pins the text it pinned
+        before they existed."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {k: v for k, v in data.items() if k != "data_files" or v is not None}
+        return {k: v for k, v in data.items() if (k != "data_files" or v is not None) and (k != "rank" or not v)}
 
     def __post_init__(self):
         if self.data_files is not None and not self.data_files:
@@ -172,9 +175,9 @@ class GridSpec:
             raise ValueError("methods are adapter methods; the full fine-tune baseline is `full_finetune`")
         if not self.seeds or not self.targets:
             raise ValueError("a grid needs seeds and targets")
-        axes = (Setup.SEQUENTIAL, Setup.SIZE)  # single_seed and method_setups may list these too (experiments/axes.py)
+        axes = (Setup.SEQUENTIAL, Setup.SIZE)  # single_seed, method_setups and targets may list these too (axes.py)
         listed = [*self.setups, *(s for s in self.single_seed if s not in axes),
-                  *(s for t in self.targets for s in t.setups or ()),
+                  *(s for t in self.targets for s in t.setups or () if s not in axes),
                   *(s for setups in self.method_setups.values() for s in setups if s not in axes)]
         stray = sorted({s.value for s in listed} - {s.value for s in GRID_SETUPS})
         if stray:
@@ -398,9 +401,11 @@ def expansion_problems(grid: GridSpec, setups_given: bool = True) -> Problems:
     `setups_given`: False when `setups` is the default, which means every setup that applies."""
     targets = [(i, t) for i, t in enumerate(grid.targets) if t.task in TASKS and get_task(t.task).trainable]
     pairs = [(t, m) for _, t in targets for m in t.methods or grid.methods]
+    from .axes import AXIS_KEYS, runs_axis, problems as axes_problems
+
     runs = {(id(t), m, s) for t, m in pairs for s in grid.setups_for(m)
-            if (t.setups is None or s in t.setups) and _no_cell(grid, m, s, t) is None}
-    from .axes import problems as axes_problems
+            if s not in AXIS_KEYS and (t.setups is None or s in t.setups) and _no_cell(grid, m, s, t) is None}
+    runs |= {(id(t), m, s) for t, m in pairs for s in AXIS_KEYS if runs_axis(grid, t, m, s)}
 
     return [*_setups_problems(grid, pairs, runs, setups_given), *_target_problems(grid, targets, runs),
             *_retrieval_problems(grid), *_settings_problems(grid, targets), *_rank_problems(grid, runs),
@@ -425,14 +430,18 @@ def _setups_problems(grid: GridSpec, pairs: list, runs: set, setups_given: bool)
 
 
 def _target_problems(grid: GridSpec, targets: list, runs: set) -> Problems:
-    """A trained target's `setups` and `intermediates` that make no cell."""
+    """A trained target's `setups` and `intermediates` that make no cell, `rank: false` that skips nothing or
+    leaves its best stack without the estimator stack_pick picks by."""
+    from .axes import AXIS_KEYS, axis_methods, stacking_methods
+
     problems: Problems = []
     for i, target in targets:
         methods = target.methods or grid.methods
         for j, setup in enumerate(target.setups or ()):
             if any((id(target), m, setup) in runs for m in methods):
                 continue
-            offered = [m for m in methods if setup in grid.setups_for(m)]
+            offered = [m for m in methods if setup in grid.setups_for(m)] if setup not in AXIS_KEYS else [
+                m for m in methods if m in axis_methods(grid, setup) or m not in stacking_methods(grid)]
             reason = _reasons(grid, [(target, m) for m in offered], setup) if offered else (
                 "the grid's setups for its methods leave it out (" + ", ".join(
                     f"{m}: {', '.join(s.value for s in grid.setups_for(m))}" for m in methods) + ")")
@@ -444,6 +453,13 @@ def _target_problems(grid: GridSpec, targets: list, runs: set) -> Problems:
             problems.append((("targets", f"[{i}]", "intermediates"),
                              f"target '{target.task}' narrows its compositions to intermediates, but it runs no "
                              f"{' or '.join(filter(None, (', '.join(rest), last)))} setup"))
+        if not target.rank and not grid.rank:
+            problems.append((("targets", f"[{i}]", "rank"), f"target '{target.task}' sets rank: false, but the "
+                             "grid ranks nothing (rank lists no estimator)"))
+        elif not target.rank and grid.stack_pick != DEV:
+            problems.append((("targets", f"[{i}]", "rank"), f"target '{target.task}' sets rank: false, but "
+                             f"stack_pick '{grid.stack_pick}' picks its best stack from its rank cell (valid with "
+                             "rank: false: stack_pick: dev)"))
     return problems
 
 
@@ -456,7 +472,7 @@ def _retrieval_problems(grid: GridSpec) -> Problems:
         ignored = [name for name in ("train_task", "methods", "setups", "seeds", "full_finetune", "intermediates",
                                      "data_files")
                    if getattr(target, name) is not None]
-        ignored += [name for name, default in (("train_split", "train"), ("dev", True))
+        ignored += [name for name, default in (("train_split", "train"), ("dev", True), ("rank", True))
                     if getattr(target, name) != default]
         if ignored:
             problems.append((("targets", f"[{i}]", ignored[0]),
@@ -647,7 +663,8 @@ def _target_cells(grid: GridSpec, target: TargetSpec, zoo_name: dict, common: di
     seeds = target.seeds or grid.seeds
     for method in target.methods or grid.methods:
         setups = [s for s in grid.setups_for(method) if target.setups is None or s in target.setups]
-        if grid.rank and any(s in PER_INTERMEDIATE and _no_cell(grid, method, s, target) is None for s in setups):
+        if grid.rank and target.rank and any(s in PER_INTERMEDIATE and _no_cell(grid, method, s, target) is None
+                                             for s in setups):
             yield _rank_cell(grid, target, method, zoo_name)
         for seed in seeds:
             def cell(setup: Setup, compose: Composition | None, inter: str | None = None,

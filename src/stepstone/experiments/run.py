@@ -74,17 +74,25 @@ def _run_grid(grid: GridSpec, folder: Path, every_cell: list[Cell], progress: Pr
     remaining = [c for c in every_cell if done.get(c.id, {}).get("status") != "ok"]
     warned: set[str] = set()  # rank cells whose pick fell back to dev: one warning each
 
-    def gate(cell: Cell) -> bool:  # whether a best-stack seed cell runs: its stack is the one picked
+    def picked(cell: Cell) -> bool:  # whether a best-stack seed cell runs: its stack is the one picked
         return _seeded_stack(grid, done, cell, echo, warned) == cell.record.intermediate
 
     needs = dependencies(every_cell)
-    lost = _lost_artifacts(folder, every_cell, [c for c in remaining if not _passed_over(c, needs, done, gate)],
-                           needs)
+    still = [c for c in remaining if not _passed_over(c, needs, done, picked)]
+    lost = _lost_artifacts(folder, every_cell, still, needs)
+    waits = _waiting(lost, still, needs)  # lost adapters only best-stack seed cells compose: trained once picked
+
+    def gate(cell: Cell) -> bool:  # called once a cell's dependencies (and `waits`) are finished
+        if cell.id in waits:
+            return any(picked(c) for c in still if c.after is not None and cell.id in needs[c.id])
+        return cell.after is None or picked(cell)
+
     if lost:
+        later = f" ({len(waits)} of them once a best stack picks them)" if waits else ""
         note(progress, f"{len(lost)} intermediate adapters recorded as trained are not in {folder / 'zoo'}: "
-                       "training them again")
+                       f"training them again{later}")
         remaining = [c for c in every_cell if c in remaining or c.id in lost]
-        todo, finished = todo + len(lost), finished - len(lost)
+        todo, finished = todo + len(lost) - len(waits), finished - len(lost)
     countdown = Countdown(todo if limit is None else min(todo, limit), clock())
     note(progress, f"grid {folder}: {countdown.total} cells to run, {finished} already done")
 
@@ -105,12 +113,12 @@ def _run_grid(grid: GridSpec, folder: Path, every_cell: list[Cell], progress: Pr
         from .execution import Scheduled, executor_for, run_parallel
 
         hooks = Scheduled(start=lambda cell: note(progress, countdown.begin(cell.id, clock())), finish=finish,
-                          gate=gate, echo=echo)
+                          gate=gate, echo=echo, waits=waits)
         ran = run_parallel(grid, folder, remaining, every_cell, executor_for(executor, folder), hooks,
                            executor.retries, limit, clock)
     else:
-        ran = _run_serial(grid, folder, remaining, progress, isolate, limit, clock, executor.retries, finish, gate,
-                          countdown, echo)
+        ran = _run_serial(grid, folder, _serial_order(remaining, waits, needs), progress, isolate, limit, clock,
+                          executor.retries, finish, gate, countdown, echo)
     if ran:
         note(progress, countdown.summary(clock()))
     return GridResult(folder, ran, skipped, failed)
@@ -149,13 +157,36 @@ def _lost_artifacts(folder: Path, every_cell: list[Cell], remaining: list[Cell],
     return again
 
 
+def _waiting(lost: set[str], still: list[Cell], needs: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Lost adapter id -> what it waits for, for the lost adapters that only best-stack seed cells not yet passed
+    over compose: the cells that settle those cells' pick (their other dependencies). Such an adapter is trained
+    again only if a pick needs it: a grid moved to another machine does not retrain every candidate of a pick."""
+    out: dict[str, set[str]] = {}
+    for adapter in lost:
+        users = [c for c in still if adapter in needs[c.id]]
+        if users and all(c.after is not None for c in users) and not any(adapter in needs[o] for o in lost):
+            out[adapter] = set().union(*(needs[c.id] for c in users)) - {adapter}
+    return out
+
+
+def _serial_order(remaining: list[Cell], waits: dict[str, set[str]], needs: dict[str, set[str]]) -> list[Cell]:
+    """`remaining` in grid order, but each waiting lost adapter just before the first cell that composes it (after
+    the cells that settle its pick)."""
+    waiting = [c for c in remaining if c.id in waits]
+    out = [c for c in remaining if c.id not in waits]
+    for adapter in waiting:
+        first = next(i for i, c in enumerate(out) if adapter.id in needs[c.id])
+        out.insert(first, adapter)
+    return out
+
+
 def _run_serial(grid: GridSpec, folder: Path, remaining: list[Cell], progress: ProgressFactory, isolate: bool,
                 limit: int | None, clock: Callable[[], float], retries: int, finish: Callable,
                 gate: Callable[[Cell], bool], countdown: Countdown, echo: Callable[[str], None]) -> int:
     """The cells one after another, in order, here or each in a forked child (`isolate`)."""
     ran = 0
     for cell in remaining:
-        if cell.after is not None and not gate(cell):
+        if not gate(cell):
             continue
         if limit is not None and ran >= limit:
             break
