@@ -250,10 +250,8 @@ def problems(grid) -> list[tuple[tuple[str, ...], str]]:
 
 def _evaluation_problems(grid) -> list[tuple[tuple[str, ...], str]]:
     """perturb specs that do not parse, perturb settings with nothing to perturb, missing data files."""
-    from .grid import TASKS
-
     out: list[tuple[tuple[str, ...], str]] = []
-    trained = [t for t in grid.targets if t.task in TASKS and get_task(t.task).trainable]
+    trained = _trained_targets(grid)
     if grid.perturb and not trained:
         out.append((("perturb",), "perturb evaluates trained target cells under noise, but the grid has no trained "
                                   "target (retrieval targets are not perturbed)"))
